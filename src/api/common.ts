@@ -1,0 +1,64 @@
+// Pieces every kind shares: apiVersion, metadata, byte quantities, conditions and the
+// status fields that track which spec version a status describes.
+import { z } from "zod";
+import { dnsLabel, labelKey, labelValue } from "./names.js";
+import { parseQuantity } from "./quantity.js";
+
+export const API_GROUP = "kvmctl.dev";
+export const API_VERSION = `${API_GROUP}/v1alpha1`;
+
+export const objectMeta = z.strictObject({
+  name: dnsLabel.meta({ description: "DNS-1123 label; also the libvirt object's name." }),
+  labels: z.record(labelKey, labelValue).optional(),
+  annotations: z.record(labelKey, z.string()).optional(),
+});
+export type ObjectMeta = z.infer<typeof objectMeta>;
+
+/** A byte quantity ("512Mi", "2Gi", "20GiB"), parsed to a number of bytes. */
+export const quantity = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const parsed = parseQuantity(value);
+    if (parsed.ok) return parsed.bytes;
+    ctx.issues.push({ code: "custom", message: parsed.message, input: value });
+    return z.NEVER;
+  })
+  .meta({ description: 'Bytes with a unit: Kubernetes ("512Mi", "2Gi") or libvirt ("512MiB", "20GB") spelling.' });
+
+export const conditionStatus = z.enum(["True", "False", "Unknown"]);
+
+export const condition = z.looseObject({
+  type: z.string(),
+  status: conditionStatus,
+  reason: z.string(),
+  message: z.string().default(""),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.number().int().optional(),
+});
+export type Condition = z.infer<typeof condition>;
+
+/**
+ * Status fields common to every kind. Status is written by the controller only, so it is
+ * parsed leniently (unknown fields kept): a hand-edited status must never block a spec.
+ */
+export const statusBase = {
+  observedGeneration: z.number().int().min(0).optional(),
+  /** Hash of the spec `observedGeneration` refers to; a different hash means a newer generation. */
+  observedSpecHash: z.string().optional(),
+  conditions: z.array(condition).optional(),
+};
+
+/** Adds an issue at the second and later occurrence of each repeated value. */
+export function reportDuplicates(
+  ctx: { issues: unknown[]; value: unknown },
+  values: string[],
+  pathOf: (index: number) => (string | number)[],
+  what: string,
+): void {
+  const seen = new Map<string, number>();
+  values.forEach((value, index) => {
+    const first = seen.get(value);
+    if (first === undefined) seen.set(value, index);
+    else ctx.issues.push({ code: "custom", input: ctx.value, path: pathOf(index), message: `duplicate ${what} "${value}" (also at index ${first})` });
+  });
+}

@@ -1,0 +1,115 @@
+// Checks that span several manifests: a host port forwarded twice, two networks on
+// overlapping subnets or one bridge, a volume claimed by two VMs. Each finding is
+// reported on every object involved, so each file shows its own error.
+import { objectKey, type KvmObject } from "./kinds.js";
+import { subnetsOverlap } from "./net.js";
+import type { FieldPath } from "./validate.js";
+import type { Network } from "./network.js";
+
+export interface CrossObjectIssue {
+  key: string; // "Kind/name" of the object the issue is reported on
+  path: FieldPath;
+  message: string;
+}
+
+interface Claim {
+  key: string;
+  path: FieldPath;
+  value: string;
+  describe: string; // how the claim reads in a message, e.g. "VirtualMachine/web1"
+}
+
+export function validateObjectSet(objects: readonly KvmObject[]): CrossObjectIssue[] {
+  const issues: CrossObjectIssue[] = [];
+  issues.push(...conflicts(hostPortClaims(objects), (v) => `host port ${v}`));
+  issues.push(...conflicts(volumeClaims(objects), (v) => `volume ${v}`));
+  issues.push(...conflicts(bridgeClaims(objects), (v) => `bridge ${v}`));
+  issues.push(...conflicts(poolTargetClaims(objects), (v) => `pool target ${v}`));
+  issues.push(...subnetOverlaps(objects.filter((o): o is Network => o.kind === "Network")));
+  return issues;
+}
+
+/** Reports each claim whose value another object also claims. */
+function conflicts(claims: Claim[], what: (value: string) => string): CrossObjectIssue[] {
+  const byValue = new Map<string, Claim[]>();
+  for (const claim of claims) byValue.set(claim.value, [...(byValue.get(claim.value) ?? []), claim]);
+  const issues: CrossObjectIssue[] = [];
+  for (const [value, group] of byValue) {
+    const owners = new Set(group.map((c) => c.key));
+    if (owners.size < 2) continue; // repeats inside one object are the object schema's job
+    for (const claim of group) {
+      const others = [...new Set(group.filter((c) => c.key !== claim.key).map((c) => c.describe))];
+      issues.push({ key: claim.key, path: claim.path, message: `${what(value)} is also used by ${others.join(", ")}` });
+    }
+  }
+  return issues;
+}
+
+function hostPortClaims(objects: readonly KvmObject[]): Claim[] {
+  const claims: Claim[] = [];
+  for (const obj of objects) {
+    const key = objectKey(obj.kind, obj.metadata.name);
+    if (obj.kind === "VirtualMachine") {
+      obj.spec.interfaces.forEach((nic, i) =>
+        nic.user?.portForwards.forEach((pf, j) =>
+          claims.push({ key, describe: key, value: `${pf.protocol}/${pf.hostPort}`, path: ["spec", "interfaces", i, "user", "portForwards", j, "hostPort"] }),
+        ),
+      );
+    } else if (obj.kind === "Network") {
+      obj.spec.portForwards.forEach((pf, i) =>
+        claims.push({ key, describe: key, value: `${pf.protocol}/${pf.hostPort}`, path: ["spec", "portForwards", i, "hostPort"] }),
+      );
+    }
+  }
+  return claims;
+}
+
+function volumeClaims(objects: readonly KvmObject[]): Claim[] {
+  return objects.flatMap((obj) => {
+    if (obj.kind !== "VirtualMachine") return [];
+    const key = objectKey(obj.kind, obj.metadata.name);
+    return obj.spec.disks
+      .filter((d) => d.volume !== undefined)
+      .map((d, i) => ({ key, describe: key, value: `${d.pool}/${d.volume}`, path: ["spec", "disks", i, "volume"] }));
+  });
+}
+
+function bridgeClaims(objects: readonly KvmObject[]): Claim[] {
+  return objects.flatMap((obj) =>
+    obj.kind === "Network" && obj.spec.bridge && obj.spec.mode !== "bridge"
+      ? [{ key: objectKey(obj.kind, obj.metadata.name), describe: objectKey(obj.kind, obj.metadata.name), value: obj.spec.bridge, path: ["spec", "bridge"] }]
+      : [],
+  );
+}
+
+function poolTargetClaims(objects: readonly KvmObject[]): Claim[] {
+  return objects.flatMap((obj) => {
+    if (obj.kind !== "StoragePool") return [];
+    const key = objectKey(obj.kind, obj.metadata.name);
+    const target = obj.spec.type === "dir" ? obj.spec.path : `/dev/${obj.spec.volumeGroup ?? obj.metadata.name}`;
+    if (!target) return [];
+    return [{ key, describe: key, value: target.replace(/\/+$/, ""), path: ["spec", obj.spec.type === "dir" ? "path" : "volumeGroup"] }];
+  });
+}
+
+function subnetOverlaps(networks: Network[]): CrossObjectIssue[] {
+  const issues: CrossObjectIssue[] = [];
+  for (const family of ["ipv4", "ipv6"] as const) {
+    const withSubnet = networks.filter((n) => n.spec[family]);
+    for (const a of withSubnet) {
+      for (const b of withSubnet) {
+        if (a === b) continue;
+        const sa = a.spec[family]!;
+        const sb = b.spec[family]!;
+        if (subnetsOverlap(sa, sb)) {
+          issues.push({
+            key: objectKey("Network", a.metadata.name),
+            path: ["spec", family, "address"],
+            message: `${family} subnet ${sa.address}/${sa.prefix} overlaps Network/${b.metadata.name} (${sb.address}/${sb.prefix})`,
+          });
+        }
+      }
+    }
+  }
+  return issues;
+}

@@ -1,0 +1,180 @@
+// VirtualMachine: DESIGN.md §1. Defaults are applied here, so controllers see one shape.
+import { z } from "zod";
+import { API_VERSION, objectMeta, quantity, reportDuplicates, statusBase } from "./common.js";
+import { absolutePath, dnsLabel, interfaceName, macAddress, port, volumeName } from "./names.js";
+import { ipAddress, ipv4Address } from "./net.js";
+
+export const runStrategies = ["Always", "RerunOnFailure", "Manual", "Halted", "Once"] as const;
+
+/** YAML `user:` with nothing under it is null; treat it as an empty object. */
+const emptyAsObject = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === null ? {} : v), schema);
+
+export const userPortForward = z.strictObject({
+  hostPort: port,
+  guestPort: port,
+  address: ipAddress.default("127.0.0.1").meta({ description: "Host address to listen on; 127.0.0.1 unless the port must be reachable from outside." }),
+  protocol: z.enum(["tcp", "udp"]).default("tcp"),
+});
+
+export const userNetwork = z.strictObject({
+  portForwards: z.array(userPortForward).default([]),
+  ip: z.strictObject({ address: ipv4Address, prefix: z.number().int().min(1).max(30) }).optional(),
+});
+
+export const networkInterface = z
+  .strictObject({
+    network: dnsLabel.optional().meta({ description: "A Network manifest (or an existing libvirt network)." }),
+    bridge: interfaceName.optional().meta({ description: "An existing host bridge." }),
+    user: emptyAsObject(userNetwork).optional().meta({ description: "passt user networking." }),
+    mac: macAddress.optional(),
+    model: z.enum(["virtio", "e1000", "e1000e", "rtl8139"]).default("virtio"),
+  })
+  .check((ctx) => {
+    const kinds = (["network", "bridge", "user"] as const).filter((k) => ctx.value[k] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.issues.push({
+        code: "custom",
+        input: ctx.value,
+        message:
+          kinds.length === 0
+            ? "an interface needs exactly one of network, bridge or user"
+            : `an interface needs exactly one of network, bridge or user, not ${kinds.join(" and ")}`,
+      });
+    }
+  });
+
+export const diskSource = z
+  .strictObject({
+    volume: volumeName.optional().meta({ description: "Clone this volume." }),
+    pool: dnsLabel.optional().meta({ description: "Pool of `volume`; defaults to the disk's pool." }),
+    image: absolutePath.optional().meta({ description: "Copy this image file." }),
+    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  })
+  .check((ctx) => {
+    const kinds = (["volume", "image", "url"] as const).filter((k) => ctx.value[k] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.issues.push({ code: "custom", input: ctx.value, message: "from needs exactly one of volume, image or url" });
+    }
+    if (ctx.value.pool !== undefined && ctx.value.volume === undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["pool"], message: "pool only goes with volume" });
+    }
+  });
+
+export const disk = z
+  .strictObject({
+    name: dnsLabel,
+    pool: dnsLabel.default("default").meta({ description: "A StoragePool manifest (or an existing libvirt pool)." }),
+    volume: volumeName.optional().meta({ description: "Volume name in the pool; default <vm>-<disk>(.qcow2)." }),
+    size: quantity.optional().meta({ description: "Created with this size if missing; grown, never shrunk." }),
+    from: diskSource.optional(),
+    format: z.enum(["qcow2", "raw"]).optional().meta({ description: "Default: qcow2 in dir pools, raw in logical pools." }),
+    bus: z.enum(["virtio", "sata", "scsi", "ide"]).default("virtio"),
+    cache: z.enum(["default", "none", "writethrough", "writeback", "directsync", "unsafe"]).optional(),
+    io: z.enum(["native", "threads", "io_uring"]).optional(),
+    readOnly: z.boolean().default(false),
+  })
+  .check((ctx) => {
+    const d = ctx.value;
+    if (d.size === undefined && d.from === undefined) {
+      ctx.issues.push({ code: "custom", input: d, message: "a disk needs size or from (or both)" });
+    }
+    if (d.io === "native" && d.cache !== "none" && d.cache !== "directsync") {
+      ctx.issues.push({ code: "custom", input: d, path: ["io"], message: "io: native needs cache: none or directsync" });
+    }
+  });
+
+export const directBoot = z.strictObject({
+  kernel: absolutePath,
+  initrd: absolutePath.optional(),
+  cmdline: z.string().max(4096).optional(),
+});
+
+export const cloudInit = z.strictObject({
+  userData: z.string().optional(),
+  metaData: z.string().optional(),
+  networkConfig: z.string().optional(),
+  sshAuthorizedKeys: z
+    .array(z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { error: "must be an OpenSSH public key line" }))
+    .optional(),
+});
+
+export const vncConsole = z.strictObject({
+  listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default." }),
+  port: z.number().int().min(5900).max(65535).optional().meta({ description: "Default: allocated by libvirt." }),
+  passwordSecretFile: absolutePath.optional().meta({ description: "File holding the VNC password (kept out of manifests)." }),
+});
+
+export const consoles = z.strictObject({
+  serial: z.boolean().default(true),
+  vnc: emptyAsObject(vncConsole).optional(),
+});
+
+export const virtualMachineSpec = z
+  .strictObject({
+    runStrategy: z.enum(runStrategies).default("Always").meta({ description: "KubeVirt's meanings." }),
+    cpus: z.number().int().min(1).max(512).default(1),
+    memory: quantity.prefault("1Gi"),
+    domainType: z.enum(["kvm", "qemu"]).optional().meta({ description: "qemu = software emulation; default from the controller." }),
+    machine: z
+      .string()
+      .regex(/^(q35|pc|pc-(q35|i440fx)-[0-9.]+)$/, { error: "must be q35, pc, or a versioned pc-q35-X / pc-i440fx-X machine" })
+      .default("q35"),
+    cpuMode: z.enum(["host-passthrough", "host-model", "maximum"]).optional().meta({ description: "Default: host-passthrough with kvm, QEMU's default model with qemu." }),
+    firmware: z.enum(["bios", "uefi", "uefi-secure"]).default("bios"),
+    tpm: z.boolean().default(false),
+    boot: directBoot.optional(),
+    disks: z.array(disk).default([]),
+    interfaces: z.array(networkInterface).default([]),
+    cloudInit: cloudInit.optional(),
+    consoles: consoles.prefault({}),
+    rng: z.boolean().default(true),
+    autostart: z.boolean().default(false),
+    deletionPolicy: z.enum(["Retain", "Delete"]).default("Retain").meta({ description: "Retain keeps disks when the VM is deleted." }),
+    terminationGracePeriodSeconds: z.number().int().min(0).max(3600).default(60).meta({ description: "ACPI shutdown wait before a forced stop." }),
+    allowRestart: z.boolean().default(false).meta({ description: "Restart a running VM to apply changes that need a cold boot." }),
+  })
+  .check((ctx) => {
+    const spec = ctx.value;
+    if (spec.firmware === "uefi-secure" && !spec.machine.includes("q35")) {
+      ctx.issues.push({ code: "custom", input: spec, path: ["machine"], message: "uefi-secure needs a q35 machine (secure boot needs SMM)" });
+    }
+    reportDuplicates(ctx, spec.disks.map((d) => d.name), (i) => ["disks", i, "name"], "disk name");
+    const hostPorts: string[] = [];
+    const hostPortPaths: (string | number)[][] = [];
+    spec.interfaces.forEach((nic, i) =>
+      nic.user?.portForwards.forEach((pf, j) => {
+        hostPorts.push(`${pf.protocol}/${pf.hostPort}`);
+        hostPortPaths.push(["interfaces", i, "user", "portForwards", j, "hostPort"]);
+      }),
+    );
+    reportDuplicates(ctx, hostPorts, (i) => hostPortPaths[i]!, "host port");
+  });
+
+export const vmPhases = ["Pending", "Provisioning", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"] as const;
+
+export const virtualMachineStatus = z.looseObject({
+  ...statusBase,
+  phase: z.enum(vmPhases).optional(),
+  domain: z.looseObject({ uuid: z.string(), state: z.string(), reason: z.string().optional() }).optional(),
+  disks: z
+    .array(z.looseObject({ name: z.string(), pool: z.string(), volume: z.string(), path: z.string().optional(), capacity: z.number().optional() }))
+    .optional(),
+  interfaces: z.array(z.looseObject({ mac: z.string().optional(), type: z.string(), source: z.string().optional(), ip: z.string().optional() })).optional(),
+  ssh: z.looseObject({ host: z.string(), port: z.number() }).optional(),
+  vnc: z.looseObject({ listen: z.string(), port: z.number() }).optional(),
+  consoleLog: z.string().optional(),
+});
+
+export const virtualMachine = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("VirtualMachine"),
+  metadata: objectMeta,
+  spec: virtualMachineSpec.prefault({}),
+  status: virtualMachineStatus.optional(),
+});
+
+export type VirtualMachine = z.infer<typeof virtualMachine>;
+export type VirtualMachineSpec = z.infer<typeof virtualMachineSpec>;
+export type VirtualMachineStatus = z.infer<typeof virtualMachineStatus>;
+export type Disk = z.infer<typeof disk>;
+export type NetworkInterface = z.infer<typeof networkInterface>;
