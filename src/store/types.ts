@@ -1,0 +1,82 @@
+// The contract between the manifest directory (this module) and its users: the CLI
+// reads and edits manifests through it, the controller reads objects and writes status.
+
+import type { FieldPath, KindName, KvmObject } from "../api/index.js";
+
+/** Where a document or a field sits. `file` is relative to the manifest directory when inside it. */
+export interface SourceLocation {
+  file: string;
+  /** 1-based index of the document within its file. */
+  document: number;
+  /** 1-based line and column, when known. */
+  line?: number;
+  column?: number;
+}
+
+/**
+ * A problem with the manifests. Printed as
+ * `vms/web1.yaml: document 1, line 7:5: spec.cpu: unknown field "cpu"; did you mean "cpus"?`
+ */
+export interface ManifestProblem {
+  location: SourceLocation;
+  /** Field path within the document, e.g. ["spec", "disks", 0, "size"]. */
+  path?: FieldPath;
+  message: string;
+  /** "Kind/name" when the document says which object it is. */
+  key?: string;
+}
+
+export interface StoredObject<T extends KvmObject = KvmObject> {
+  key: string;
+  kind: KindName;
+  name: string;
+  /** Validated, defaults applied, with the status as read (from the file or the status directory). */
+  object: T;
+  /** The document as written, without its status block. */
+  raw: Record<string, unknown>;
+  /** Start of the document. */
+  location: SourceLocation;
+  /** specHash(raw.spec): see api/hash.ts. */
+  specHash: string;
+  /**
+   * Derived, because nothing outside `status:` may be written: 1 with no status; the status's
+   * observedGeneration when its observedSpecHash equals specHash; observedGeneration + 1 otherwise.
+   */
+  generation: number;
+  /** status.createdAt when the controller has recorded it, else the file's birth (or modification) time. */
+  createdAt: Date;
+}
+
+export interface Snapshot {
+  /** Valid objects by key ("Kind/name"). */
+  objects: Map<string, StoredObject>;
+  /**
+   * Keys whose document exists but is invalid (its kind and name were readable), including
+   * both sides of a duplicate and objects in a cross-object conflict. The controller marks these
+   * Stalled and must never treat them as deleted.
+   */
+  invalid: Map<string, ManifestProblem[]>;
+  /**
+   * Files that could not be read at all (YAML syntax, not UTF-8, too large, symlink loop),
+   * with the keys they held at the last good read. The controller must not prune those keys,
+   * nor any owned libvirt object whose recorded manifest file is listed here.
+   */
+  unreadableFiles: Map<string, { problems: ManifestProblem[]; lastKnownKeys: string[] }>;
+  /** Every problem, in file order, for printing. */
+  problems: ManifestProblem[];
+}
+
+/** One recorded event, shown by `kvmctl describe` (like Kubernetes events). */
+export interface ObjectEvent {
+  time: string; // RFC 3339
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
+}
+
+export interface StoreOptions {
+  /** The manifest directory. */
+  dir: string;
+  /** Write and read status here instead of inside the manifests (read-only checkouts). */
+  statusDir?: string;
+}
