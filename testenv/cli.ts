@@ -1,0 +1,82 @@
+// `npm run testenv:<command>`: up | down | exec -- CMD... | guest | sweep | status.
+import { execa } from "execa";
+import { LIBVIRT_URI, NETNS } from "./config.js";
+import { daemonsRunning, startDaemons, stopDaemons } from "./daemons.js";
+import { guest } from "./guest.js";
+import { ensureTestVolumeGroup, removeTestVolumeGroup } from "./lvm.js";
+import { createNetns, deleteNetns, netnsExists } from "./netns.js";
+import { provisionPackages } from "./provision.js";
+import { run } from "./run.js";
+import { sweep } from "./sweep.js";
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) throw new Error("the test environment needs root (it creates a network namespace and runs libvirtd)");
+}
+
+async function up(): Promise<void> {
+  requireRoot();
+  const started = Date.now();
+  await provisionPackages();
+  // Software-emulated guests don't need it, but QEMU probes /dev/kvm; make it usable.
+  await run("chmod", ["666", "/dev/kvm"], { quiet: true, allowFailure: true });
+  await createNetns();
+  await startDaemons();
+  await ensureTestVolumeGroup();
+  const removed = await sweep();
+  if (removed.length) process.stderr.write(`swept leftovers: ${removed.join(", ")}\n`);
+  const image = await guest();
+  process.stdout.write(
+    JSON.stringify({ namespace: NETNS, uri: LIBVIRT_URI, guest: image, seconds: (Date.now() - started) / 1000 }, null, 2) + "\n",
+  );
+}
+
+async function down(): Promise<void> {
+  requireRoot();
+  if (netnsExists() && daemonsRunning()) {
+    const removed = await sweep();
+    if (removed.length) process.stderr.write(`swept: ${removed.join(", ")}\n`);
+  }
+  await stopDaemons();
+  await removeTestVolumeGroup();
+  await deleteNetns();
+}
+
+async function exec(command: string[]): Promise<number> {
+  if (command.length === 0) throw new Error("usage: npm run testenv:exec -- CMD [ARGS...]");
+  if (!netnsExists()) throw new Error(`namespace ${NETNS} does not exist; run \`npm run testenv:up\` first`);
+  const result = await execa("ip", ["netns", "exec", NETNS, ...command], { stdio: "inherit", reject: false });
+  return result.exitCode ?? 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "up":
+      await up();
+      return 0;
+    case "down":
+      await down();
+      return 0;
+    case "exec":
+      return exec(rest[0] === "--" ? rest.slice(1) : rest);
+    case "guest": {
+      const image = await guest();
+      process.stdout.write(JSON.stringify({ kernel: image.kernel, initrd: image.initrd, sshKey: image.sshKey }) + "\n");
+      return 0;
+    }
+    case "sweep":
+      process.stdout.write((await sweep()).join("\n") + "\n");
+      return 0;
+    default:
+      process.stderr.write("usage: testenv up | down | exec -- CMD... | guest | sweep\n");
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`testenv: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
