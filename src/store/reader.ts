@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { cachePath, emptyCache, loadDiskCache, saveDiskCache, type CacheData } from "./disk-cache.js";
-import type { FileEntry, StatusFileEntry } from "./entries.js";
+import type { KvmObject } from "../api/index.js";
+import { hasErrors, type FileEntry, type StatusFileEntry } from "./entries.js";
 import { readManifestText, DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
 import { scanManifestDir } from "./scan.js";
 import { assembleSnapshot, type Candidate } from "./snapshot.js";
@@ -32,6 +33,9 @@ export class ManifestReader {
   private diskLoaded = false;
   /** Text of each file as of the last read, to locate cross-object problems without reading again. */
   private texts = new Map<string, string>();
+  /** Every document that names an object, as of the last read (valid or not). */
+  private documentsByKey = new Map<string, { file: string; index: number }[]>();
+  private lastFiles: FileEntry[] = [];
   private excludeReal: Set<string>;
 
   constructor(private readonly options: ReaderOptions) {
@@ -116,6 +120,13 @@ export class ManifestReader {
 
     this.cache = next;
     this.texts = texts;
+    this.lastFiles = files;
+    this.documentsByKey = new Map();
+    for (const file of files) {
+      for (const doc of file.documents) {
+        if (doc.key) this.documentsByKey.set(doc.key, [...(this.documentsByKey.get(doc.key) ?? []), { file: file.rel, index: doc.index }]);
+      }
+    }
     const snapshot = await assembleSnapshot({
       files,
       fileTimes,
@@ -183,6 +194,18 @@ export class ManifestReader {
       const pos = doc ? locatePath(doc, parsed.lineCounter, issue.path) : { line: candidate.entry.line, column: candidate.entry.column };
       return [{ location: { file: candidate.file, document: candidate.entry.index, line: pos.line, column: pos.column }, path: issue.path, key: issue.key, message: issue.message }];
     });
+  }
+
+  /** Where each key's documents were at the last read (more than one place means a duplicate). */
+  placesOf(key: string): { file: string; index: number }[] {
+    return this.documentsByKey.get(key) ?? [];
+  }
+
+  /** Every schema-valid object at the last read, including those invalid only through conflicts or duplicates. */
+  schemaValidObjects(): { key: string; file: string; object: KvmObject; raw: Record<string, unknown> }[] {
+    return this.lastFiles.flatMap((file) =>
+      file.documents.flatMap((doc) => (doc.key && doc.object && !hasErrors(doc) ? [{ key: doc.key, file: file.rel, object: doc.object, raw: doc.raw! }] : [])),
+    );
   }
 
   /** Drops everything remembered (used by tests and after a failed write). */

@@ -99,7 +99,10 @@ export function scanManifestDir(dir: string, excludeReal: ReadonlySet<string> = 
           isFile = target.isFile();
         } catch (error) {
           // A dangling link is only worth a word when it looks like a manifest.
-          if (isManifestFileName(entry.name)) problems.push({ rel: childRel, directory: false, message: `cannot read: ${describeFsError(error)}` });
+          if (isManifestFileName(entry.name)) {
+            const broken = (error as NodeJS.ErrnoException).code === "ENOENT";
+            problems.push({ rel: childRel, directory: false, message: broken ? "broken symlink: its target does not exist" : `cannot read: ${describeFsError(error)}` });
+          }
           continue;
         }
       }

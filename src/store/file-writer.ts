@@ -1,0 +1,59 @@
+// Every write the store makes goes through here: atomic (temp file + rename, keeping the
+// file's mode), one at a time per file, and remembered by content hash so the watcher can
+// tell the store's own writes from the user's.
+import fs from "node:fs";
+import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
+import { contentHash } from "./read-text.js";
+
+export class FileWriter {
+  private queues = new Map<string, Promise<unknown>>();
+  private written = new Map<string, string>();
+
+  /** Runs `task` after every earlier task for the same file has finished. */
+  run<T>(file: string, task: () => Promise<T>): Promise<T> {
+    const abs = path.resolve(file);
+    const previous = this.queues.get(abs) ?? Promise.resolve();
+    const result = previous.then(task, task);
+    const settled = result.catch(() => undefined);
+    this.queues.set(abs, settled);
+    void settled.then(() => {
+      if (this.queues.get(abs) === settled) this.queues.delete(abs);
+    });
+    return result;
+  }
+
+  /** Writes atomically, creating parent directories; call inside run(). */
+  async write(file: string, text: string): Promise<void> {
+    const abs = path.resolve(file);
+    await fs.promises.mkdir(path.dirname(abs), { recursive: true });
+    const bytes = Buffer.from(text, "utf8");
+    this.written.set(abs, contentHash(bytes));
+    try {
+      await writeFileAtomic(abs, bytes);
+    } catch (error) {
+      this.written.delete(abs);
+      throw error;
+    }
+  }
+
+  async remove(file: string): Promise<void> {
+    const abs = path.resolve(file);
+    this.written.delete(abs);
+    await fs.promises.rm(abs, { force: true });
+  }
+
+  /** True when the file's current content is exactly what this store last wrote there. */
+  isOwnWrite(file: string, hash: string | undefined): boolean {
+    return hash !== undefined && this.written.get(path.resolve(file)) === hash;
+  }
+
+  /** The file changed in a way we did not make: stop recognising our old content. */
+  forgetWrite(file: string): void {
+    this.written.delete(path.resolve(file));
+  }
+
+  hasWritten(file: string): boolean {
+    return this.written.has(path.resolve(file));
+  }
+}
