@@ -17,7 +17,8 @@ const positions = new WeakMap<SourceDocument, { doc: Document.Parsed; lineCounte
 export function parseManifestSource(text: string, label: string): ParsedSource {
   const parsed = parseYamlText(text, label);
   if (parsed.errors.length > 0) return { documents: [], problems: parsed.errors };
-  const entries = checkDocuments(parsed, label);
+  // Status in the input is dropped (the controller owns it), so complaints about it are noise.
+  const entries = checkDocuments(parsed, label).map((e) => ({ ...e, problems: e.problems.filter((p) => !(p.severity === "warning" && p.path?.[0] === "status")) }));
   const regions = parseRegions(text).regions;
   const documents: SourceDocument[] = entries.map((entry) => {
     const region = regions[entry.index - 1]!;

@@ -6,21 +6,29 @@ import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
 import { contentHash } from "./read-text.js";
 
-export class FileWriter {
+/** Runs tasks one at a time per id, in call order. */
+export class KeyedQueue {
   private queues = new Map<string, Promise<unknown>>();
-  private written = new Map<string, string>();
 
-  /** Runs `task` after every earlier task for the same file has finished. */
-  run<T>(file: string, task: () => Promise<T>): Promise<T> {
-    const abs = path.resolve(file);
-    const previous = this.queues.get(abs) ?? Promise.resolve();
+  run<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(id) ?? Promise.resolve();
     const result = previous.then(task, task);
     const settled = result.catch(() => undefined);
-    this.queues.set(abs, settled);
+    this.queues.set(id, settled);
     void settled.then(() => {
-      if (this.queues.get(abs) === settled) this.queues.delete(abs);
+      if (this.queues.get(id) === settled) this.queues.delete(id);
     });
     return result;
+  }
+}
+
+export class FileWriter {
+  private queue = new KeyedQueue();
+  private written = new Map<string, string>();
+
+  /** Runs `task` after every earlier task for the same file has finished (call order). */
+  run<T>(file: string, task: () => Promise<T>): Promise<T> {
+    return this.queue.run(path.resolve(file), task);
   }
 
   /** Writes atomically, creating parent directories; call inside run(). */

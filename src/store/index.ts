@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ManifestEditError } from "./errors.js";
-import { FileWriter } from "./file-writer.js";
+import { FileWriter, KeyedQueue } from "./file-writer.js";
 import { readManifestText } from "./read-text.js";
 import { ManifestReader } from "./reader.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
@@ -42,6 +42,8 @@ export class ManifestStore {
   readonly stateRoot: string;
   private readonly reader: ManifestReader;
   private readonly writer = new FileWriter();
+  /** Status writes for one key happen in call order: the last call wins. */
+  private readonly statusQueue = new KeyedQueue();
   private lastSnapshot: Snapshot | undefined;
 
   constructor(readonly options: StoreOptions) {
@@ -85,7 +87,11 @@ export class ManifestStore {
    * document cannot be edited safely (e.g. flow style); nothing is written then.
    * Set status.observedGeneration/observedSpecHash (see observedFields) to say which spec it describes.
    */
-  async writeStatus(key: string, status: Record<string, unknown> | null): Promise<boolean> {
+  writeStatus(key: string, status: Record<string, unknown> | null): Promise<boolean> {
+    return this.statusQueue.run(key, () => this.writeStatusNow(key, status));
+  }
+
+  private async writeStatusNow(key: string, status: Record<string, unknown> | null): Promise<boolean> {
     for (let attempt = 0; attempt < 2; attempt++) {
       if (attempt > 0 || !this.lastSnapshot) await this.read();
       const places = this.reader.placesOf(key);

@@ -93,6 +93,11 @@ function startOfLine(text: string, offset: number): number {
   return text.lastIndexOf("\n", offset - 1) + 1;
 }
 
+/** True when `offset` is the first column of its line (a byte order mark does not count). */
+function atColumnOne(text: string, offset: number): boolean {
+  return startOfLine(text, offset) === offset || (offset === 1 && text.startsWith("\uFEFF"));
+}
+
 /** The top-level block mapping of a document that may be edited line-wise. */
 function topLevelMap(region: DocumentRegion, text: string): { items: Pair[] } {
   const contents = region.doc.contents as Node | null;
@@ -101,7 +106,7 @@ function topLevelMap(region: DocumentRegion, text: string): { items: Pair[] } {
   if (contents.flow) throw new NotEditableError("the document is written in flow style ({...})");
   const first = contents.items[0];
   const firstKey = first?.key as Node | undefined;
-  if (!firstKey?.range || startOfLine(text, firstKey.range[0]) !== firstKey.range[0]) {
+  if (!firstKey?.range || !atColumnOne(text, firstKey.range[0])) {
     throw new NotEditableError("the top-level mapping is not at column 1");
   }
   return contents;
@@ -142,7 +147,7 @@ export function findStatusBlock(region: DocumentRegion, text: string): StatusBlo
   if (!pair) return undefined;
   const key = pair.key as Node;
   const start = key.range![0];
-  if (startOfLine(text, start) !== start) throw new NotEditableError("the status key is not at column 1");
+  if (!atColumnOne(text, start)) throw new NotEditableError("the status key is not at column 1");
   const end = extendOverIndentedComments(text, pairEnd(pair, text), region.bodyEnd);
   if (end > region.bodyEnd) throw new NotEditableError("the status block runs past its document");
   return { pair, start, end };
