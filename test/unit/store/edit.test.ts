@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import type { VirtualMachine } from "../../../src/api/index.js";
 import { formatProblem, ManifestStore, parseManifestSource } from "../../../src/store/index.js";
 import { NET, posOf, tempDir, treeState, VM, writeTree } from "./helpers.js";
 
@@ -70,7 +71,7 @@ describe("applyDocuments", () => {
     const statusBlock = "status:\n  observedGeneration: 1\n  phase: Running\n";
     assert.equal(fs.readFileSync(s.file("shared.yaml"), "utf8"), EXISTING.slice(0, start) + INPUT.slice(0, INPUT.indexOf("status:")) + statusBlock + EXISTING.slice(end));
     const web1 = (await s.store.read()).objects.get("VirtualMachine/web1");
-    assert.equal(web1?.object.spec.cpus, 4);
+    assert.equal((web1?.object as VirtualMachine | undefined)?.spec.cpus, 4);
     assert.equal(web1?.object.status?.phase, "Running");
   });
 

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { specHash } from "../../../src/api/index.js";
-import { formatFieldPath, formatProblem, ManifestStore } from "../../../src/store/index.js";
+import { specHash, type VirtualMachine } from "../../../src/api/index.js";
+import { formatFieldPath, formatProblem, ManifestStore, type StoredObject } from "../../../src/store/index.js";
 import { NET, posOf, tempDir, VM, writeTree } from "./helpers.js";
 
 describe("read", () => {
@@ -37,7 +37,7 @@ describe("read", () => {
       "web2.yaml": VM("web2"),
     });
     const snapshot = await new ManifestStore({ dir }).read();
-    const web1 = snapshot.objects.get("VirtualMachine/web1")!;
+    const web1 = snapshot.objects.get("VirtualMachine/web1") as StoredObject<VirtualMachine>;
     assert.equal(web1.kind, "VirtualMachine");
     assert.equal(web1.name, "web1");
     assert.equal(web1.object.spec.runStrategy, "Always");
@@ -91,7 +91,7 @@ describe("read", () => {
     fs.utimesSync(file, stat.atime, stat.mtime);
     assert.equal(fs.statSync(file).size, stat.size);
     const edited = await new ManifestStore({ dir }).read();
-    assert.equal(edited.objects.get("VirtualMachine/a")?.object.spec.cpus, 3);
+    assert.equal((edited.objects.get("VirtualMachine/a")?.object as VirtualMachine).spec.cpus, 3);
   });
 
   it("a file that became unreadable keeps its last known keys, also across processes", async () => {
