@@ -12,6 +12,20 @@ import { ManifestReader } from "./reader.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
 import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
 
+// Heavy modules, loaded on first use. One promise each, so callers resume in call order
+// (separate import() calls may settle in any order under a loader, which would reorder writes).
+const lazy = <T>(load: () => Promise<T>): (() => Promise<T>) => {
+  let promise: Promise<T> | undefined;
+  return () => (promise ??= load());
+};
+const editModule = lazy(() => import("./edit.js"));
+const statusWriterModule = lazy(() => import("./status-writer.js"));
+const statusDirModule = lazy(() => import("./status-dir.js"));
+const checkModule = lazy(() => import("./check-documents.js"));
+const watchModule = lazy(() => import("./watch.js"));
+const applyModule = lazy(() => import("./apply.js"));
+const eventsModule = lazy(() => import("./events.js"));
+
 export * from "./types.js";
 /** Thrown by writeStatus, applyDocuments and deleteObject when a file cannot be edited safely; nothing was written to it. */
 export { ManifestEditError } from "./errors.js";
@@ -26,7 +40,7 @@ export { DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
  * loaded on first use; the synchronous version is `parseManifestSource` in ./edit.js.
  */
 export async function parseManifestSource(text: string, label: string): Promise<ParsedSource> {
-  const edit = await import("./edit.js");
+  const edit = await editModule();
   return edit.parseManifestSource(text, label);
 }
 
@@ -106,7 +120,7 @@ export class ManifestStore {
 
   private async writeStatusInFile(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
     const abs = this.manifestPath(rel);
-    const { editStatusInText } = await import("./status-writer.js");
+    const { editStatusInText } = await statusWriterModule();
     return this.writer.run(abs, async () => {
       const read = readManifestText(abs, this.options.maxFileSize);
       if (!read.ok) {
@@ -125,7 +139,7 @@ export class ManifestStore {
   }
 
   private async writeStatusToDir(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
-    const [{ editStatusFileText, statusFilePath }, { identify, parseYamlText }] = await Promise.all([import("./status-dir.js"), import("./check-documents.js")]);
+    const [{ editStatusFileText, statusFilePath }, { identify, parseYamlText }] = await Promise.all([statusDirModule(), checkModule()]);
     // The manifest is only read, to make sure the object is still there.
     const manifest = readManifestText(this.manifestPath(rel), this.options.maxFileSize);
     if (!manifest.ok) return "missing";
@@ -148,7 +162,7 @@ export class ManifestStore {
    * changes, including the store's own writes, are not reported). Resolves once watching.
    */
   async watch(onChange: (change: StoreChange) => void, options: WatchOptions = {}): Promise<StoreWatcher> {
-    const { watchDirectory } = await import("./watch.js");
+    const { watchDirectory } = await watchModule();
     const baseline = await this.read();
     const ignore: string[] = [];
     if (this.statusDir) ignore.push(this.statusDir);
@@ -162,14 +176,14 @@ export class ManifestStore {
    * nothing is written and `ok` is false. `dryRun` plans without writing.
    */
   async applyDocuments(documents: SourceDocument[], options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
-    const { applyDocuments } = await import("./apply.js");
+    const { applyDocuments } = await applyModule();
     const context = { dir: this.dir, maxFileSize: this.options.maxFileSize, reader: this.reader, writer: this.writer, read: () => this.read() };
     return applyDocuments(context, documents, options);
   }
 
   /** Removes `key`'s document from its file (the file when it held nothing else). False when not found. */
   async deleteObject(key: string): Promise<boolean> {
-    const [{ removeDocument }, { editStatusFileText, statusFilePath }] = await Promise.all([import("./edit.js"), import("./status-dir.js")]);
+    const [{ removeDocument }, { editStatusFileText, statusFilePath }] = await Promise.all([editModule(), statusDirModule()]);
     await this.read();
     const places = this.reader.placesOf(key);
     if (places.length > 1) throw new ManifestEditError(`${key}: defined more than once (${places.map((p) => p.file).join(", ")}); not deleted`);
@@ -208,13 +222,13 @@ export class ManifestStore {
 
   /** Appends an event to `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, keeping the last 50. */
   async recordEvent(key: string, event: ObjectEvent): Promise<void> {
-    const { recordEvent } = await import("./events.js");
+    const { recordEvent } = await eventsModule();
     await recordEvent(this.writer, this.dataDir, key, event);
   }
 
   /** The recorded events of `key`, oldest first. */
   async readEvents(key: string): Promise<ObjectEvent[]> {
-    const { readEvents } = await import("./events.js");
+    const { readEvents } = await eventsModule();
     return readEvents(this.dataDir, key);
   }
 }
