@@ -25,6 +25,7 @@ const checkModule = lazy(() => import("./check-documents.js"));
 const watchModule = lazy(() => import("./watch.js"));
 const applyModule = lazy(() => import("./apply.js"));
 const eventsModule = lazy(() => import("./events.js"));
+const inputModule = lazy(() => import("./input.js"));
 
 export * from "./types.js";
 /** Thrown by writeStatus, applyDocuments and deleteObject when a file cannot be edited safely; nothing was written to it. */
@@ -42,6 +43,16 @@ export { DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
 export async function parseManifestSource(text: string, label: string): Promise<ParsedSource> {
   const edit = await editModule();
   return edit.parseManifestSource(text, label);
+}
+
+/**
+ * `apply -f FILE|DIR` input: a file, or every .yaml/.yml file under a directory (same rules as
+ * the manifest directory), parsed like parseManifestSource; problems name `target/relative/path`.
+ * For `-f -`, read stdin yourself and call parseManifestSource(text, "<stdin>").
+ */
+export async function readManifestInput(target: string, maxFileSize?: number): Promise<ParsedSource> {
+  const input = await inputModule();
+  return input.readManifestInput(target, maxFileSize);
 }
 
 /** The status fields a writer sets to say which spec its status describes. */

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import type { VirtualMachine } from "../../../src/api/index.js";
-import { formatProblem, ManifestStore, parseManifestSource } from "../../../src/store/index.js";
+import { formatProblem, ManifestStore, parseManifestSource, readManifestInput } from "../../../src/store/index.js";
 import { NET, posOf, tempDir, treeState, VM, writeTree } from "./helpers.js";
 
 const EXISTING = `# shared file
@@ -50,6 +50,25 @@ describe("parseManifestSource", () => {
     const parsed = await parseManifestSource("kind: [\n", "web.yaml");
     assert.equal(parsed.documents.length, 0);
     assert.match(formatProblem(parsed.problems[0]!), /^web\.yaml: document 1, line 2:1: invalid YAML/);
+  });
+});
+
+describe("readManifestInput", () => {
+  it("reads a file or a directory with the directory's rules, labelling problems with the path given", async () => {
+    const dir = await tempDir();
+    const bad = VM("b", "  cpu: 1\n");
+    writeTree(dir, { "in/a.yaml": NET("a"), "in/sub/b.yml": bad, "in/.hidden.yaml": NET("hidden"), "in/notes.txt": "x" });
+    writeTree(dir, { "in/latin1.yaml": Buffer.from([0x6b, 0x3a, 0x20, 0xe9, 0x0a]) });
+    const input = path.join(dir, "in");
+    const parsed = await readManifestInput(input);
+    assert.deepEqual(parsed.documents.map((d) => d.key), ["Network/a", "VirtualMachine/b"]);
+    assert.deepEqual(parsed.problems.map(formatProblem), [
+      `${input}/latin1.yaml: document 1, line 1:4: not UTF-8 text: invalid byte 0xe9 (save the file as UTF-8)`,
+      `${input}/sub/b.yml: document 1, line ${posOf(bad, "cpu:")}: spec.cpu: unknown field "cpu"; did you mean "cpus"?`,
+    ]);
+    const one = await readManifestInput(path.join(input, "a.yaml"));
+    assert.equal(one.documents[0]?.location.file, path.join(input, "a.yaml"));
+    assert.deepEqual((await readManifestInput(path.join(dir, "missing.yaml"))).problems.map(formatProblem), [`${path.join(dir, "missing.yaml")}: no such file or directory`]);
   });
 });
 
