@@ -48,6 +48,19 @@ export function cachePath(stateRoot: string): string {
   return path.join(stateRoot, ".kvmctl", "cache", "read.json");
 }
 
+/**
+ * Creates `<stateRoot>/.kvmctl/` with a `.gitignore` of `*`, so a git checkout never picks up
+ * kvmctl's own data. Never creates stateRoot itself (a missing manifest directory stays missing).
+ */
+export function ensureDataDir(stateRoot: string): string {
+  const dataDir = path.join(stateRoot, ".kvmctl");
+  if (!fs.existsSync(stateRoot)) throw new Error(`${stateRoot} does not exist`);
+  fs.mkdirSync(dataDir, { recursive: true });
+  const ignore = path.join(dataDir, ".gitignore");
+  if (!fs.existsSync(ignore)) fs.writeFileSync(ignore, "# kvmctl's own data: never commit it\n*\n");
+  return dataDir;
+}
+
 export function loadDiskCache(stateRoot: string): CacheData | undefined {
   try {
     const data = JSON.parse(fs.readFileSync(cachePath(stateRoot), "utf8")) as { fingerprint?: string; data?: CacheData };
@@ -62,6 +75,7 @@ export function loadDiskCache(stateRoot: string): CacheData | undefined {
 export async function saveDiskCache(stateRoot: string, data: CacheData): Promise<void> {
   const file = cachePath(stateRoot);
   try {
+    ensureDataDir(stateRoot);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const { default: writeFileAtomic } = await import("write-file-atomic");
     await writeFileAtomic(file, JSON.stringify({ fingerprint: codeFingerprint(), data }), { fsync: false });

@@ -2,6 +2,7 @@
 // `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, trimmed to the last 50.
 import fs from "node:fs";
 import path from "node:path";
+import { ensureDataDir } from "./disk-cache.js";
 import type { FileWriter } from "./file-writer.js";
 import type { ObjectEvent } from "./types.js";
 
@@ -39,6 +40,7 @@ export async function readEvents(dataDir: string, key: string): Promise<ObjectEv
 export async function recordEvent(writer: FileWriter, dataDir: string, key: string, event: ObjectEvent): Promise<void> {
   const file = eventsFile(dataDir, key);
   await writer.run(file, async () => {
+    ensureDataDir(path.dirname(dataDir));
     const events = [...(await readEvents(dataDir, key)), event].slice(-MAX_EVENTS);
     await writer.write(file, events.map((e) => JSON.stringify(e)).join("\n") + "\n");
   });

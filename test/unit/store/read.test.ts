@@ -25,9 +25,18 @@ describe("read", () => {
     assert.deepEqual(snapshot.objects.get("Network/dmz")?.location, { file: "a/b/c/multi.yaml", document: 2, line: Number(posOf(multi, "apiVersion", 2).split(":")[0]), column: 1 });
   });
 
-  it("a missing directory is an empty store", async () => {
-    const snapshot = await new ManifestStore({ dir: path.join(await tempDir(), "nope") }).read();
+  it("a missing directory is an empty store, and is not created by reading", async () => {
+    const dir = path.join(await tempDir(), "nope");
+    const snapshot = await new ManifestStore({ dir }).read();
     assert.equal(snapshot.objects.size + snapshot.problems.length + snapshot.unreadableFiles.size, 0);
+    assert.ok(!fs.existsSync(dir));
+  });
+
+  it("kvmctl's own data directory ignores itself in git", async () => {
+    const dir = await tempDir();
+    writeTree(dir, { "a.yaml": NET("a") });
+    await new ManifestStore({ dir }).read();
+    assert.match(fs.readFileSync(path.join(dir, ".kvmctl/.gitignore"), "utf8"), /^\*$/m);
   });
 
   it("holds the validated object with defaults, the raw document without status, specHash and createdAt", async () => {
