@@ -3,7 +3,6 @@
 // tell the store's own writes from the user's.
 import fs from "node:fs";
 import path from "node:path";
-import writeFileAtomic from "write-file-atomic";
 import { contentHash } from "./read-text.js";
 
 /** Runs tasks one at a time per id, in call order. */
@@ -38,6 +37,8 @@ export class FileWriter {
     const bytes = Buffer.from(text, "utf8");
     this.written.set(abs, contentHash(bytes));
     try {
+      // Loaded here, not at startup: read-only CLI commands never need it.
+      const { default: writeFileAtomic } = await import("write-file-atomic");
       await writeFileAtomic(abs, bytes);
     } catch (error) {
       this.written.delete(abs);

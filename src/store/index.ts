@@ -108,7 +108,9 @@ export class ManifestStore {
   /**
    * Sets `key`'s status (null removes it): in its manifest's top-level `status:` block, or in the
    * status directory. Only that block changes; the write is atomic and skipped when nothing
-   * changes. Resolves false when the object no longer exists. Throws ManifestEditError when the
+   * changes. Resolves false when the object is not in any readable manifest (deleted — or its file
+   * is unreadable right now: see snapshot.unreadableFiles before treating it as gone). Calls for
+   * one key take effect in call order. Throws ManifestEditError when the
    * document cannot be edited safely (e.g. flow style); nothing is written then.
    * Set status.observedGeneration/observedSpecHash (see observedFields) to say which spec it describes.
    */
