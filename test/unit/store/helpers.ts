@@ -4,8 +4,31 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+const created: string[] = [];
+/** Makes every directory under `dir` writable again (tests lock some), never following symlinks. */
+function unlock(dir: string): void {
+  try {
+    fs.chmodSync(dir, 0o700);
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) unlock(path.join(dir, entry.name));
+    }
+  } catch {
+    // already gone
+  }
+}
+
+process.on("exit", () => {
+  for (const dir of created) {
+    unlock(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A fresh directory under the system temp dir, removed when the test process exits. */
 export async function tempDir(prefix = "kvmctl-store-"): Promise<string> {
-  return fs.promises.mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), prefix));
+  created.push(dir);
+  return dir;
 }
 
 /** Writes files given as { "vms/web1.yaml": "..." } (strings or bytes), creating directories. */
