@@ -6,7 +6,10 @@ import type { FieldPath, KindName, KvmObject } from "../api/index.js";
 /** Where a document or a field sits. `file` is relative to the manifest directory when inside it. */
 export interface SourceLocation {
   file: string;
-  /** 1-based index of the document within its file. */
+  /**
+   * 1-based index of the document within its file. 0 means the file (or directory) as a
+   * whole, e.g. a file that is too large or a symlink loop (addition: printed without "document").
+   */
   document: number;
   /** 1-based line and column, when known. */
   line?: number;
@@ -24,6 +27,11 @@ export interface ManifestProblem {
   message: string;
   /** "Kind/name" when the document says which object it is. */
   key?: string;
+  /**
+   * Addition: "warning" for problems that do not make the object invalid (e.g. a malformed
+   * status block, which is ignored). Absent means "error".
+   */
+  severity?: "error" | "warning";
 }
 
 export interface StoredObject<T extends KvmObject = KvmObject> {
@@ -79,4 +87,53 @@ export interface StoreOptions {
   dir: string;
   /** Write and read status here instead of inside the manifests (read-only checkouts). */
   statusDir?: string;
+  /** Addition: files larger than this are refused unread. Default 2 MiB. */
+  maxFileSize?: number;
+  /**
+   * Addition: keep parse results in `<stateRoot>/.kvmctl/cache/` so a fresh process (the CLI)
+   * re-parses only files whose content changed. Default true; failures to write it are ignored.
+   */
+  diskCache?: boolean;
+}
+
+/** Addition: what `watch()` reports. `keys` changed in spec, validity, presence or readability. */
+export interface StoreChange {
+  keys: string[];
+  snapshot: Snapshot;
+}
+
+/** Addition: a document parsed from `apply -f` input (see parseManifestSource). */
+export interface SourceDocument {
+  location: SourceLocation;
+  key?: string;
+  kind?: KindName;
+  name?: string;
+  /** Validated object (status dropped) when the document is valid. */
+  object?: KvmObject;
+  /** The document as written, without status. */
+  raw?: Record<string, unknown>;
+  /** The document's source text without its status block, comments kept; "\n" line ends. */
+  text: string;
+  problems: ManifestProblem[];
+}
+
+export interface ParsedSource {
+  documents: SourceDocument[];
+  /** Every problem in the input (syntax errors, invalid documents), in order. */
+  problems: ManifestProblem[];
+}
+
+/** Addition: the outcome of applyDocuments for one object. */
+export interface ApplyOutcome {
+  key: string;
+  action: "created" | "configured" | "unchanged";
+  /** Manifest file (relative to the directory) that holds or will hold the object. */
+  file: string;
+}
+
+export interface ApplyResult {
+  /** False when anything was invalid: then nothing was written and `problems` says why. */
+  ok: boolean;
+  outcomes: ApplyOutcome[];
+  problems: ManifestProblem[];
 }

@@ -1,0 +1,85 @@
+// Parse results kept on disk between processes, in `<stateRoot>/.kvmctl/cache/read.json`.
+// Entries are keyed by relative path and valid only for the same content hash, and the whole
+// cache only for the same kvmctl code (a fingerprint of src/api and src/store), so a stale
+// cache can cost time but never give a wrong answer.
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FileEntry, StatusFileEntry } from "./entries.js";
+import type { ManifestProblem } from "./types.js";
+
+const FORMAT = 1;
+
+export interface CacheData {
+  files: Record<string, FileEntry>;
+  statusFiles: Record<string, StatusFileEntry>;
+  /** Keys each file held at its last good read. */
+  lastKnown: Record<string, string[]>;
+  crossCheck?: { hash: string; problems: ManifestProblem[] };
+}
+
+export function emptyCache(): CacheData {
+  return { files: {}, statusFiles: {}, lastKnown: {} };
+}
+
+let fingerprint: string | undefined;
+
+/** Changes whenever the code that produces entries changes (new build, edited source). */
+export function codeFingerprint(): string {
+  if (fingerprint) return fingerprint;
+  const hash = createHash("sha1").update(String(FORMAT));
+  for (const dir of ["../api/", "./"]) {
+    const abs = fileURLToPath(new URL(dir, import.meta.url));
+    try {
+      for (const name of fs.readdirSync(abs).sort()) {
+        const st = fs.statSync(path.join(abs, name));
+        hash.update(`${dir}${name}:${st.size}:${st.mtimeMs}\n`);
+      }
+    } catch {
+      hash.update(`${dir}?`);
+    }
+  }
+  fingerprint = hash.digest("hex");
+  return fingerprint;
+}
+
+export function cachePath(stateRoot: string): string {
+  return path.join(stateRoot, ".kvmctl", "cache", "read.json");
+}
+
+/**
+ * Creates `<stateRoot>/.kvmctl/` with a `.gitignore` of `*`, so a git checkout never picks up
+ * kvmctl's own data. Never creates stateRoot itself (a missing manifest directory stays missing).
+ */
+export function ensureDataDir(stateRoot: string): string {
+  const dataDir = path.join(stateRoot, ".kvmctl");
+  if (!fs.existsSync(stateRoot)) throw new Error(`${stateRoot} does not exist`);
+  fs.mkdirSync(dataDir, { recursive: true });
+  const ignore = path.join(dataDir, ".gitignore");
+  if (!fs.existsSync(ignore)) fs.writeFileSync(ignore, "# kvmctl's own data: never commit it\n*\n");
+  return dataDir;
+}
+
+export function loadDiskCache(stateRoot: string): CacheData | undefined {
+  try {
+    const data = JSON.parse(fs.readFileSync(cachePath(stateRoot), "utf8")) as { fingerprint?: string; data?: CacheData };
+    if (data.fingerprint !== codeFingerprint() || !data.data) return undefined;
+    return data.data;
+  } catch {
+    return undefined; // missing or damaged: start over
+  }
+}
+
+/** Best effort: a read-only directory simply has no cache. */
+export async function saveDiskCache(stateRoot: string, data: CacheData): Promise<void> {
+  const file = cachePath(stateRoot);
+  try {
+    ensureDataDir(stateRoot);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const { default: writeFileAtomic } = await import("write-file-atomic");
+    await writeFileAtomic(file, JSON.stringify({ fingerprint: codeFingerprint(), data }), { fsync: false });
+  } catch {
+    // ignored on purpose
+  }
+}

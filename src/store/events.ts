@@ -1,0 +1,47 @@
+// Recent events per object (what `kvmctl describe` shows), kept in
+// `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, trimmed to the last 50.
+import fs from "node:fs";
+import path from "node:path";
+import { ensureDataDir } from "./disk-cache.js";
+import type { FileWriter } from "./file-writer.js";
+import type { ObjectEvent } from "./types.js";
+
+export const MAX_EVENTS = 50;
+const KEY = /^(VirtualMachine|Network|StoragePool)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/;
+
+/** The events file of a key; refuses anything that is not Kind/dns-label (no path tricks). */
+export function eventsFile(dataDir: string, key: string): string {
+  const match = KEY.exec(key);
+  if (!match || match[2]!.length > 63) throw new Error(`not an object key: ${JSON.stringify(key)}`);
+  return path.join(dataDir, "events", `${match[1]}-${match[2]}.jsonl`);
+}
+
+export async function readEvents(dataDir: string, key: string): Promise<ObjectEvent[]> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(eventsFile(dataDir, key), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+  const events: ObjectEvent[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const event = JSON.parse(line) as ObjectEvent;
+      if (typeof event.reason === "string" && typeof event.time === "string") events.push(event);
+    } catch {
+      // a torn or hand-edited line costs only that event
+    }
+  }
+  return events.slice(-MAX_EVENTS);
+}
+
+export async function recordEvent(writer: FileWriter, dataDir: string, key: string, event: ObjectEvent): Promise<void> {
+  const file = eventsFile(dataDir, key);
+  await writer.run(file, async () => {
+    ensureDataDir(path.dirname(dataDir));
+    const events = [...(await readEvents(dataDir, key)), event].slice(-MAX_EVENTS);
+    await writer.write(file, events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+  });
+}

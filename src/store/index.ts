@@ -1,0 +1,247 @@
+// The manifest store: reads the manifest directory into snapshots, writes status back,
+// watches for changes and edits manifests for the CLI. See docs/store.md.
+//
+// Importing this module is cheap on purpose (no yaml, no zod): a CLI run whose manifests are
+// all in the parse cache never loads them. Heavy parts are imported when first needed.
+import fs from "node:fs";
+import path from "node:path";
+import { ManifestEditError } from "./errors.js";
+import { FileWriter, KeyedQueue } from "./file-writer.js";
+import { readManifestText } from "./read-text.js";
+import { ManifestReader } from "./reader.js";
+import type { WatchOptions, StoreWatcher } from "./watch.js";
+import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
+
+// Heavy modules, loaded on first use. One promise each, so callers resume in call order
+// (separate import() calls may settle in any order under a loader, which would reorder writes).
+const lazy = <T>(load: () => Promise<T>): (() => Promise<T>) => {
+  let promise: Promise<T> | undefined;
+  return () => (promise ??= load());
+};
+const editModule = lazy(() => import("./edit.js"));
+const statusWriterModule = lazy(() => import("./status-writer.js"));
+const statusDirModule = lazy(() => import("./status-dir.js"));
+const checkModule = lazy(() => import("./check-documents.js"));
+const watchModule = lazy(() => import("./watch.js"));
+const applyModule = lazy(() => import("./apply.js"));
+const eventsModule = lazy(() => import("./events.js"));
+const inputModule = lazy(() => import("./input.js"));
+
+export * from "./types.js";
+/** Thrown by writeStatus, applyDocuments and deleteObject when a file cannot be edited safely; nothing was written to it. */
+export { ManifestEditError } from "./errors.js";
+export type { StoreWatcher, WatchOptions } from "./watch.js";
+export { compareProblems, formatFieldPath, formatLocation, formatProblem, isError } from "./problems.js";
+export { deriveGeneration } from "./snapshot.js";
+export { DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
+
+/**
+ * Input for `apply -f FILE|DIR|-`: parsed and validated like the directory, with positions;
+ * `label` is the file name (or "<stdin>") used in problems. Async only because the parser is
+ * loaded on first use; the synchronous version is `parseManifestSource` in ./edit.js.
+ */
+export async function parseManifestSource(text: string, label: string): Promise<ParsedSource> {
+  const edit = await editModule();
+  return edit.parseManifestSource(text, label);
+}
+
+/**
+ * `apply -f FILE|DIR` input: a file, or every .yaml/.yml file under a directory (same rules as
+ * the manifest directory), parsed like parseManifestSource; problems name `target/relative/path`.
+ * For `-f -`, read stdin yourself and call parseManifestSource(text, "<stdin>").
+ */
+export async function readManifestInput(target: string, maxFileSize?: number): Promise<ParsedSource> {
+  const input = await inputModule();
+  return input.readManifestInput(target, maxFileSize);
+}
+
+/** The status fields a writer sets to say which spec its status describes. */
+export function observedFields(stored: Pick<StoredObject, "generation" | "specHash">): { observedGeneration: number; observedSpecHash: string } {
+  return { observedGeneration: stored.generation, observedSpecHash: stored.specHash };
+}
+
+export class ManifestStore {
+  readonly dir: string;
+  readonly statusDir: string | undefined;
+  /** Where kvmctl keeps its own data (`.kvmctl/`): the status directory if any, else the manifest directory. */
+  readonly stateRoot: string;
+  private readonly reader: ManifestReader;
+  private readonly writer = new FileWriter();
+  /** Status writes for one key happen in call order: the last call wins. */
+  private readonly statusQueue = new KeyedQueue();
+  private lastSnapshot: Snapshot | undefined;
+
+  constructor(readonly options: StoreOptions) {
+    this.dir = path.resolve(options.dir);
+    this.statusDir = options.statusDir === undefined ? undefined : path.resolve(options.statusDir);
+    this.stateRoot = this.statusDir ?? this.dir;
+    this.reader = new ManifestReader({
+      dir: this.dir,
+      statusDir: this.statusDir,
+      stateRoot: this.stateRoot,
+      maxFileSize: options.maxFileSize,
+      diskCache: options.diskCache,
+    });
+  }
+
+  /** Reads the directory. Never throws for bad manifests: they are in `problems`. */
+  async read(): Promise<Snapshot> {
+    this.lastSnapshot = await this.reader.read();
+    return this.lastSnapshot;
+  }
+
+  /** The snapshot of the last read(), if any. */
+  get snapshot(): Snapshot | undefined {
+    return this.lastSnapshot;
+  }
+
+  /** `<stateRoot>/.kvmctl`: kvmctl's own data (events, cache, the controller's lock). */
+  get dataDir(): string {
+    return path.join(this.stateRoot, ".kvmctl");
+  }
+
+  /** Absolute path of a manifest file given relative to the directory (as in SourceLocation.file). */
+  manifestPath(rel: string): string {
+    return path.join(this.dir, ...rel.split("/"));
+  }
+
+  /**
+   * Sets `key`'s status (null removes it): in its manifest's top-level `status:` block, or in the
+   * status directory. Only that block changes; the write is atomic and skipped when nothing
+   * changes. Resolves false when the object is not in any readable manifest (deleted — or its file
+   * is unreadable right now: see snapshot.unreadableFiles before treating it as gone). Calls for
+   * one key take effect in call order. Throws ManifestEditError when the
+   * document cannot be edited safely (e.g. flow style); nothing is written then.
+   * Set status.observedGeneration/observedSpecHash (see observedFields) to say which spec it describes.
+   */
+  writeStatus(key: string, status: Record<string, unknown> | null): Promise<boolean> {
+    return this.statusQueue.run(key, () => this.writeStatusNow(key, status));
+  }
+
+  private async writeStatusNow(key: string, status: Record<string, unknown> | null): Promise<boolean> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (attempt > 0 || !this.lastSnapshot) await this.read();
+      const places = this.reader.placesOf(key);
+      if (places.length > 1) throw new ManifestEditError(`${key}: defined more than once (${places.map((p) => p.file).join(", ")}); status not written`);
+      const place = places[0];
+      if (!place) continue;
+      const result = this.statusDir ? await this.writeStatusToDir(place.file, key, status) : await this.writeStatusInFile(place.file, key, status);
+      if (result !== "missing") return true;
+    }
+    return false;
+  }
+
+  private async writeStatusInFile(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
+    const abs = this.manifestPath(rel);
+    const { editStatusInText } = await statusWriterModule();
+    return this.writer.run(abs, async () => {
+      const read = readManifestText(abs, this.options.maxFileSize);
+      if (!read.ok) {
+        if (!fs.existsSync(abs)) return "missing";
+        throw new ManifestEditError(`${rel}: cannot write status: ${read.message}`);
+      }
+      let edit;
+      try {
+        edit = editStatusInText(read.text, key, status);
+      } catch (error) {
+        throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (edit.result === "written") await this.writer.write(abs, edit.text);
+      return edit.result;
+    });
+  }
+
+  private async writeStatusToDir(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
+    const [{ editStatusFileText, statusFilePath }, { identify, parseYamlText }] = await Promise.all([statusDirModule(), checkModule()]);
+    // The manifest is only read, to make sure the object is still there.
+    const manifest = readManifestText(this.manifestPath(rel), this.options.maxFileSize);
+    if (!manifest.ok) return "missing";
+    const present = parseYamlText(manifest.text, rel).documents.some((d) => identify(d.value).key === key);
+    if (!present) return "missing";
+    const [kind, name] = key.split("/") as [string, string];
+    const file = statusFilePath(this.statusDir!, rel);
+    return this.writer.run(file, async () => {
+      const current = fs.existsSync(file) ? readManifestText(file, this.options.maxFileSize) : undefined;
+      const edit = editStatusFileText(current?.ok ? current.text : undefined, kind, name, status);
+      if (edit.result === "unchanged") return "unchanged";
+      if (edit.text === null) await this.writer.remove(file);
+      else await this.writer.write(file, edit.text);
+      return "written";
+    });
+  }
+
+  /**
+   * Calls onChange with the keys whose spec, validity, presence or readability changed (status
+   * changes, including the store's own writes, are not reported). Resolves once watching.
+   */
+  async watch(onChange: (change: StoreChange) => void, options: WatchOptions = {}): Promise<StoreWatcher> {
+    const { watchDirectory } = await watchModule();
+    const baseline = await this.read();
+    const ignore: string[] = [];
+    if (this.statusDir) ignore.push(this.statusDir);
+    return watchDirectory({ dir: this.dir, ignore, writer: this.writer, read: () => this.read(), baseline }, onChange, options);
+  }
+
+  /**
+   * Applies parsed input (parseManifestSource): each object is created in `<plural>/<name>.yaml`
+   * or updated in place (its document's text replaced by the input's text, its status kept).
+   * Everything is validated first, cross-object checks included; if anything is invalid,
+   * nothing is written and `ok` is false. `dryRun` plans without writing.
+   */
+  async applyDocuments(documents: SourceDocument[], options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
+    const { applyDocuments } = await applyModule();
+    const context = { dir: this.dir, maxFileSize: this.options.maxFileSize, reader: this.reader, writer: this.writer, read: () => this.read() };
+    return applyDocuments(context, documents, options);
+  }
+
+  /** Removes `key`'s document from its file (the file when it held nothing else). False when not found. */
+  async deleteObject(key: string): Promise<boolean> {
+    const [{ removeDocument }, { editStatusFileText, statusFilePath }] = await Promise.all([editModule(), statusDirModule()]);
+    await this.read();
+    const places = this.reader.placesOf(key);
+    if (places.length > 1) throw new ManifestEditError(`${key}: defined more than once (${places.map((p) => p.file).join(", ")}); not deleted`);
+    const place = places[0];
+    if (!place) return false;
+    const abs = this.manifestPath(place.file);
+    const removed = await this.writer.run(abs, async () => {
+      const read = readManifestText(abs, this.options.maxFileSize);
+      if (!read.ok) throw new ManifestEditError(`${place.file}: cannot delete ${key}: ${read.message}`);
+      let result;
+      try {
+        result = removeDocument(read.text, key);
+      } catch (error) {
+        throw new ManifestEditError(`${place.file}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (result.result === "missing") return false;
+      if (result.text === null) await this.writer.remove(abs);
+      else await this.writer.write(abs, result.text);
+      return true;
+    });
+    if (removed && this.statusDir) {
+      const [kind, name] = key.split("/") as [string, string];
+      const file = statusFilePath(this.statusDir, place.file);
+      await this.writer.run(file, async () => {
+        if (!fs.existsSync(file)) return;
+        const current = readManifestText(file, this.options.maxFileSize);
+        const edit = editStatusFileText(current.ok ? current.text : undefined, kind, name, null);
+        if (edit.result === "written") {
+          if (edit.text === null) await this.writer.remove(file);
+          else await this.writer.write(file, edit.text);
+        }
+      });
+    }
+    return removed;
+  }
+
+  /** Appends an event to `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, keeping the last 50. */
+  async recordEvent(key: string, event: ObjectEvent): Promise<void> {
+    const { recordEvent } = await eventsModule();
+    await recordEvent(this.writer, this.dataDir, key, event);
+  }
+
+  /** The recorded events of `key`, oldest first. */
+  async readEvents(key: string): Promise<ObjectEvent[]> {
+    const { readEvents } = await eventsModule();
+    return readEvents(this.dataDir, key);
+  }
+}
