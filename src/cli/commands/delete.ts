@@ -1,0 +1,52 @@
+// `kvmctl delete KIND NAME...` / `delete -f FILE`: remove manifests from the directory.
+// The controller then prunes what they owned in libvirt (disks stay unless the manifest
+// said deletionPolicy: Delete); `--wait` waits for that.
+import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
+import type { CliContext } from "../context.js";
+import { parseDuration } from "../duration.js";
+import { CliError, UsageError } from "../errors.js";
+import { readInputs } from "../input.js";
+import { kindsFor } from "./get.js";
+import { parseTargets, waitForDeletion } from "./wait.js";
+
+export interface DeleteOptions {
+  filename?: string[];
+  wait?: boolean;
+  timeout: string;
+  ignoreNotFound?: boolean;
+}
+
+async function keysToDelete(args: string[], options: DeleteOptions): Promise<string[]> {
+  if (options.filename?.length) {
+    if (args.length) throw new UsageError("give either -f FILE or KIND NAME, not both");
+    const documents = await readInputs(options.filename, false);
+    const keys = documents.map((d) => d.key).filter((k): k is string => k !== undefined);
+    if (keys.length === 0) throw new CliError(`no objects with a kind and name in ${options.filename.join(", ")}`);
+    return keys;
+  }
+  if (args.length === 0) throw new UsageError("expected KIND NAME... or -f FILE");
+  if (args.every((a) => a.includes("/"))) return parseTargets(args);
+  const [kindArg, ...names] = args;
+  const kinds = kindsFor(kindArg!);
+  if (kinds.length !== 1) throw new UsageError(`delete needs one kind, not "${kindArg}"`);
+  if (names.length === 0) throw new UsageError(`expected a name after "${kindArg}"`);
+  return names.map((name) => `${kinds[0]}/${name}`);
+}
+
+export async function runDelete(ctx: CliContext, args: string[], options: DeleteOptions): Promise<void> {
+  const timeoutMs = parseDuration(options.timeout, "--timeout");
+  const keys = await keysToDelete(args, options);
+  const store = await ctx.openStore();
+  const started = new Date();
+  const notFound: string[] = [];
+  const deleted: string[] = [];
+  for (const key of keys) {
+    const { kind, name } = parseObjectKey(key);
+    if (await store.deleteObject(key)) {
+      process.stdout.write(`${KIND_TABLE[kind].singular} "${name}" deleted\n`);
+      deleted.push(key);
+    } else notFound.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+  }
+  if (options.wait) await Promise.all(deleted.map((key) => waitForDeletion(ctx, key, started, timeoutMs)));
+  if (notFound.length && !options.ignoreNotFound) throw new CliError(notFound.join("\nerror: "));
+}

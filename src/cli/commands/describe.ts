@@ -1,0 +1,97 @@
+// `kvmctl describe KIND NAME`: what the manifest asks for, what the controller last saw,
+// its conditions and recent events — kubectl describe's layout.
+import { KIND_TABLE } from "../../api/kind-names.js";
+import type { ObjectEvent, StoredObject } from "../../store/index.js";
+import { formatLocation } from "../../store/index.js";
+import type { CliContext } from "../context.js";
+import { formatAge } from "../duration.js";
+import { CliError, UsageError } from "../errors.js";
+import { renderTable } from "../output.js";
+import { printProblems } from "../problems.js";
+import { kindsFor, select } from "./get.js";
+
+interface ConditionLike {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+function indent(text: string, by: string): string {
+  return text
+    .trimEnd()
+    .split("\n")
+    .map((line) => by + line)
+    .join("\n");
+}
+
+export async function describeObject(stored: StoredObject, events: ObjectEvent[], now = Date.now()): Promise<string> {
+  const { stringify } = await import("yaml");
+  const { status, ...rest } = ((stored.object as { status?: Record<string, unknown> }).status ?? {}) as Record<string, unknown> & {
+    status?: never;
+  };
+  void status;
+  const { conditions, observedGeneration, observedSpecHash, phase, ...facts } = rest as {
+    conditions?: ConditionLike[];
+    observedGeneration?: number;
+    observedSpecHash?: string;
+    phase?: string;
+  } & Record<string, unknown>;
+  void observedSpecHash;
+  const metadata = stored.raw.metadata as { labels?: Record<string, string>; annotations?: Record<string, string> };
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${(name + ":").padEnd(20)}${value}`);
+  field("Name", stored.name);
+  field("Kind", stored.kind);
+  field("File", formatLocation(stored.location));
+  field("Labels", metadata.labels ? Object.entries(metadata.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "<none>");
+  field("Annotations", metadata.annotations ? Object.entries(metadata.annotations).map(([k, v]) => `${k}=${v}`).join(", ") : "<none>");
+  field("Created", `${stored.createdAt.toISOString()} (${formatAge(stored.createdAt, now)} ago)`);
+  const seen = observedGeneration === undefined ? "not yet reconciled" : observedGeneration === stored.generation ? "up to date" : `status describes generation ${observedGeneration}`;
+  field("Generation", `${stored.generation} (${seen})`);
+  if (phase) field("Phase", phase);
+  lines.push("Spec:");
+  lines.push(indent(stringify(stored.raw.spec ?? {}, { lineWidth: 0 }), "  "));
+  lines.push("Status:");
+  lines.push(Object.keys(facts).length ? indent(stringify(facts, { lineWidth: 0 }), "  ") : "  <none>");
+  lines.push("Conditions:");
+  if (conditions?.length) {
+    const rows = conditions.map((c) => [
+      c.type,
+      c.status,
+      c.reason ?? "",
+      c.lastTransitionTime ? formatAge(new Date(c.lastTransitionTime), now) : "",
+      c.message ?? "",
+    ]);
+    lines.push(indent(renderTable(["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"], rows), "  "));
+  } else lines.push("  <none>");
+  lines.push("Events:");
+  if (events.length) {
+    const rows = events.slice(-15).map((e) => [e.type, e.reason, formatAge(new Date(e.time), now), e.message]);
+    lines.push(indent(renderTable(["TYPE", "REASON", "AGE", "MESSAGE"], rows), "  "));
+  } else lines.push("  <none>");
+  return lines.join("\n") + "\n";
+}
+
+export async function runDescribe(ctx: CliContext, kindArg: string, names: string[]): Promise<void> {
+  const kinds = kindsFor(kindArg);
+  if (kinds.length !== 1) throw new UsageError(`describe needs one kind, not "${kindArg}"`);
+  const kind = kinds[0]!;
+  const store = await ctx.openStore();
+  const snapshot = await store.read();
+  const { found, missing } = select(snapshot, kind, names);
+  const out: string[] = [];
+  for (const stored of found) out.push(await describeObject(stored, await store.readEvents(stored.key)));
+  process.stdout.write(out.join("\n"));
+  const errors: string[] = [];
+  for (const name of missing) {
+    const problems = snapshot.invalid.get(`${kind}/${name}`);
+    if (problems) {
+      printProblems(problems);
+      errors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid`);
+    } else errors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+  }
+  if (errors.length) throw new CliError(errors.join("\nerror: "));
+}

@@ -1,0 +1,100 @@
+// `kvmctl get KIND [NAME...]`: list objects from the manifest directory with their status.
+import { KIND_TABLE, resolveKind, type KindName } from "../../api/kind-names.js";
+import type { Snapshot, StoredObject } from "../../store/index.js";
+import { COLUMNS } from "../columns.js";
+import type { CliContext } from "../context.js";
+import { CliError, UsageError } from "../errors.js";
+import { documentOf, OUTPUT_FORMATS, renderDocuments, renderTable, type OutputFormat } from "../output.js";
+import { printProblems } from "../problems.js";
+
+export interface GetOptions {
+  output: string;
+}
+
+export function parseOutputFormat(value: string): OutputFormat {
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(value)) {
+    throw new UsageError(`--output: unknown format "${value}" (expected one of ${OUTPUT_FORMATS.join(", ")})`);
+  }
+  return value as OutputFormat;
+}
+
+export function kindsFor(alias: string): KindName[] {
+  const kinds = resolveKind(alias);
+  if (!kinds) {
+    throw new UsageError(
+      `unknown kind "${alias}" (expected vm/virtualmachine, net/network, pool/storagepool, or all)`,
+    );
+  }
+  return kinds;
+}
+
+/** Objects of `kind` named `names` (all when empty); missing names are errors. */
+export function select(snapshot: Snapshot, kind: KindName, names: string[]): { found: StoredObject[]; missing: string[] } {
+  const all = [...snapshot.objects.values()].filter((o) => o.kind === kind).sort((a, b) => a.name.localeCompare(b.name));
+  if (names.length === 0) return { found: all, missing: [] };
+  const found: StoredObject[] = [];
+  const missing: string[] = [];
+  for (const name of names) {
+    const object = snapshot.objects.get(`${kind}/${name}`);
+    if (object) found.push(object);
+    else missing.push(name);
+  }
+  return { found, missing };
+}
+
+export async function runGet(ctx: CliContext, kindArg: string, names: string[], options: GetOptions): Promise<void> {
+  const format = parseOutputFormat(options.output);
+  const kinds = kindsFor(kindArg);
+  if (kinds.length > 1 && names.length > 0) throw new UsageError(`a name cannot be given with "all"`);
+  const store = await ctx.openStore();
+  const snapshot = await store.read();
+  // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
+  printProblems(snapshot.problems);
+
+  const now = Date.now();
+  const out: string[] = [];
+  const documents: Record<string, unknown>[] = [];
+  const missingErrors: string[] = [];
+  for (const kind of kinds) {
+    const { found, missing } = select(snapshot, kind, names);
+    const invalid = [...snapshot.invalid.keys()].filter((key) => key.startsWith(`${kind}/`)).map((key) => key.slice(kind.length + 1));
+    for (const name of missing) {
+      if (invalid.includes(name)) missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid (see the errors above)`);
+      else missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+    }
+    if (format === "yaml" || format === "json") {
+      documents.push(...found.map(documentOf));
+    } else if (format === "name") {
+      out.push(...found.map((o) => `${KIND_TABLE[kind].singular}/${o.name}\n`));
+    } else {
+      const columns = COLUMNS[kind];
+      const wide = format === "wide";
+      const rows = found.map((o) => {
+        const { cells, wide: extra } = columns.row(o, now);
+        return wide ? [...cells, ...extra] : cells;
+      });
+      // Invalid objects are listed too, so nothing in the directory is silently hidden.
+      if (names.length === 0) {
+        for (const name of invalid.sort()) {
+          const blanks = (wide ? [...columns.headers, ...columns.wideHeaders] : columns.headers).length - 3;
+          rows.push([name, "False", "Invalid", ...Array<string>(blanks).fill("-")]);
+        }
+      }
+      if (rows.length === 0) continue;
+      const headers = wide ? [...columns.headers, ...columns.wideHeaders] : [...columns.headers];
+      if (kinds.length > 1) {
+        // `get all` prefixes names with the kind, as kubectl does.
+        for (const row of rows) row[0] = `${KIND_TABLE[kind].singular}/${row[0]}`;
+      }
+      out.push(renderTable(headers, rows));
+    }
+  }
+  if (format === "yaml" || format === "json") {
+    const single = names.length === 1 && kinds.length === 1;
+    if (documents.length > 0 || !single) out.push(await renderDocuments(documents, format, single));
+  } else if ((format === "table" || format === "wide") && out.length === 0 && missingErrors.length === 0) {
+    process.stderr.write(`No resources found in ${store.dir}.\n`);
+  }
+  process.stdout.write(out.join(kinds.length > 1 && (format === "table" || format === "wide") ? "\n" : ""));
+  if (missingErrors.length > 0) throw new CliError(missingErrors.join("\nerror: "));
+}

@@ -1,0 +1,114 @@
+// `kvmctl wait KIND/NAME --for=condition=Ready --timeout=120s` (and --for=delete).
+// A condition counts only when it describes the current spec (its observedGeneration is
+// the object's generation), so a stale Ready from before an edit does not end the wait.
+import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
+import type { StoredObject } from "../../store/index.js";
+import { conditionOf } from "../columns.js";
+import type { CliContext } from "../context.js";
+import { parseDuration } from "../duration.js";
+import { CliError, UsageError } from "../errors.js";
+import { printProblems } from "../problems.js";
+import { kindsFor } from "./get.js";
+
+const POLL_MS = 250;
+
+export interface WaitOptions {
+  for: string;
+  timeout: string;
+}
+
+type WaitFor = { condition: string; value: string } | { delete: true };
+
+export function parseWaitFor(text: string): WaitFor {
+  if (text === "delete") return { delete: true };
+  const match = /^condition=([A-Za-z][A-Za-z0-9]*)(?:=(True|False|Unknown|true|false|unknown))?$/.exec(text);
+  if (!match) throw new UsageError(`--for: expected condition=NAME[=True|False] or delete, got "${text}"`);
+  const value = match[2] ? match[2][0]!.toUpperCase() + match[2].slice(1).toLowerCase() : "True";
+  return { condition: match[1]!, value };
+}
+
+/** Accepts `vm/web1`, `VirtualMachine/web1`, or KIND NAME as two arguments. */
+export function parseTargets(args: string[]): string[] {
+  if (args.length === 2 && !args[0]!.includes("/") && !args[1]!.includes("/")) {
+    const [kind] = kindsFor(args[0]!);
+    return [`${kind}/${args[1]}`];
+  }
+  if (args.length === 0) throw new UsageError("expected KIND/NAME");
+  return args.map((arg) => {
+    const slash = arg.indexOf("/");
+    if (slash <= 0) throw new UsageError(`expected KIND/NAME, got "${arg}"`);
+    const kinds = kindsFor(arg.slice(0, slash));
+    if (kinds.length !== 1) throw new UsageError(`expected one kind in "${arg}"`);
+    return `${kinds[0]}/${arg.slice(slash + 1)}`;
+  });
+}
+
+function currentCondition(stored: StoredObject, type: string): { status: string; reason?: string; message?: string } | undefined {
+  const condition = conditionOf(stored, type);
+  if (!condition) return undefined;
+  const generation = condition.observedGeneration ?? (stored.object as { status?: { observedGeneration?: number } }).status?.observedGeneration;
+  return generation === stored.generation ? condition : undefined;
+}
+
+function label(key: string): string {
+  const { kind, name } = parseObjectKey(key);
+  return `${KIND_TABLE[kind].plural}/${name}`;
+}
+
+export async function waitForCondition(ctx: CliContext, key: string, type: string, timeoutMs: number, value = "True"): Promise<void> {
+  const store = await ctx.openStore();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const snapshot = await store.read();
+    const invalid = snapshot.invalid.get(key);
+    if (invalid) {
+      printProblems(invalid);
+      throw new CliError(`${label(key)} is invalid; it will not become ${type}`);
+    }
+    const stored = snapshot.objects.get(key);
+    if (!stored && !snapshot.unreadableFiles.size) throw new CliError(`${label(key)} not found in ${store.dir}`);
+    if (stored) {
+      if (currentCondition(stored, type)?.status === value) return;
+      const stalled = currentCondition(stored, "Stalled");
+      if (type !== "Stalled" && stalled?.status === "True") {
+        throw new CliError(`${label(key)} is stalled: ${stalled.reason ?? ""}${stalled.message ? `: ${stalled.message}` : ""}`);
+      }
+    }
+    if (Date.now() >= deadline) {
+      const ready = stored ? conditionOf(stored, "Ready") : undefined;
+      const last = ready ? ` (Ready=${ready.status}, ${ready.reason ?? ""}${ready.message ? `: ${ready.message}` : ""})` : "";
+      throw new CliError(`timed out waiting for condition ${type}=${value} on ${label(key)}${last}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+/** Waits until the controller has recorded that it removed what `key` owned in libvirt. */
+export async function waitForDeletion(ctx: CliContext, key: string, since: Date, timeoutMs: number): Promise<void> {
+  const store = await ctx.openStore();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const snapshot = await store.read();
+    if (!snapshot.objects.has(key) && !snapshot.invalid.has(key)) {
+      const events = await store.readEvents(key);
+      if (events.some((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime() - 1000)) return;
+    }
+    if (Date.now() >= deadline) throw new CliError(`timed out waiting for the controller to delete ${label(key)} (is \`kvmctl controller\` running?)`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+export async function runWait(ctx: CliContext, args: string[], options: WaitOptions): Promise<void> {
+  const waitFor = parseWaitFor(options.for);
+  const timeoutMs = parseDuration(options.timeout, "--timeout");
+  const keys = parseTargets(args);
+  const started = new Date();
+  await Promise.all(
+    keys.map(async (key) => {
+      if ("delete" in waitFor) await waitForDeletion(ctx, key, started, timeoutMs);
+      else await waitForCondition(ctx, key, waitFor.condition, timeoutMs, waitFor.value);
+      const { kind, name } = parseObjectKey(key);
+      process.stdout.write(`${KIND_TABLE[kind].singular}/${name} condition met\n`);
+    }),
+  );
+}

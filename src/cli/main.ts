@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// kvmctl's entry point. Only commander is loaded up front; each command's module (and the
+// store, yaml, zod behind it) is imported when that command runs, so `--help` stays fast.
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { resolveContext, type CliContext } from "./context.js";
+import { CliError, EXIT_FAILURE, EXIT_USAGE, ExitCode } from "./errors.js";
+
+const VERSION = "0.1.0";
+
+function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir?: string }> {
+  const program = new Command()
+    .name("kvmctl")
+    .description("Desired state for a KVM host as YAML manifests, reconciled like Kubernetes.")
+    .version(VERSION)
+    .option("--dir <dir>", "manifest directory (env KVMCTL_DIR, default ./state)")
+    .option("--connect <uri>", "libvirt URI (env KVMCTL_CONNECT, default qemu:///system)")
+    .option("--status-dir <dir>", "write and read status here instead of in the manifests (env KVMCTL_STATUS_DIR)")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+
+  const context = (): CliContext => resolveContext(program.opts());
+  const timeout = () => new Option("--timeout <duration>", "how long --wait waits").default("120s");
+
+  program
+    .command("apply")
+    .description("validate manifests, then create or update them in the manifest directory")
+    .option("-f, --filename <path...>", "file, directory or - for stdin")
+    .option("--dry-run", "show what would change, write nothing")
+    .option("--wait", "wait until every applied object is Ready")
+    .addOption(timeout())
+    .action(async (options) => (await import("./commands/apply.js")).runApply(context(), options));
+
+  program
+    .command("get")
+    .description("list objects: vm, net, pool, or all")
+    .argument("<kind>", "vm|vms|virtualmachine(s), net|network(s), pool|storagepool(s), all")
+    .argument("[names...]", "object names")
+    .addOption(new Option("-o, --output <format>", "table|wide|yaml|json|name").default("table"))
+    .action(async (kind, names, options) => (await import("./commands/get.js")).runGet(context(), kind, names, options));
+
+  program
+    .command("describe")
+    .description("show an object's spec, status, conditions and recent events")
+    .argument("<kind>")
+    .argument("<names...>")
+    .action(async (kind, names) => (await import("./commands/describe.js")).runDescribe(context(), kind, names));
+
+  program
+    .command("delete")
+    .description("remove objects from the manifest directory; the controller prunes them")
+    .argument("[targets...]", "KIND NAME... or KIND/NAME...")
+    .option("-f, --filename <path...>", "delete the objects in these files")
+    .option("--wait", "wait until the controller has removed them from libvirt")
+    .option("--ignore-not-found", "succeed when an object does not exist")
+    .addOption(timeout())
+    .action(async (targets, options) => (await import("./commands/delete.js")).runDelete(context(), targets, options));
+
+  program
+    .command("diff")
+    .description("show what apply would change (exit 0: none, 1: changes, >1: error)")
+    .option("-f, --filename <path...>", "file, directory or - for stdin")
+    .option("--no-live", "compare with the manifest directory only, not with libvirt")
+    .action(async (options) => (await import("./commands/diff.js")).runDiff(context(), options));
+
+  program
+    .command("wait")
+    .description("wait for a condition: wait vm/web1 --for=condition=Ready --timeout=120s")
+    .argument("<targets...>", "KIND/NAME... or KIND NAME")
+    .requiredOption("--for <condition>", "condition=NAME[=True|False] or delete")
+    .option("--timeout <duration>", "give up after this long", "30s")
+    .action(async (targets, options) => (await import("./commands/wait.js")).runWait(context(), targets, options));
+
+  program
+    .command("controller")
+    .description("run the reconciler until SIGTERM (what the systemd service runs)")
+    .option("--once", "one full pass, then exit (non-zero if anything is not Ready)")
+    .addOption(new Option("--default-domain-type <type>", "domain type for VMs that set none").choices(["kvm", "qemu"] as const))
+    .option("--concurrency <n>", "objects reconciled in parallel", "4")
+    .option("--resync <duration>", "full re-check period", "5m")
+    .option("--log-level <level>", "pino log level", "info")
+    .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));
+
+  program
+    .command("ssh")
+    .description("SSH into a VM through its forwarded port, with its own known-hosts entry")
+    .argument("<name>")
+    .argument("[command...]")
+    .option("-i, --identity <file>", "private key")
+    .option("-l, --login <user>", "user", "root")
+    .action(async (name, command, options) => (await import("./commands/ssh.js")).runSsh(context(), name, command, options));
+
+  program
+    .command("console")
+    .description("attach to a VM's serial console (virsh console)")
+    .argument("<name>")
+    .action(async (name) => (await import("./commands/ssh.js")).runConsole(context(), name));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof ExitCode) return error.exitCode;
+    if (error instanceof CommanderError) {
+      // Help and version are "errors" to commander; everything else it reports is usage.
+      return error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

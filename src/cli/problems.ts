@@ -1,0 +1,11 @@
+// Printing manifest problems: one line each, naming file, document, line:column and field.
+import type { ManifestProblem } from "../store/index.js";
+import { formatProblem, isError } from "../store/index.js";
+
+export function printProblems(problems: ManifestProblem[], stream: NodeJS.WritableStream = process.stderr): void {
+  for (const problem of problems) stream.write(`${isError(problem) ? "error" : "warning"}: ${formatProblem(problem)}\n`);
+}
+
+export function errorsIn(problems: ManifestProblem[]): ManifestProblem[] {
+  return problems.filter(isError);
+}
