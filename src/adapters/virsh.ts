@@ -1,0 +1,110 @@
+// virsh through execa: argument arrays (never a shell), timeouts, and stderr classified so
+// reconcilers can tell "gone" from "busy" from everything else. `batch` runs many read-only
+// commands in one process (virsh's own ';' separator), so observing N objects costs a
+// constant number of spawns rather than N.
+import { randomBytes } from "node:crypto";
+import { execa } from "execa";
+
+export type VirshErrorKind = "not-found" | "busy" | "exists" | "other";
+
+export class VirshError extends Error {
+  constructor(
+    readonly args: string[],
+    readonly stderr: string,
+    readonly kind: VirshErrorKind,
+  ) {
+    super(`virsh ${args.join(" ")}: ${stderr.trim() || "failed"}`);
+    this.name = "VirshError";
+  }
+}
+
+const NOT_FOUND = [/failed to get (domain|network|pool|vol)/i, /no (domain|network|storage pool|storage vol)[a-z ]* with matching/i, /not found/i, /Storage volume not found/i];
+const BUSY = [/timed out/i, /another .*job/i, /is busy/i, /cannot acquire state change lock/i, /Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i];
+const EXISTS = [/already exists/i, /already defined/i, /is already active/i, /already running/i];
+
+export function classifyVirshError(stderr: string): VirshErrorKind {
+  if (NOT_FOUND.some((re) => re.test(stderr))) return "not-found";
+  if (EXISTS.some((re) => re.test(stderr))) return "exists";
+  if (BUSY.some((re) => re.test(stderr))) return "busy";
+  return "other";
+}
+
+export interface VirshOptions {
+  uri: string;
+  timeoutMs?: number;
+}
+
+export class Virsh {
+  /** How many virsh processes this client started (benchmarks report it). */
+  spawned = 0;
+
+  constructor(readonly options: VirshOptions) {}
+
+  /** Runs one command; throws VirshError with a classified kind on failure. */
+  async run(args: string[], input?: string): Promise<string> {
+    this.spawned++;
+    const result = await execa("virsh", ["-c", this.options.uri, ...args], {
+      reject: false,
+      timeout: this.options.timeoutMs ?? 60_000,
+      input,
+      env: { LC_ALL: "C" },
+    });
+    if (result.exitCode !== 0 || result.timedOut) {
+      const stderr = result.timedOut ? "timed out" : String(result.stderr);
+      throw new VirshError(args, stderr, classifyVirshError(stderr));
+    }
+    return String(result.stdout);
+  }
+
+  /** Like run, but resolves undefined when the object does not exist. */
+  async runOrMissing(args: string[]): Promise<string | undefined> {
+    try {
+      return await this.run(args);
+    } catch (error) {
+      if (error instanceof VirshError && error.kind === "not-found") return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Runs read-only commands in one virsh process and returns each one's stdout; a command
+   * that failed (e.g. its object vanished meanwhile) yields undefined. Arguments must be
+   * plain words (names are DNS labels, UUIDs, fixed flags): virsh splits on whitespace.
+   */
+  async batch(commands: string[][]): Promise<(string | undefined)[]> {
+    if (commands.length === 0) return [];
+    for (const command of commands) {
+      for (const word of command) {
+        if (!/^[A-Za-z0-9_.:/@+-]+$/.test(word)) throw new Error(`virsh batch: unsafe word ${JSON.stringify(word)}`);
+      }
+    }
+    const marker = `KVMCTL-${randomBytes(6).toString("hex")}`;
+    // Each command is bracketed by "<marker>-<i>-begin" and "-end"; a failed command leaves
+    // its bracket empty *and* virsh prints nothing, so we also need to know it failed:
+    // commands that can legitimately print nothing are told apart by the caller.
+    const script = commands.flatMap((command, i) => [`echo ${marker}-${i}`, command.join(" ")]).concat(`echo ${marker}-end`).join(" ; ");
+    this.spawned++;
+    const result = await execa("virsh", ["-c", this.options.uri, script], {
+      reject: false,
+      timeout: this.options.timeoutMs ?? 120_000,
+      env: { LC_ALL: "C" },
+    });
+    const stdout = String(result.stdout);
+    if (!stdout.includes(`${marker}-end`)) {
+      const stderr = String(result.stderr);
+      throw new VirshError(["<batch>"], stderr || "batch did not complete", classifyVirshError(stderr));
+    }
+    const outputs: (string | undefined)[] = [];
+    for (let i = 0; i < commands.length; i++) {
+      const start = stdout.indexOf(`${marker}-${i}\n`);
+      const next = stdout.indexOf(`${marker}-${i + 1 < commands.length ? i + 1 : "end"}\n`, start);
+      if (start < 0 || next < 0) {
+        outputs.push(undefined);
+        continue;
+      }
+      const text = stdout.slice(start + `${marker}-${i}\n`.length, next);
+      outputs.push(text.trim() === "" ? undefined : text);
+    }
+    return outputs;
+  }
+}

@@ -1,0 +1,97 @@
+// One place that configures fast-xml-parser for libvirt XML. Attributes are kept as strings
+// ("@_" prefix) and text is never coerced (so "0x04" stays "0x04"); elements that can repeat
+// are always arrays, so readers never branch on "one or many".
+import { XMLBuilder, XMLParser } from "fast-xml-parser";
+
+const REPEATED = new Set([
+  "disk", "interface", "controller", "portForward", "range", "host", "ip", "serial", "console", "graphics",
+  "listen", "rng", "tpm", "feature", "volume", "device", "channel", "input", "video", "filesystem", "hostdev",
+  "route", "dns", "forward", "port", "address",
+]);
+
+let parser: XMLParser | undefined;
+let builder: XMLBuilder | undefined;
+
+export type XmlNode = Record<string, unknown>;
+
+export function parseXml(xml: string): XmlNode {
+  parser ??= new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: "@_",
+    parseTagValue: false,
+    parseAttributeValue: false,
+    trimValues: true,
+    // Namespaced metadata (<kvmctl:owner>) keeps its prefix; we match on it.
+    removeNSPrefix: false,
+    isArray: (name) => REPEATED.has(name),
+  });
+  return parser.parse(xml) as XmlNode;
+}
+
+/** Builds XML from a JS object; XMLBuilder escapes every text and attribute value. */
+export function buildXml(root: XmlNode): string {
+  builder ??= new XMLBuilder({
+    ignoreAttributes: false,
+    attributeNamePrefix: "@_",
+    format: true,
+    indentBy: "  ",
+    suppressEmptyNode: true,
+    suppressBooleanAttributes: false,
+  });
+  return builder.build(root) as string;
+}
+
+/** Child element as an object ("" for an empty element becomes {}). */
+export function child(node: unknown, name: string): XmlNode | undefined {
+  if (!node || typeof node !== "object") return undefined;
+  const value = (node as XmlNode)[name];
+  if (Array.isArray(value)) return asNode(value[0]);
+  return asNode(value);
+}
+
+export function children(node: unknown, name: string): XmlNode[] {
+  if (!node || typeof node !== "object") return [];
+  const value = (node as XmlNode)[name];
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).map((v) => asNode(v) ?? {});
+}
+
+function asNode(value: unknown): XmlNode | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === "string") return value === "" ? {} : { "#text": value };
+  return value as XmlNode;
+}
+
+export function attr(node: XmlNode | undefined, name: string): string | undefined {
+  const value = node?.[`@_${name}`];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function text(node: unknown): string | undefined {
+  if (typeof node === "string") return node;
+  if (node && typeof node === "object") {
+    const value = (node as XmlNode)["#text"];
+    return typeof value === "string" ? value : value === undefined ? undefined : String(value);
+  }
+  return undefined;
+}
+
+/** Text of a child element, e.g. textOf(domain, "name"). */
+export function textOf(node: unknown, name: string): string | undefined {
+  if (!node || typeof node !== "object") return undefined;
+  const value = (node as XmlNode)[name];
+  return text(Array.isArray(value) ? value[0] : value);
+}
+
+/** libvirt memory/capacity with its unit attribute, in bytes. */
+export function bytesOf(node: XmlNode | undefined): number | undefined {
+  const value = text(node);
+  if (value === undefined) return undefined;
+  const unit = (attr(node, "unit") ?? "KiB").toLowerCase();
+  const factors: Record<string, number> = {
+    b: 1, bytes: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9, t: 1024 ** 4, tib: 1024 ** 4, tb: 1e12,
+  };
+  const factor = factors[unit];
+  if (factor === undefined) throw new Error(`unknown libvirt unit "${unit}"`);
+  return Number(value) * factor;
+}

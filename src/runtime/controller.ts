@@ -1,0 +1,162 @@
+// The controller loop: workers take keys from the queue and reconcile them; failures retry
+// with per-key backoff, dependencies are waited for, terminal errors wait for a spec change,
+// and a periodic resync re-checks every key for drift no event reported.
+import { randomBytes } from "node:crypto";
+import { Backoff } from "./backoff.js";
+import { DependencyNotReadyError, TerminalError, type Outcome, type ReconcileResult } from "./result.js";
+import { WorkQueue } from "./workqueue.js";
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  child(bindings: object): Logger;
+}
+
+export interface ReconcileContext {
+  reconcileId: string;
+  log: Logger;
+}
+
+export interface ReconcileReport {
+  key: string;
+  outcome: Outcome;
+  error?: unknown;
+  ready?: boolean;
+}
+
+export interface ControllerOptions {
+  reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult & { ready?: boolean }>;
+  /** Called after every reconcile; the place to record status for failures. */
+  onReport?(report: ReconcileReport, ctx: ReconcileContext): Promise<void> | void;
+  listKeys(): string[] | Promise<string[]>;
+  logger: Logger;
+  concurrency?: number;
+  resyncMs?: number;
+  backoff?: Backoff;
+}
+
+export class Controller {
+  readonly queue = new WorkQueue();
+  readonly backoff: Backoff;
+  private readonly outcomes = new Map<string, ReconcileReport>();
+  private workers: Promise<void>[] = [];
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(private readonly options: ControllerOptions) {
+    this.backoff = options.backoff ?? new Backoff();
+  }
+
+  enqueue(key: string): void {
+    this.queue.add(key);
+  }
+
+  /** A spec change clears a key's backoff so the new spec is tried at once. */
+  forget(key: string): void {
+    this.backoff.reset(key);
+  }
+
+  outcomeOf(key: string): ReconcileReport | undefined {
+    return this.outcomes.get(key);
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    for (const key of await this.options.listKeys()) this.queue.add(key);
+    const concurrency = this.options.concurrency ?? 4;
+    this.workers = Array.from({ length: concurrency }, () => this.worker());
+    const resyncMs = this.options.resyncMs ?? 5 * 60_000;
+    this.resyncTimer = setInterval(() => void this.resync(), resyncMs);
+  }
+
+  /** Stops taking new work and resolves when in-flight reconciles have finished. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+  }
+
+  private async resync(): Promise<void> {
+    try {
+      for (const key of await this.options.listKeys()) this.queue.add(key);
+    } catch (error) {
+      this.options.logger.error({ err: error }, "resync failed to list objects");
+    }
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        const report = await this.reconcileOnce(key);
+        if (!this.running) continue;
+        this.schedule(report);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private schedule(report: ReconcileReport & { requeueAfterMs?: number }): void {
+    const { key } = report;
+    if (report.outcome === "error") this.queue.addAfter(key, this.backoff.next(key));
+    else if (report.outcome === "waiting") this.queue.addAfter(key, report.error instanceof DependencyNotReadyError ? report.error.retryAfterMs : 5_000);
+    else if (report.requeueAfterMs !== undefined) this.queue.addAfter(key, report.requeueAfterMs);
+  }
+
+  /** Reconciles `key` once, classifies the result, and reports it. */
+  async reconcileOnce(key: string): Promise<ReconcileReport & { requeueAfterMs?: number }> {
+    const reconcileId = randomBytes(4).toString("hex");
+    const log = this.options.logger.child({ object: key, reconcileId });
+    const ctx = { reconcileId, log };
+    const started = Date.now();
+    let report: ReconcileReport & { requeueAfterMs?: number };
+    try {
+      const result = await this.options.reconcile(key, ctx);
+      this.backoff.reset(key);
+      report = { key, outcome: "ready", ready: result.ready ?? true, requeueAfterMs: result.requeueAfterMs };
+      log.debug({ ms: Date.now() - started, ready: report.ready }, "reconciled");
+    } catch (error) {
+      if (error instanceof TerminalError) {
+        this.backoff.reset(key);
+        report = { key, outcome: "terminal", error, ready: false };
+        log.warn({ ms: Date.now() - started, reason: error.reason, message: error.message }, "stalled");
+      } else if (error instanceof DependencyNotReadyError) {
+        report = { key, outcome: "waiting", error, ready: false };
+        log.info({ message: error.message }, "waiting for a dependency");
+      } else {
+        report = { key, outcome: "error", error, ready: false };
+        log.warn({ ms: Date.now() - started, err: error, failures: this.backoff.failuresOf(key) + 1 }, "reconcile failed; will retry");
+      }
+    }
+    this.outcomes.set(key, report);
+    try {
+      await this.options.onReport?.(report, ctx);
+    } catch (error) {
+      log.error({ err: error }, "could not record the outcome");
+    }
+    return report;
+  }
+
+  /**
+   * `kvmctl controller --once`: reconciles each group of keys in order (groups run one after
+   * the other so pools come before the VMs that use them; keys within a group run in parallel).
+   */
+  async runOnce(groups: string[][]): Promise<ReconcileReport[]> {
+    const reports: ReconcileReport[] = [];
+    const concurrency = this.options.concurrency ?? 4;
+    for (const group of groups) {
+      const pending = [...group];
+      await Promise.all(
+        Array.from({ length: Math.min(concurrency, pending.length) }, async () => {
+          for (let key = pending.shift(); key !== undefined; key = pending.shift()) reports.push(await this.reconcileOnce(key));
+        }),
+      );
+    }
+    return reports;
+  }
+}

@@ -1,0 +1,5 @@
+export * from "./backoff.js";
+export * from "./conditions.js";
+export * from "./controller.js";
+export * from "./result.js";
+export * from "./workqueue.js";

@@ -1,0 +1,90 @@
+// A keyed work queue after client-go's: a key waiting in the queue is not queued twice
+// (bursts collapse), a key being processed is never handed out again until it is done,
+// and a key added while processing is marked dirty and queued again when done.
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private waiters: (() => void)[] = [];
+  private shuttingDown = false;
+
+  add(key: string): void {
+    if (this.shuttingDown) return;
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.queue.push(key);
+    this.wake();
+  }
+
+  /** Adds `key` after `ms`; an earlier pending delay for the key wins. */
+  addAfter(key: string, ms: number): void {
+    if (this.shuttingDown) return;
+    if (ms <= 0) return this.add(key);
+    const at = Date.now() + ms;
+    const pending = this.timers.get(key);
+    if (pending && pending.at <= at) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms);
+    timer.unref();
+    this.timers.set(key, { at, timer });
+  }
+
+  /** Next key to work on; resolves undefined once shut down and empty. */
+  async get(): Promise<string | undefined> {
+    for (;;) {
+      const key = this.queue.shift();
+      if (key !== undefined) {
+        this.queued.delete(key);
+        this.processing.add(key);
+        return key;
+      }
+      if (this.shuttingDown) return undefined;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  done(key: string): void {
+    this.processing.delete(key);
+    if (this.dirty.delete(key)) this.add(key);
+    this.wake();
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  get inFlight(): number {
+    return this.processing.size;
+  }
+
+  isProcessing(key: string): boolean {
+    return this.processing.has(key);
+  }
+
+  /** Stops handing out new keys; queued and delayed keys are dropped. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    this.queue.length = 0;
+    this.queued.clear();
+    this.dirty.clear();
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
