@@ -89,7 +89,8 @@ export class Virsh {
       timeout: this.options.timeoutMs ?? 120_000,
       env: { LC_ALL: "C" },
     });
-    const stdout = String(result.stdout);
+    // execa strips the final newline; the end marker is matched as a whole line.
+    const stdout = `${String(result.stdout)}\n`;
     if (!stdout.includes(`${marker}-end`)) {
       const stderr = String(result.stderr);
       throw new VirshError(["<batch>"], stderr || "batch did not complete", classifyVirshError(stderr));

@@ -63,3 +63,16 @@ export function formatBytes(bytes: number): string {
   }
   return `${bytes}B`;
 }
+
+/** Approximate, for display: "252.0Gi", "512Mi", "3.5Ti". */
+export function formatBytesApprox(bytes: number): string {
+  const units = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const text = Number.isInteger(value) ? String(value) : value.toFixed(1);
+  return unit === 0 ? `${text}B` : `${text}${units[unit]}`;
+}

@@ -1,5 +1,5 @@
 // The columns `kvmctl get` prints per kind (`-o wide` adds the second set).
-import { formatBytes } from "../api/quantity.js";
+import { formatBytes, formatBytesApprox } from "../api/quantity.js";
 import type { KindName } from "../api/kind-names.js";
 import type { StoredObject } from "../store/index.js";
 import { formatAge } from "./duration.js";
@@ -38,7 +38,7 @@ function reason(stored: StoredObject): string {
   const observed = typeof status.observedGeneration === "number" ? status.observedGeneration : undefined;
   const stale = observed !== undefined && observed < stored.generation;
   const condition = conditionOf(stored, "Stalled") ?? conditionOf(stored, "Ready");
-  const text = condition ? `${condition.reason ?? ""}${condition.message ? `: ${condition.message}` : ""}` : "";
+  const text = condition ? `${condition.reason ?? ""}${condition.message ? `: ${condition.message}` : ""}`.replace(/\s+/g, " ") : "";
   return stale ? `(stale: generation ${stored.generation}) ${text}`.trim() : text;
 }
 
@@ -82,7 +82,7 @@ export const COLUMNS: Record<KindName, Columns> = {
       const s = spec(stored);
       const status = statusOf(stored);
       const target = s.type === "logical" ? `vg:${String(s.volumeGroup)}` : dash(s.path);
-      const bytes = (v: unknown) => (typeof v === "number" ? formatBytes(v) : "-");
+      const bytes = (v: unknown) => (typeof v === "number" ? formatBytesApprox(v) : "-");
       return {
         cells: [stored.name, ready(stored), dash(s.type), target, formatAge(stored.createdAt, now)],
         wide: [bytes(status.capacity), bytes(status.available), dash(status.volumes), dash(reason(stored))],

@@ -78,6 +78,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--concurrency <n>", "objects reconciled in parallel", "4")
     .option("--resync <duration>", "full re-check period", "5m")
     .option("--log-level <level>", "pino log level", "info")
+    .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));
 
   program

@@ -17,6 +17,8 @@ export interface Logger {
 export interface ReconcileContext {
   reconcileId: string;
   log: Logger;
+  /** When the key was queued: observe the world as of this time or later. */
+  queuedAt: number;
 }
 
 export interface ReconcileReport {
@@ -92,7 +94,7 @@ export class Controller {
       const key = await this.queue.get();
       if (key === undefined) return;
       try {
-        const report = await this.reconcileOnce(key);
+        const report = await this.reconcileOnce(key, this.queue.queuedAt(key));
         if (!this.running) continue;
         this.schedule(report);
       } finally {
@@ -109,10 +111,10 @@ export class Controller {
   }
 
   /** Reconciles `key` once, classifies the result, and reports it. */
-  async reconcileOnce(key: string): Promise<ReconcileReport & { requeueAfterMs?: number }> {
+  async reconcileOnce(key: string, queuedAt = Date.now()): Promise<ReconcileReport & { requeueAfterMs?: number }> {
     const reconcileId = randomBytes(4).toString("hex");
     const log = this.options.logger.child({ object: key, reconcileId });
-    const ctx = { reconcileId, log };
+    const ctx = { reconcileId, log, queuedAt };
     const started = Date.now();
     let report: ReconcileReport & { requeueAfterMs?: number };
     try {
@@ -151,9 +153,10 @@ export class Controller {
     const concurrency = this.options.concurrency ?? 4;
     for (const group of groups) {
       const pending = [...group];
+      const queuedAt = Date.now();
       await Promise.all(
         Array.from({ length: Math.min(concurrency, pending.length) }, async () => {
-          for (let key = pending.shift(); key !== undefined; key = pending.shift()) reports.push(await this.reconcileOnce(key));
+          for (let key = pending.shift(); key !== undefined; key = pending.shift()) reports.push(await this.reconcileOnce(key, queuedAt));
         }),
       );
     }

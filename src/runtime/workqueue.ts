@@ -6,7 +6,10 @@ export class WorkQueue {
   private readonly queue: string[] = [];
   private readonly queued = new Set<string>();
   private readonly processing = new Set<string>();
-  private readonly dirty = new Set<string>();
+  private readonly dirty = new Map<string, number>();
+  /** When each waiting key was first added: a reconcile must see the world as of then or later. */
+  private readonly addedAt = new Map<string, number>();
+  private readonly processingSince = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private waiters: (() => void)[] = [];
   private shuttingDown = false;
@@ -14,11 +17,12 @@ export class WorkQueue {
   add(key: string): void {
     if (this.shuttingDown) return;
     if (this.processing.has(key)) {
-      this.dirty.add(key);
+      if (!this.dirty.has(key)) this.dirty.set(key, Date.now());
       return;
     }
     if (this.queued.has(key)) return;
     this.queued.add(key);
+    if (!this.addedAt.has(key)) this.addedAt.set(key, Date.now());
     this.queue.push(key);
     this.wake();
   }
@@ -46,6 +50,8 @@ export class WorkQueue {
       if (key !== undefined) {
         this.queued.delete(key);
         this.processing.add(key);
+        this.processingSince.set(key, this.addedAt.get(key) ?? Date.now());
+        this.addedAt.delete(key);
         return key;
       }
       if (this.shuttingDown) return undefined;
@@ -55,8 +61,19 @@ export class WorkQueue {
 
   done(key: string): void {
     this.processing.delete(key);
-    if (this.dirty.delete(key)) this.add(key);
+    this.processingSince.delete(key);
+    const dirtyAt = this.dirty.get(key);
+    if (dirtyAt !== undefined) {
+      this.dirty.delete(key);
+      this.addedAt.set(key, dirtyAt);
+      this.add(key);
+    }
     this.wake();
+  }
+
+  /** When the key being processed was added (the earliest add it stands for). */
+  queuedAt(key: string): number | undefined {
+    return this.processingSince.get(key);
   }
 
   get length(): number {
@@ -77,6 +94,7 @@ export class WorkQueue {
     this.queue.length = 0;
     this.queued.clear();
     this.dirty.clear();
+    this.addedAt.clear();
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.wake();

@@ -1,6 +1,10 @@
-// `kvmctl controller`: placeholder until the reconcilers land.
+// `kvmctl controller`: the long-running reconciler (what the systemd service runs), or one
+// full pass with --once. One controller per manifest directory, enforced by a lock file.
+import fs from "node:fs";
+import path from "node:path";
 import type { CliContext } from "../context.js";
-import { CliError } from "../errors.js";
+import { parseDuration } from "../duration.js";
+import { CliError, ExitCode, UsageError } from "../errors.js";
 
 export interface ControllerOptions {
   once?: boolean;
@@ -8,8 +12,80 @@ export interface ControllerOptions {
   concurrency: string;
   resync: string;
   logLevel: string;
+  consoleLogDir?: string;
 }
 
-export async function runController(_ctx: CliContext, _options: ControllerOptions): Promise<void> {
-  throw new CliError("the controller is not built yet");
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Takes `<dataDir>/controller.lock` (O_EXCL); a stale lock of a dead process is taken over. */
+export function acquireLock(dataDir: string): () => void {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const file = path.join(dataDir, "controller.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+      return () => {
+        if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const pid = Number(fs.readFileSync(file, "utf8").trim());
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+        throw new CliError(`another kvmctl controller (pid ${pid}) is already running for this manifest directory (lock ${file})`);
+      }
+      fs.rmSync(file, { force: true });
+    }
+  }
+  throw new CliError(`could not take the controller lock ${file}`);
+}
+
+export async function runController(ctx: CliContext, options: ControllerOptions): Promise<void> {
+  const concurrency = Number(options.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError("--concurrency must be an integer from 1 to 64");
+  const resyncMs = parseDuration(options.resync, "--resync");
+  if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
+  const store = await ctx.openStore();
+  const release = acquireLock(store.dataDir);
+  const [{ pino }, { Manager }] = await Promise.all([import("pino"), import("../../controllers/manager.js")]);
+  const logger = pino({ level: options.logLevel, base: { pid: process.pid, dir: store.dir } });
+  const manager = new Manager({
+    store,
+    uri: ctx.connect,
+    logger,
+    defaultDomainType: options.defaultDomainType ?? (process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? "qemu" : "kvm"),
+    concurrency,
+    resyncMs,
+    consoleLogDir: options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console",
+  });
+  try {
+    if (options.once) {
+      const reports = await manager.runOnce();
+      const notReady = reports.filter((r) => !r.ready);
+      for (const r of notReady) logger.warn({ object: r.key, outcome: r.outcome, message: r.error instanceof Error ? r.error.message : undefined }, "not ready");
+      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: manager.virsh.spawned }, "pass complete");
+      if (notReady.length) throw new ExitCode(1);
+      return;
+    }
+    logger.info({ uri: ctx.connect, concurrency, resyncMs }, "controller starting");
+    await manager.start();
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info({ signal }, "stopping: finishing in-flight work");
+        resolve();
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+    await manager.stop();
+    logger.info({}, "controller stopped");
+  } finally {
+    release();
+  }
 }

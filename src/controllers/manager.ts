@@ -1,0 +1,172 @@
+// Wires the parts into the running controller: the manifest store (watched), libvirt
+// (observed and evented), and one work queue over all kinds. Keys are "Kind/name".
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { EventStreams } from "../adapters/events.js";
+import { Observer } from "../adapters/observer.js";
+import { Virsh } from "../adapters/virsh.js";
+import { parseObjectKey, type KindName } from "../api/kind-names.js";
+import { poolUuid } from "../libvirt/index.js";
+import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileReport } from "../runtime/index.js";
+import { formatProblem, observedFields, type ManifestStore, type Snapshot } from "../store/index.js";
+import { reconcileStoragePool } from "./storagepool/reconciler.js";
+import type { KindResult, ReconcileInput, ReconcilerDeps } from "./types.js";
+import { reconcileVirtualMachine } from "./virtualmachine/reconciler.js";
+
+export interface ManagerOptions {
+  store: ManifestStore;
+  uri: string;
+  logger: Logger;
+  defaultDomainType: "kvm" | "qemu";
+  concurrency: number;
+  resyncMs: number;
+  consoleLogDir: string;
+}
+
+type KindReconciler = (deps: ReconcilerDeps, input: ReconcileInput) => Promise<KindResult>;
+
+const RECONCILERS: Partial<Record<KindName, KindReconciler>> = {
+  StoragePool: reconcileStoragePool,
+  VirtualMachine: reconcileVirtualMachine,
+};
+
+/** Order of a full pass: what others depend on first. */
+export const KIND_ORDER: KindName[] = ["StoragePool", "Network", "VirtualMachine"];
+
+export class Manager {
+  readonly virsh: Virsh;
+  readonly observer: Observer;
+  readonly controller: Controller;
+  private snapshot: Snapshot | undefined;
+  private readonly deps: ReconcilerDeps;
+  private events: EventStreams | undefined;
+  private watcher: { close(): Promise<void> | void } | undefined;
+
+  constructor(private readonly options: ManagerOptions) {
+    this.virsh = new Virsh({ uri: options.uri });
+    this.observer = new Observer(this.virsh);
+    const scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-controller-"));
+    fs.mkdirSync(options.consoleLogDir, { recursive: true });
+    this.deps = {
+      store: options.store,
+      virsh: this.virsh,
+      live: (since) => this.observer.get(since),
+      snapshot: () => this.snapshot!,
+      defaultDomainType: options.defaultDomainType,
+      consoleLogDir: options.consoleLogDir,
+      scratchDir,
+    };
+    this.controller = new Controller({
+      logger: options.logger,
+      concurrency: options.concurrency,
+      resyncMs: options.resyncMs,
+      listKeys: () => this.listKeys(),
+      reconcile: (key, ctx) => this.reconcile(key, ctx.queuedAt, ctx.log),
+      onReport: (report) => this.recordFailure(report),
+    });
+  }
+
+  /** Every key worth a look: all manifests, plus owned libvirt objects whose manifest is gone. */
+  async listKeys(since = 0): Promise<string[]> {
+    const snapshot = this.snapshot ?? (await this.options.store.read());
+    const keys = new Set<string>([...snapshot.objects.keys(), ...snapshot.invalid.keys()]);
+    const live = await this.observer.get(since);
+    for (const domain of live.domains.values()) if (domain.config.owner) keys.add(domain.config.owner.manifest);
+    for (const pool of live.pools.values()) if (pool.facts.uuid === poolUuid(pool.facts.name)) keys.add(`StoragePool/${pool.facts.name}`);
+    const rank = (key: string) => KIND_ORDER.indexOf(parseObjectKey(key).kind);
+    return [...keys].filter((k) => k.includes("/")).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  }
+
+  private protectedKeys(snapshot: Snapshot): Set<string> {
+    // Objects in files that cannot be read right now are not deleted: they may come back.
+    return new Set([...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys));
+  }
+
+  private async reconcile(key: string, queuedAt: number, log: Logger): Promise<KindResult> {
+    const snapshot = this.snapshot ?? (await this.options.store.read());
+    const { kind, name } = parseObjectKey(key);
+    const problems = snapshot.invalid.get(key);
+    if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
+    const stored = snapshot.objects.get(key);
+    if (!stored && this.protectedKeys(snapshot).has(key)) {
+      log.warn({}, "manifest file cannot be read; keeping the object as it is");
+      return { ready: false };
+    }
+    const reconciler = RECONCILERS[kind];
+    if (!reconciler) {
+      if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
+      return { ready: true };
+    }
+    return reconciler(this.deps, { key, name, stored, since: queuedAt, log });
+  }
+
+  /** Failures become conditions; the reconcilers write status for successes themselves. */
+  private async recordFailure(report: ReconcileReport): Promise<void> {
+    if (report.outcome === "ready") return;
+    const snapshot = this.snapshot;
+    const stored = snapshot?.objects.get(report.key);
+    const message = report.error instanceof Error ? report.error.message : String(report.error);
+    const previous = ((stored?.object as { status?: Record<string, unknown> } | undefined)?.status ?? {}) as Record<string, unknown> & { conditions?: Condition[] };
+    const generation = stored?.generation ?? 1;
+    let conditions: Condition[];
+    if (report.error instanceof TerminalError) conditions = markStalled(previous.conditions, generation, report.error.reason, message);
+    else if (report.error instanceof DependencyNotReadyError) conditions = markReconciling(previous.conditions, generation, "DependencyNotReady", message);
+    else conditions = markReconciling(previous.conditions, generation, "ReconcileFailed", message);
+    const phase = report.error instanceof DependencyNotReadyError ? "Pending" : report.error instanceof TerminalError ? "Failed" : previous.phase;
+    const status = { ...previous, ...(stored ? observedFields(stored) : {}), conditions, ...(parseObjectKey(report.key).kind === "VirtualMachine" && phase ? { phase } : {}) };
+    try {
+      await this.options.store.writeStatus(report.key, status);
+    } catch (error) {
+      this.options.logger.warn({ object: report.key, err: error }, "could not write status");
+    }
+    if (report.outcome !== "waiting") {
+      await this.options.store.recordEvent(report.key, { time: new Date().toISOString(), type: "Warning", reason: report.error instanceof TerminalError ? report.error.reason : "ReconcileFailed", message }).catch(() => undefined);
+    }
+  }
+
+  /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs. */
+  async start(): Promise<void> {
+    this.snapshot = await this.options.store.read();
+    for (const problem of this.snapshot.problems) this.options.logger.warn({ problem: formatProblem(problem) }, "manifest problem");
+    this.watcher = await this.options.store.watch((change) => {
+      this.snapshot = change.snapshot;
+      for (const key of change.keys) {
+        this.controller.forget(key);
+        this.controller.enqueue(key);
+      }
+    });
+    this.events = new EventStreams({
+      uri: this.options.uri,
+      onEvent: (event) => {
+        const kind: KindName = event.kind === "domain" ? "VirtualMachine" : event.kind === "pool" ? "StoragePool" : "Network";
+        this.options.logger.debug({ event }, "libvirt event");
+        this.controller.enqueue(`${kind}/${event.name}`);
+      },
+      onReconnect: (stream) => {
+        this.options.logger.info({ stream }, "libvirt event stream reconnected; resyncing");
+        void this.listKeys(Date.now()).then((keys) => keys.forEach((k) => this.controller.enqueue(k))).catch(() => undefined);
+      },
+      onError: (stream, message) => this.options.logger.warn({ stream, message }, "libvirt event stream ended; reconnecting"),
+    });
+    this.events.start();
+    await this.controller.start();
+  }
+
+  async stop(): Promise<void> {
+    this.events?.stop();
+    await this.watcher?.close();
+    await this.controller.stop();
+    fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
+  }
+
+  /** One full pass in dependency order; resolves with every key's report. */
+  async runOnce(): Promise<ReconcileReport[]> {
+    this.snapshot = await this.options.store.read();
+    const keys = await this.listKeys(Date.now());
+    const groups = KIND_ORDER.map((kind) => keys.filter((k) => parseObjectKey(k).kind === kind));
+    const reports = await this.controller.runOnce(groups);
+    fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
+    return reports;
+  }
+}

@@ -1,0 +1,51 @@
+// What to do about one StoragePool: pure, from the manifest and the live pool.
+import type { StoragePoolSpec } from "../../api/storagepool.js";
+import type { LivePool } from "../../adapters/observer.js";
+import { buildPoolXml, comparePool, poolUuid } from "../../libvirt/index.js";
+import type { Step } from "../types.js";
+
+export type PoolAction =
+  | { type: "define"; xml: string }
+  | { type: "build"; noOverwrite: boolean }
+  | { type: "start" }
+  | { type: "autostart"; enabled: boolean }
+  | { type: "destroy" }
+  | { type: "undefine" };
+
+export type PoolPlan =
+  | { kind: "converge"; steps: Step<PoolAction>[]; drift: string[] }
+  | { kind: "notOwned"; message: string }
+  | { kind: "prune"; steps: Step<PoolAction>[] }
+  | { kind: "keep"; message: string };
+
+export function isOwnedPool(name: string, live: LivePool): boolean {
+  return live.facts.uuid === poolUuid(name);
+}
+
+export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | undefined): PoolPlan {
+  if (live && !isOwnedPool(name, live)) {
+    return { kind: "notOwned", message: `a storage pool named "${name}" exists in libvirt and was not created by kvmctl; kvmctl will not change it` };
+  }
+  const steps: Step<PoolAction>[] = [];
+  const drift = live ? comparePool(name, spec, live.facts) : [];
+  if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
+  // dir: creates the directory. logical: builds the volume group only when the manifest
+  // names devices for it, and never over existing data (--no-overwrite).
+  if (!live && spec.type === "dir") steps.push({ action: { type: "build", noOverwrite: false }, message: `create directory ${spec.path}` });
+  if (!live && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
+  if (!live?.active) steps.push({ action: { type: "start" }, message: "start" });
+  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+  return { kind: "converge", steps, drift };
+}
+
+/** Manifest deleted: remove the pool if kvmctl owns it and it holds no volumes. */
+export function planPoolDeletion(name: string, live: LivePool | undefined): PoolPlan {
+  if (!live || !isOwnedPool(name, live)) return { kind: "prune", steps: [] };
+  if (live.volumes.size > 0) {
+    return { kind: "keep", message: `pool still holds ${live.volumes.size} volume(s) (${[...live.volumes.keys()].slice(0, 5).join(", ")}); kept until they are removed` };
+  }
+  const steps: Step<PoolAction>[] = [];
+  if (live.active) steps.push({ action: { type: "destroy" }, message: "stop" });
+  steps.push({ action: { type: "undefine" }, message: "undefine" });
+  return { kind: "prune", steps };
+}

@@ -1,0 +1,42 @@
+// What every kind's reconciler shares: the inputs a reconcile sees and what it returns.
+import type { Virsh } from "../adapters/virsh.js";
+import type { LiveState } from "../adapters/observer.js";
+import type { Logger } from "../runtime/index.js";
+import type { ManifestStore, Snapshot, StoredObject } from "../store/index.js";
+
+export interface ReconcilerDeps {
+  store: ManifestStore;
+  virsh: Virsh;
+  /** A picture of libvirt taken at or after `since`. */
+  live(since: number): Promise<LiveState>;
+  snapshot(): Snapshot;
+  defaultDomainType: "kvm" | "qemu";
+  consoleLogDir: string;
+  /** Files written for virsh define etc. */
+  scratchDir: string;
+}
+
+export interface ReconcileInput {
+  key: string;
+  name: string;
+  /** Undefined when the manifest is gone: prune what it owned. */
+  stored: StoredObject | undefined;
+  since: number;
+  log: Logger;
+}
+
+export interface KindResult {
+  ready: boolean;
+  requeueAfterMs?: number;
+}
+
+/** An action a plan asks for, with a message for logs and events. */
+export interface Step<A> {
+  action: A;
+  message: string;
+}
+
+/** Status values as YAML will hold them: absent rather than undefined. */
+export function withoutUndefined<T extends Record<string, unknown>>(value: T): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
+}

@@ -1,0 +1,241 @@
+// What to do about one VirtualMachine: pure, from the manifest, the live domain, its pools
+// and networks, and what this controller remembers (a stop in progress). Unit-tested
+// without a host; the reconciler only carries the steps out.
+import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
+import type { LiveDomain, LiveNetwork, LivePool } from "../../adapters/observer.js";
+import { buildDomainXml, compareDomain, ownedUuid, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
+import type { Step } from "../types.js";
+import { phaseFor, type VmPhase } from "./lifecycle.js";
+
+export type VmAction =
+  | { type: "createVolume"; pool: string; volume: string; capacity: number; format: "qcow2" | "raw" }
+  | { type: "cloneVolume"; pool: string; volume: string; fromPool: string; fromVolume: string }
+  | { type: "importImage"; pool: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
+  | { type: "resizeVolume"; pool: string; volume: string; capacity: number }
+  | { type: "define"; xml: string }
+  | { type: "autostart"; enabled: boolean }
+  | { type: "start" }
+  | { type: "shutdown" }
+  | { type: "destroy" }
+  | { type: "undefine" }
+  | { type: "deleteVolume"; pool: string; volume: string };
+
+export interface VmPlanInput {
+  key: string;
+  name: string;
+  file: string;
+  spec: VirtualMachineSpec;
+  specHash: string;
+  live: LiveDomain | undefined;
+  pools: Map<string, LivePool>;
+  networks: Map<string, LiveNetwork>;
+  defaultDomainType: "kvm" | "qemu";
+  consoleLogDir: string;
+  vncPassword?: string;
+  /** When this controller asked the guest to shut down (ms epoch), if it did. */
+  stopRequestedAt?: number;
+  /** A restart to apply changes was begun and the domain must come back up. */
+  restartPending: boolean;
+  /** status.startedOnce: for runStrategy Once and RerunOnFailure. */
+  startedOnce: boolean;
+  now: number;
+}
+
+export interface VmPlan {
+  steps: Step<VmAction>[];
+  phase: VmPhase;
+  ready: boolean;
+  reason: string;
+  message: string;
+  /** The domain is being stopped (gracefully, then by force). */
+  stopping: boolean;
+  /** Set: the steps include a graceful shutdown this controller must remember. */
+  beginStop?: boolean;
+  restartPending: boolean;
+  /** Fields that changed in the definition but need a cold boot (and allowRestart is off). */
+  restartRequired: DomainDifference[];
+  /** Waiting for a pool or network: not an error. */
+  waitingFor?: string;
+  /** A spec that cannot work as written. */
+  invalid?: { reason: string; message: string };
+  requeueAfterMs?: number;
+  disks: ResolvedDisk[];
+}
+
+const ACTIVE_STATES = new Set(["running", "paused", "blocked", "pmsuspended", "in shutdown", "idle"]);
+
+export function isActive(live: LiveDomain | undefined): boolean {
+  return !!live && ACTIVE_STATES.has(live.state);
+}
+
+/** The volume name a disk uses: its own, else <vm>-<disk>, with .qcow2 for qcow2. */
+export function volumeNameFor(vm: string, disk: VirtualMachineSpec["disks"][number], format: "qcow2" | "raw"): string {
+  return disk.volume ?? `${vm}-${disk.name}${format === "qcow2" ? ".qcow2" : ""}`;
+}
+
+function wantsRunning(input: VmPlanInput): boolean {
+  const { spec, live } = input;
+  switch (spec.runStrategy) {
+    case "Always":
+      return true;
+    case "Halted":
+      return false;
+    case "Manual":
+      // Left as the operator left it; a restart this controller began still completes.
+      return isActive(live) || input.restartPending;
+    case "Once":
+      return !input.startedOnce || isActive(live) || input.restartPending;
+    case "RerunOnFailure":
+      // A clean guest shutdown ends it; a crash or a destroy by hand starts it again.
+      if (!input.startedOnce || isActive(live) || input.restartPending) return true;
+      return live?.reason !== "shutdown";
+  }
+}
+
+export function planVm(input: VmPlanInput): VmPlan {
+  const { spec, name, live } = input;
+  const steps: Step<VmAction>[] = [];
+  const base = { restartPending: input.restartPending, restartRequired: [], disks: [] as ResolvedDisk[] };
+
+  if (live && live.config.owner?.manifest !== input.key) {
+    return {
+      ...base,
+      steps,
+      phase: "Failed",
+      ready: false,
+      stopping: false,
+      reason: "NotOwned",
+      message: `a domain named "${name}" exists in libvirt and is not managed by kvmctl for ${input.key}; kvmctl will not change it`,
+      invalid: { reason: "NotOwned", message: `a domain named "${name}" exists and is not managed by kvmctl` },
+    };
+  }
+
+  // Dependencies: every pool and network the VM names must be there and active.
+  for (const disk of spec.disks) {
+    const pool = input.pools.get(disk.pool);
+    if (!pool?.active) return { ...base, steps, phase: "Pending", ready: false, stopping: false, reason: "DependencyNotReady", message: `waiting for StoragePool "${disk.pool}"`, waitingFor: `StoragePool/${disk.pool}` };
+    if (disk.from?.volume) {
+      const fromPool = input.pools.get(disk.from.pool ?? disk.pool);
+      if (!fromPool?.active || !fromPool.volumes.has(disk.from.volume)) {
+        return { ...base, steps, phase: "Pending", ready: false, stopping: false, reason: "DependencyNotReady", message: `waiting for volume "${disk.from.volume}" in pool "${disk.from.pool ?? disk.pool}"`, waitingFor: `StoragePool/${disk.from.pool ?? disk.pool}` };
+      }
+    }
+    if (disk.from?.url) {
+      return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "Unsupported", message: "disks from a URL are not supported yet", invalid: { reason: "Unsupported", message: `disk "${disk.name}": from.url is not supported yet; download the image and use from.image` } };
+    }
+  }
+  for (const nic of spec.interfaces) {
+    if (nic.network && !input.networks.get(nic.network)?.active) {
+      return { ...base, steps, phase: "Pending", ready: false, stopping: false, reason: "DependencyNotReady", message: `waiting for Network "${nic.network}"`, waitingFor: `Network/${nic.network}` };
+    }
+  }
+
+  // Disks: create what is missing, grow what is too small (never shrink).
+  const created = new Set(live?.config.owner?.createdVolumes ?? []);
+  const disks: ResolvedDisk[] = [];
+  for (const disk of spec.disks) {
+    const pool = input.pools.get(disk.pool)!;
+    const format = disk.format ?? (pool.facts.type === "logical" ? "raw" : "qcow2");
+    const volume = volumeNameFor(name, disk, format);
+    disks.push({ name: disk.name, pool: disk.pool, volume, format, bus: disk.bus, cache: disk.cache, io: disk.io, readOnly: disk.readOnly });
+    const existing = pool.volumes.get(volume);
+    if (!existing) {
+      created.add(`${disk.pool}/${volume}`);
+      if (disk.from?.volume) {
+        steps.push({ action: { type: "cloneVolume", pool: disk.pool, volume, fromPool: disk.from.pool ?? disk.pool, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
+        if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
+      } else if (disk.from?.image) {
+        steps.push({ action: { type: "importImage", pool: disk.pool, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
+      } else {
+        steps.push({ action: { type: "createVolume", pool: disk.pool, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
+      }
+    } else if (disk.size !== undefined && existing.capacity < disk.size) {
+      steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
+    }
+  }
+
+  // Definition: compare only what the manifest sets; redefine on drift or a new spec.
+  const xml = buildDomainXml({
+    name,
+    uuid: live?.config.uuid || ownedUuid("VirtualMachine", name),
+    spec,
+    domainType: spec.domainType ?? input.defaultDomainType,
+    disks,
+    owner: { manifest: input.key, file: input.file, specHash: input.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() },
+    consoleLog: spec.consoles.serial ? `${input.consoleLogDir}/${name}.log` : undefined,
+    vncPassword: input.vncPassword,
+  });
+  const desired = parseDomainXml(xml);
+  const configDrift = live ? compareDomain(desired, live.config) : [];
+  const ownerStale =
+    live !== undefined &&
+    (live.config.owner?.specHash !== input.specHash ||
+      JSON.stringify(live.config.owner?.createdVolumes ?? []) !== JSON.stringify([...created].sort()) ||
+      live.config.owner?.deletionPolicy !== spec.deletionPolicy);
+  if (!live || configDrift.length || ownerStale || !live.persistent) {
+    const what = !live ? "define" : configDrift.length ? `redefine: ${configDrift.map((d) => d.field).join(", ")} changed` : "update ownership metadata";
+    steps.push({ action: { type: "define", xml }, message: what });
+  }
+  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+
+  // Power: what the runStrategy wants, against what the domain is doing.
+  const active = isActive(live);
+  const runningDrift = active && live?.running ? compareDomain(desired, live.running).filter((d) => d.needsRestart) : [];
+  let restartPending = input.restartPending;
+  let restartRequired: DomainDifference[] = [];
+  if (runningDrift.length) {
+    if (spec.allowRestart) restartPending = true;
+    else restartRequired = runningDrift;
+  }
+  const want = wantsRunning({ ...input, restartPending });
+  const mustStop = active && (!want || (restartPending && runningDrift.length > 0));
+  let beginStop = false;
+  let requeueAfterMs: number | undefined;
+  if (mustStop) {
+    const grace = spec.terminationGracePeriodSeconds * 1000;
+    if (input.stopRequestedAt === undefined) {
+      steps.push({ action: { type: "shutdown" }, message: restartPending ? "shut down to apply changes that need a restart" : "shut down (ACPI)" });
+      beginStop = true;
+      requeueAfterMs = 1_000;
+    } else if (input.now - input.stopRequestedAt >= grace) {
+      steps.push({ action: { type: "destroy" }, message: `force off: no shutdown after ${spec.terminationGracePeriodSeconds}s` });
+    } else {
+      requeueAfterMs = 1_000;
+    }
+  } else if (!active && want) {
+    steps.push({ action: { type: "start" }, message: live ? `start (was ${live.state}${live.reason ? `: ${live.reason}` : ""})` : "start" });
+    restartPending = false;
+  }
+
+  const willBeActive = (active && !mustStop) || steps.some((s) => s.action.type === "start");
+  const phase = phaseFor({ creatingDisks: steps.some((s) => ["createVolume", "cloneVolume", "importImage"].includes(s.action.type)), stopping: mustStop, willBeActive, liveState: live?.state, liveReason: live?.reason });
+  const settled = mustStop ? false : want ? willBeActive : true;
+  const reason = restartRequired.length ? "RestartRequired" : settled ? "Succeeded" : "Progressing";
+  const message = restartRequired.length
+    ? `changes need a restart: ${restartRequired.map((d) => d.field).join(", ")} (set allowRestart: true, or restart the VM)`
+    : settled
+      ? want
+        ? "domain is running"
+        : spec.runStrategy === "Manual"
+          ? "domain is defined (runStrategy Manual)"
+          : "domain is stopped"
+      : mustStop
+        ? "stopping"
+        : "converging";
+  return { steps, phase, ready: settled, reason, message, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks };
+}
+
+/** Manifest deleted: destroy and undefine the owned domain; delete only volumes it created, and only with deletionPolicy Delete. */
+export function planVmDeletion(key: string, live: LiveDomain | undefined): Step<VmAction>[] {
+  if (!live || live.config.owner?.manifest !== key) return [];
+  const steps: Step<VmAction>[] = [];
+  if (isActive(live)) steps.push({ action: { type: "destroy" }, message: "power off" });
+  steps.push({ action: { type: "undefine" }, message: "undefine (with its NVRAM)" });
+  if (live.config.owner.deletionPolicy === "Delete") {
+    for (const entry of live.config.owner.createdVolumes ?? []) {
+      const [pool, volume] = entry.split("/") as [string, string];
+      steps.push({ action: { type: "deleteVolume", pool, volume }, message: `delete volume ${entry} (deletionPolicy: Delete)` });
+    }
+  }
+  return steps;
+}
