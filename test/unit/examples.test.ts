@@ -1,0 +1,39 @@
+// Every example is valid, as a set (no conflicting ports or names across examples of one
+// directory), and points editors at its JSON Schema.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { ManifestStore } from "../../src/store/index.js";
+import { formatProblem } from "../../src/store/index.js";
+
+const dirs = fs.readdirSync("examples", { withFileTypes: true }).filter((e) => e.isDirectory() && e.name !== "systemd").map((e) => path.join("examples", e.name));
+
+test("there are examples for every case the API issue names", () => {
+  for (const dir of ["minimal", "kvm-in-a-box", "seed-002", "networks", "pools", "test-guest"]) assert.ok(dirs.includes(path.join("examples", dir)), dir);
+});
+
+for (const dir of dirs) {
+  test(`examples in ${dir} are valid`, async () => {
+    const store = new ManifestStore({ dir, diskCache: false });
+    const snapshot = await store.read();
+    assert.deepEqual(snapshot.problems.map(formatProblem), []);
+    assert.ok(snapshot.objects.size > 0);
+    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith(".yaml"))) {
+      const first = fs.readFileSync(path.join(dir, file), "utf8").split("\n")[0]!;
+      const match = /^# yaml-language-server: \$schema=(\S+)$/.exec(first);
+      assert.ok(match, `${dir}/${file} lacks the editor schema line`);
+      assert.ok(fs.existsSync(path.join(dir, match[1]!)), `${dir}/${file}: ${match[1]} does not exist`);
+    }
+  });
+}
+
+test("the kvm-in-a-box VM is seed 001's foo: 2 CPUs, 1024 MiB, public network, an SSH key", async () => {
+  const snapshot = await new ManifestStore({ dir: "examples/kvm-in-a-box", diskCache: false }).read();
+  const foo = snapshot.objects.get("VirtualMachine/foo")!.object as { spec: { cpus: number; memory: number; interfaces: { network?: string }[]; cloudInit?: { sshAuthorizedKeys?: string[] } } };
+  assert.equal(foo.spec.cpus, 2);
+  assert.equal(foo.spec.memory, 1024 * 1024 * 1024);
+  assert.equal(foo.spec.interfaces[0]!.network, "public");
+  assert.equal(foo.spec.cloudInit?.sshAuthorizedKeys?.length, 1);
+  assert.ok(snapshot.objects.has("StoragePool/vg0"));
+});
