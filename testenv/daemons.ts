@@ -107,3 +107,14 @@ async function waitForAsync(check: () => Promise<boolean>, timeoutMs: number, wh
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/** Restarts the libvirtd we started (guests keep running): for "libvirtd restarted" tests. */
+export async function restartLibvirtd(): Promise<void> {
+  const daemon = DAEMONS.find((d) => d.name === "libvirtd")!;
+  const pid = ourDaemonPid(daemon);
+  if (pid === undefined) throw new Error("libvirtd of the test environment is not running");
+  process.kill(pid, "SIGTERM");
+  await waitFor(() => !processAlive(pid), 15_000, `libvirtd (pid ${pid}) to exit`);
+  fs.rmSync(daemon.pidFile, { force: true });
+  await startDaemons();
+}

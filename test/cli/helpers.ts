@@ -20,7 +20,7 @@ export async function kvmctl(args: string[], options: { cwd?: string; input?: st
     input: options.input,
     env: { KVMCTL_DIR: "", KVMCTL_STATUS_DIR: "", ...options.env },
     reject: false,
-    timeout: 60_000,
+    timeout: 300_000,
   });
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }

@@ -76,12 +76,17 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     logger.info({ uri: ctx.connect, concurrency, resyncMs }, "controller starting");
     await manager.start();
     await new Promise<void>((resolve) => {
+      let stopping = false;
+      // Listeners stay registered: a second signal during the drain must not kill us
+      // half-way (systemd escalates to SIGKILL after TimeoutStopSec anyway).
       const stop = (signal: string) => {
+        if (stopping) return logger.info({ signal }, "already stopping");
+        stopping = true;
         logger.info({ signal }, "stopping: finishing in-flight work");
         resolve();
       };
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
     });
     await manager.stop();
     logger.info({}, "controller stopped");
