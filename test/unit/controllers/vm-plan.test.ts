@@ -1,0 +1,105 @@
+// The VirtualMachine plan, without a host: runStrategy, graceful stop, ownership,
+// dependencies, disks and deletion.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { LiveDomain, LivePool } from "../../../src/adapters/observer.js";
+import { validateDocument, type VirtualMachine } from "../../../src/api/index.js";
+import { parseDomainXml } from "../../../src/libvirt/index.js";
+import { planVm, planVmDeletion, type VmPlanInput } from "../../../src/controllers/virtualmachine/plan.js";
+
+function vm(spec: Record<string, unknown>): VirtualMachine {
+  const result = validateDocument({ apiVersion: "kvmctl.dev/v1alpha1", kind: "VirtualMachine", metadata: { name: "web" }, spec });
+  assert.ok(result.ok, JSON.stringify(!result.ok && result.issues));
+  return result.object as VirtualMachine;
+}
+
+const pool = (volumes: [string, number][] = []): LivePool => ({
+  facts: { name: "default", uuid: "u", type: "dir", targetPath: "/p" },
+  active: true,
+  autostart: true,
+  volumes: new Map(volumes.map(([name, capacity]) => [name, { name, capacity }])),
+});
+
+function input(v: VirtualMachine, overrides: Partial<VmPlanInput> = {}): VmPlanInput {
+  return {
+    key: "VirtualMachine/web", name: "web", file: "vms/web.yaml", spec: v.spec, specHash: "h1", live: undefined,
+    pools: new Map([["default", pool()]]), networks: new Map(), defaultDomainType: "qemu", consoleLogDir: "/log",
+    restartPending: false, startedOnce: false, now: 1_000_000, ...overrides,
+  };
+}
+
+/** The live domain as libvirt would report it after the plan's define. */
+function liveFrom(plan: ReturnType<typeof planVm>, state: string, reason = ""): LiveDomain {
+  const define = plan.steps.find((s) => s.action.type === "define")!.action as { xml: string };
+  const facts = parseDomainXml(define.xml);
+  return { config: facts, running: state === "running" ? facts : undefined, state, reason, autostart: false, persistent: true };
+}
+
+test("a new VM: disk created, defined, started; Always keeps it running", () => {
+  const v = vm({ memory: "1Gi", disks: [{ name: "root", size: "10Gi" }] });
+  const plan = planVm(input(v));
+  assert.deepEqual(plan.steps.map((s) => s.action.type), ["createVolume", "define", "autostart", "start"]);
+  const live = liveFrom(plan, "shut off", "destroyed");
+  const again = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 10 * 1024 ** 3]])]]), startedOnce: true }));
+  assert.deepEqual(again.steps.map((s) => s.action.type), ["start"]);
+});
+
+test("disks grow, never shrink", () => {
+  const v = vm({ disks: [{ name: "root", size: "10Gi" }] });
+  const live = liveFrom(planVm(input(v)), "running");
+  const bigger = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 1024 ** 3]])]]) }));
+  assert.deepEqual(bigger.steps.map((s) => s.action.type), ["resizeVolume"]);
+  const smaller = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 20 * 1024 ** 3]])]]) }));
+  assert.deepEqual(smaller.steps, []);
+});
+
+test("Halted: ACPI shutdown first, destroy only after the grace period", () => {
+  const v = vm({ runStrategy: "Halted", terminationGracePeriodSeconds: 30 });
+  const running = liveFrom(planVm(input(vm({}))), "running");
+  const first = planVm(input(v, { live: running }));
+  assert.deepEqual(first.steps.map((s) => s.action.type), ["shutdown"]);
+  assert.equal(first.phase, "Stopping");
+  const waiting = planVm(input(v, { live: running, stopRequestedAt: 1_000_000 - 10_000 }));
+  assert.ok(!waiting.steps.some((s) => s.action.type === "destroy"));
+  const late = planVm(input(v, { live: running, stopRequestedAt: 1_000_000 - 31_000 }));
+  assert.ok(late.steps.some((s) => s.action.type === "destroy"));
+});
+
+test("RerunOnFailure: a crash restarts, a clean guest shutdown does not", () => {
+  const v = vm({ runStrategy: "RerunOnFailure" });
+  const crashed = liveFrom(planVm(input(v)), "shut off", "crashed");
+  assert.ok(planVm(input(v, { live: crashed, startedOnce: true })).steps.some((s) => s.action.type === "start"));
+  const clean = liveFrom(planVm(input(v)), "shut off", "shutdown");
+  assert.ok(!planVm(input(v, { live: clean, startedOnce: true })).steps.some((s) => s.action.type === "start"));
+});
+
+test("a change that needs a cold boot: RestartRequired, or a graceful restart with allowRestart", () => {
+  const running = liveFrom(planVm(input(vm({ cpus: 1 }))), "running");
+  const plan = planVm(input(vm({ cpus: 2 }), { live: running }));
+  assert.equal(plan.reason, "RestartRequired");
+  assert.deepEqual(plan.steps.map((s) => s.action.type), ["define"]);
+  const allowed = planVm(input(vm({ cpus: 2, allowRestart: true }), { live: running }));
+  assert.deepEqual(allowed.steps.map((s) => s.action.type), ["define", "shutdown"]);
+});
+
+test("a domain with the VM's name that kvmctl does not own is refused", () => {
+  const foreign = liveFrom(planVm(input(vm({}))), "running");
+  foreign.config.owner = undefined;
+  const plan = planVm(input(vm({}), { live: foreign }));
+  assert.equal(plan.invalid?.reason, "NotOwned");
+  assert.deepEqual(plan.steps, []);
+});
+
+test("missing pools and networks are waited for", () => {
+  assert.equal(planVm(input(vm({ disks: [{ name: "d", pool: "fast", size: "1Gi" }] }))).waitingFor, "StoragePool/fast");
+  assert.equal(planVm(input(vm({ interfaces: [{ network: "lan" }] }))).waitingFor, "Network/lan");
+});
+
+test("deletion keeps disks unless deletionPolicy is Delete, and only deletes what kvmctl created", () => {
+  const retain = liveFrom(planVm(input(vm({ disks: [{ name: "root", size: "1Gi" }] }))), "running");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", retain).map((s) => s.action.type), ["destroy", "undefine"]);
+  const del = liveFrom(planVm(input(vm({ deletionPolicy: "Delete", disks: [{ name: "root", size: "1Gi" }, { name: "shared", volume: "base.img", size: "1Gi" }] }), { pools: new Map([["default", pool([["base.img", 1024 ** 3]])]]) })), "shut off");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", del).map((s) => s.action), [{ type: "undefine" }, { type: "deleteVolume", pool: "default", volume: "web-root.qcow2" }]);
+  assert.deepEqual(planVmDeletion("VirtualMachine/other", del), [], "never a domain of another manifest");
+});
+
