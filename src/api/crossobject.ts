@@ -68,9 +68,10 @@ function volumeClaims(objects: readonly KvmObject[]): Claim[] {
   return objects.flatMap((obj) => {
     if (obj.kind !== "VirtualMachine") return [];
     const key = objectKey(obj.kind, obj.metadata.name);
-    return obj.spec.disks
-      .filter((d) => d.volume !== undefined)
-      .map((d, i) => ({ key, describe: key, value: `${d.pool}/${d.volume}`, path: ["spec", "disks", i, "volume"] }));
+    // Index into spec.disks itself (not into the disks that name a volume), so the path points at the right disk.
+    return obj.spec.disks.flatMap((d, i) =>
+      d.volume === undefined ? [] : [{ key, describe: key, value: `${d.pool}/${d.volume}`, path: ["spec", "disks", i, "volume"] }],
+    );
   });
 }
 
