@@ -68,11 +68,15 @@ export const networkSpec = z
     if (spec.portForwards.length && spec.mode !== "nat" && spec.mode !== "bridge") {
       issue(["portForwards"], `port forwards need a nat network, not ${spec.mode}`);
     }
-    const v4 = spec.ipv4;
+    // ipaddr.js throws on a malformed address or prefix. Such a field is already reported by
+    // its own schema (refinements do not stop this check), so skip the checks that read it.
+    const isIpv4 = (ip: string) => ipv4Address.safeParse(ip).success;
+    const v4 = spec.ipv4 && isIpv4(spec.ipv4.address) && ipv4Config.shape.prefix.safeParse(spec.ipv4.prefix).success ? spec.ipv4 : undefined;
     if (v4) {
       const { network, broadcast } = ipv4Bounds(v4.address, v4.prefix);
       if (v4.address === network || v4.address === broadcast) issue(["ipv4", "address"], `${v4.address} is the ${v4.address === network ? "network" : "broadcast"} address of ${network}/${v4.prefix}`);
       const usable = (path: (string | number)[], ip: string) => {
+        if (!isIpv4(ip)) return;
         if (!inSubnet(ip, v4.address, v4.prefix)) issue(path, `${ip} is outside ${network}/${v4.prefix}`);
         else if (ip === network || ip === broadcast) issue(path, `${ip} is the network or broadcast address`);
         else if (ip === v4.address) issue(path, `${ip} is the network's own address`);
@@ -80,7 +84,7 @@ export const networkSpec = z
       if (v4.dhcp) {
         usable(["ipv4", "dhcp", "start"], v4.dhcp.start);
         usable(["ipv4", "dhcp", "end"], v4.dhcp.end);
-        if (compareAddresses(v4.dhcp.start, v4.dhcp.end) > 0) issue(["ipv4", "dhcp", "end"], `DHCP range ends (${v4.dhcp.end}) before it starts (${v4.dhcp.start})`);
+        if (isIpv4(v4.dhcp.start) && isIpv4(v4.dhcp.end) && compareAddresses(v4.dhcp.start, v4.dhcp.end) > 0) issue(["ipv4", "dhcp", "end"], `DHCP range ends (${v4.dhcp.end}) before it starts (${v4.dhcp.start})`);
         v4.dhcp.hosts.forEach((h, i) => usable(["ipv4", "dhcp", "hosts", i, "ip"], h.ip));
         const hosts = v4.dhcp.hosts;
         reportDuplicates(ctx, hosts.map((h) => h.ip), (i) => ["ipv4", "dhcp", "hosts", i, "ip"], "DHCP host address");
@@ -91,7 +95,7 @@ export const networkSpec = z
         });
       }
       spec.portForwards.forEach((pf, i) => {
-        if (!inSubnet(pf.guestAddress, v4.address, v4.prefix)) issue(["portForwards", i, "guestAddress"], `${pf.guestAddress} is outside ${network}/${v4.prefix}`);
+        if (isIpv4(pf.guestAddress) && !inSubnet(pf.guestAddress, v4.address, v4.prefix)) issue(["portForwards", i, "guestAddress"], `${pf.guestAddress} is outside ${network}/${v4.prefix}`);
       });
     }
     const v6 = spec.ipv6;
