@@ -1,11 +1,11 @@
-// Byte quantities as written in manifests: Kubernetes ("512Mi", "2Gi", "100k") and
-// libvirt ("512MiB", "20GB") spellings. Single-letter suffixes (K, M, G, T, P, E) are
-// refused: Kubernetes reads "2G" as 2·10⁹ bytes, libvirt as 2 GiB, and guessing wrong
-// silently costs a user 7% of their disk or RAM.
+// Byte quantities as written in manifests: Kubernetes ("512Mi", "2Gi") and
+// libvirt ("512MiB", "20GB") spellings. Single-letter suffixes (k, K, M, G, T, P, E) are
+// refused: Kubernetes reads "2G" as 2·10⁹ bytes, libvirt as 2 GiB (and "100k" as 100000
+// vs 102400 bytes), and guessing wrong silently costs a user 7% of their disk or RAM.
 
 const BINARY: Record<string, number> = { Ki: 1, Mi: 2, Gi: 3, Ti: 4, Pi: 5, Ei: 6 };
-const DECIMAL: Record<string, number> = { k: 1, KB: 1, MB: 2, GB: 3, TB: 4, PB: 5, EB: 6 };
-const AMBIGUOUS = new Set(["K", "M", "G", "T", "P", "E"]);
+const DECIMAL: Record<string, number> = { KB: 1, MB: 2, GB: 3, TB: 4, PB: 5, EB: 6 };
+const AMBIGUOUS = new Set(["k", "K", "M", "G", "T", "P", "E"]);
 
 export type QuantityResult = { ok: true; bytes: number } | { ok: false; message: string };
 
@@ -38,7 +38,7 @@ export function parseQuantity(input: unknown): QuantityResult {
   } else if (AMBIGUOUS.has(rawUnit)) {
     return {
       ok: false,
-      message: `"${input}" is ambiguous (Kubernetes reads ${rawUnit} as a power of 1000, libvirt as a power of 1024); write "${digits}${rawUnit}i" or "${digits}${rawUnit}B"`,
+      message: `"${input}" is ambiguous (Kubernetes reads ${rawUnit} as a power of 1000, libvirt as a power of 1024); write "${digits}${rawUnit.toUpperCase()}i" or "${digits}${rawUnit.toUpperCase()}B"`,
     };
   } else {
     const iec = rawUnit.endsWith("iB") ? rawUnit.slice(0, -1) : rawUnit; // MiB -> Mi
