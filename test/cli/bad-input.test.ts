@@ -92,6 +92,11 @@ const cases: Case[] = [
     expect: ["ambiguous.yaml", "line 7:11", "spec.memory"],
   },
   {
+    name: "a malformed network address (must not crash validation)",
+    input: (d) => write(d, "net.yaml", "apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: lan\nspec:\n  mode: nat\n  ipv4: {address: 10.1.0.300, prefix: 24}\n"),
+    expect: ["net.yaml", "document 1", "line 7:19", "spec.ipv4.address"],
+  },
+  {
     name: "a duplicate name in the input",
     input: (d) => write(d, "dup.yaml", `${vm("web", "  cpus: 1\n  memory: 1Gi\n")}---\n${vm("web", "  cpus: 2\n  memory: 1Gi\n")}`),
     expect: ["dup.yaml", "document 2", /line \d+:\d+/, "metadata.name", "more than once"],
