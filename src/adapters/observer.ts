@@ -2,7 +2,7 @@
 // number of virsh processes (list, then one batch of dumpxml/info per object, then one batch
 // of volume XML). Concurrent requests share one refresh; a caller asks for a picture taken
 // after a given time, so an event or an action of its own is always reflected.
-import { parseDomainXml, parsePoolXml, parseVolumeXml, type DomainFacts, type PoolFacts, type VolumeFacts } from "../libvirt/index.js";
+import { parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml, type DomainFacts, type NetworkFacts, type PoolFacts, type VolumeFacts } from "../libvirt/index.js";
 import type { Virsh } from "./virsh.js";
 
 export interface LiveDomain {
@@ -28,7 +28,10 @@ export interface LivePool {
 export interface LiveNetwork {
   uuid: string;
   name: string;
-  xml: string;
+  /** Persistent (next start) definition. */
+  config: NetworkFacts;
+  /** Running definition, when active (the bridge libvirt picked is here). */
+  running?: NetworkFacts;
   active: boolean;
   autostart: boolean;
 }
@@ -88,7 +91,7 @@ export class Observer {
 
     const perDomain = [["dumpxml", "--inactive"], ["dumpxml"], ["domstate", "--reason"], ["dominfo"]];
     const perPool = [["pool-dumpxml"], ["pool-info"], ["vol-list"]];
-    const perNet = [["net-dumpxml", "--inactive"], ["net-info"]];
+    const perNet = [["net-dumpxml", "--inactive"], ["net-dumpxml"], ["net-info"]];
     const commands = [
       ...domainUuids.flatMap((u) => perDomain.map(([cmd, ...flags]) => [cmd!, ...flags, u])),
       ...poolUuids.flatMap((u) => perPool.map(([cmd]) => [cmd!, u])),
@@ -129,10 +132,18 @@ export class Observer {
     }
     const networks = new Map<string, LiveNetwork>();
     for (const uuid of netUuids) {
-      const [xml, info] = out.slice(i, (i += perNet.length));
-      if (!xml) continue;
-      const name = infoField(info, "Name") ?? "";
-      networks.set(name, { uuid, name, xml, active: infoField(info, "Active") === "yes", autostart: infoField(info, "Autostart") === "yes" });
+      const [inactiveXml, activeXml, info] = out.slice(i, (i += perNet.length));
+      if (!inactiveXml) continue;
+      const config = parseNetworkXml(inactiveXml);
+      const active = infoField(info, "Active") === "yes";
+      networks.set(config.name, {
+        uuid,
+        name: config.name,
+        config,
+        running: active && activeXml ? parseNetworkXml(activeXml) : undefined,
+        active,
+        autostart: infoField(info, "Autostart") === "yes",
+      });
     }
     if (volumeCommands.length) {
       const volumeXml = await this.virsh.batch(volumeCommands.map((v) => ["vol-dumpxml", "--pool", v.pool, v.volume]));

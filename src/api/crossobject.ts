@@ -25,6 +25,7 @@ export function validateObjectSet(objects: readonly KvmObject[]): CrossObjectIss
   issues.push(...conflicts(volumeClaims(objects), (v) => `volume ${v}`));
   issues.push(...conflicts(bridgeClaims(objects), (v) => `bridge ${v}`));
   issues.push(...conflicts(poolTargetClaims(objects), (v) => `pool target ${v}`));
+  issues.push(...conflicts(userNetworkClaims(objects), () => "mode user (the host's passt user networking)"));
   issues.push(...subnetOverlaps(objects.filter((o): o is Network => o.kind === "Network")));
   return issues;
 }
@@ -43,6 +44,15 @@ function conflicts(claims: Claim[], what: (value: string) => string): CrossObjec
     }
   }
   return issues;
+}
+
+/** The passt user networking is one per host: only one Network may describe it. */
+function userNetworkClaims(objects: readonly KvmObject[]): Claim[] {
+  return objects.flatMap((obj): Claim[] => {
+    if (obj.kind !== "Network" || obj.spec.mode !== "user") return [];
+    const key = objectKey(obj.kind, obj.metadata.name);
+    return [{ key, describe: key, value: "user", path: ["spec", "mode"] }];
+  });
 }
 
 function hostPortClaims(objects: readonly KvmObject[]): Claim[] {

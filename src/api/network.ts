@@ -43,7 +43,9 @@ export const egressRule = z.strictObject({
   ports: z.array(port).optional(),
 });
 
-export const networkModes = ["nat", "isolated", "bridge", "open", "route"] as const;
+// `user` is not a libvirt network: it stands for the host's passt user networking, whose
+// guest traffic is the QEMU user's own (seed 002); it carries only egress rules.
+export const networkModes = ["nat", "isolated", "bridge", "open", "route", "user"] as const;
 
 export const networkSpec = z
   .strictObject({
@@ -58,14 +60,17 @@ export const networkSpec = z
   .check((ctx) => {
     const spec = ctx.value;
     const issue = (path: (string | number)[], message: string) => ctx.issues.push({ code: "custom", input: spec, path, message });
-    if (spec.mode === "bridge") {
+    if (spec.mode === "user") {
+      for (const key of ["ipv4", "ipv6", "bridge"] as const) if (spec[key]) issue([key], `mode user (passt user networking) takes no ${key}`);
+      if (spec.portForwards.length) issue(["portForwards"], "mode user takes no port forwards: give them on the VM's user interface");
+    } else if (spec.mode === "bridge") {
       if (!spec.bridge) issue(["bridge"], "mode bridge needs the name of an existing host bridge");
       for (const key of ["ipv4", "ipv6"] as const) if (spec[key]) issue([key], `mode bridge takes no ${key}: the host bridge's own network applies`);
       if (spec.portForwards.length) issue(["portForwards"], "port forwards need a nat network");
     } else if (spec.mode === "nat" && !spec.ipv4) {
       issue(["mode"], "mode nat needs ipv4 (address and prefix)");
     }
-    if (spec.portForwards.length && spec.mode !== "nat" && spec.mode !== "bridge") {
+    if (spec.portForwards.length && spec.mode !== "nat" && spec.mode !== "bridge" && spec.mode !== "user") {
       issue(["portForwards"], `port forwards need a nat network, not ${spec.mode}`);
     }
     // ipaddr.js throws on a malformed address or prefix. Such a field is already reported by

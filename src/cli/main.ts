@@ -77,6 +77,8 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .addOption(new Option("--default-domain-type <type>", "domain type for VMs that set none").choices(["kvm", "qemu"] as const))
     .option("--concurrency <n>", "objects reconciled in parallel", "4")
     .option("--resync <duration>", "full re-check period", "5m")
+    .option("--firewall-backend <name>", "auto (nftables if it works, else iptables), nftables or iptables", "auto")
+    .option("--firewall-check <duration>", "how often the firewall is compared with what it should hold", "5s")
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));

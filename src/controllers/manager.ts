@@ -7,9 +7,11 @@ import { EventStreams } from "../adapters/events.js";
 import { Observer } from "../adapters/observer.js";
 import { Virsh } from "../adapters/virsh.js";
 import { parseObjectKey, type KindName } from "../api/kind-names.js";
-import { poolUuid } from "../libvirt/index.js";
+import { networkUuid, poolUuid } from "../libvirt/index.js";
 import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileReport } from "../runtime/index.js";
 import { formatProblem, observedFields, type ManifestStore, type Snapshot } from "../store/index.js";
+import { Firewall, FIREWALL_KEY } from "./firewall/reconciler.js";
+import { reconcileNetwork } from "./network/reconciler.js";
 import { reconcileStoragePool } from "./storagepool/reconciler.js";
 import type { KindResult, ReconcileInput, ReconcilerDeps } from "./types.js";
 import { reconcileVirtualMachine } from "./virtualmachine/reconciler.js";
@@ -22,12 +24,16 @@ export interface ManagerOptions {
   concurrency: number;
   resyncMs: number;
   consoleLogDir: string;
+  firewallBackend: "auto" | "nftables" | "iptables";
+  /** How often the firewall is compared with what it should hold (drift by hand). */
+  firewallCheckMs: number;
 }
 
 type KindReconciler = (deps: ReconcilerDeps, input: ReconcileInput) => Promise<KindResult>;
 
 const RECONCILERS: Partial<Record<KindName, KindReconciler>> = {
   StoragePool: reconcileStoragePool,
+  Network: reconcileNetwork,
   VirtualMachine: reconcileVirtualMachine,
 };
 
@@ -42,12 +48,15 @@ export class Manager {
   private readonly deps: ReconcilerDeps;
   private events: EventStreams | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
+  private firewallTimer: NodeJS.Timeout | undefined;
+  readonly firewall: Firewall;
 
   constructor(private readonly options: ManagerOptions) {
     this.virsh = new Virsh({ uri: options.uri });
     this.observer = new Observer(this.virsh);
     const scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-controller-"));
     fs.mkdirSync(options.consoleLogDir, { recursive: true });
+    this.firewall = new Firewall({ backend: options.firewallBackend, logger: options.logger });
     this.deps = {
       store: options.store,
       virsh: this.virsh,
@@ -56,6 +65,7 @@ export class Manager {
       defaultDomainType: options.defaultDomainType,
       consoleLogDir: options.consoleLogDir,
       scratchDir,
+      syncFirewall: async (since) => this.firewall.sync(this.snapshot ?? (await this.options.store.read()), await this.observer.get(since)),
     };
     this.controller = new Controller({
       logger: options.logger,
@@ -74,8 +84,13 @@ export class Manager {
     const live = await this.observer.get(since);
     for (const domain of live.domains.values()) if (domain.config.owner) keys.add(domain.config.owner.manifest);
     for (const pool of live.pools.values()) if (pool.facts.uuid === poolUuid(pool.facts.name)) keys.add(`StoragePool/${pool.facts.name}`);
+    for (const net of live.networks.values()) {
+      if (net.config.owner?.manifest === `Network/${net.name}` || net.uuid === networkUuid(net.name)) keys.add(`Network/${net.name}`);
+    }
     const rank = (key: string) => KIND_ORDER.indexOf(parseObjectKey(key).kind);
-    return [...keys].filter((k) => k.includes("/")).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    const sorted = [...keys].filter((k) => k.includes("/")).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    // The firewall last: it renders from every object and the bridges libvirt picked.
+    return [...sorted, FIREWALL_KEY];
   }
 
   private protectedKeys(snapshot: Snapshot): Set<string> {
@@ -85,6 +100,11 @@ export class Manager {
 
   private async reconcile(key: string, queuedAt: number, log: Logger): Promise<KindResult> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
+    if (key === FIREWALL_KEY) {
+      const state = await this.firewall.sync(snapshot, await this.observer.get(queuedAt));
+      if (state.error) throw new Error(state.error);
+      return { ready: true };
+    }
     const { kind, name } = parseObjectKey(key);
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
@@ -104,6 +124,7 @@ export class Manager {
   /** Failures become conditions; the reconcilers write status for successes themselves. */
   private async recordFailure(report: ReconcileReport): Promise<void> {
     if (report.outcome === "ready") return;
+    if (report.key === FIREWALL_KEY) return; // logged by the runtime; networks carry it in status
     const snapshot = this.snapshot;
     const stored = snapshot?.objects.get(report.key);
     const message = report.error instanceof Error ? report.error.message : String(report.error);
@@ -135,6 +156,7 @@ export class Manager {
         this.controller.forget(key);
         this.controller.enqueue(key);
       }
+      this.controller.enqueue(FIREWALL_KEY);
     });
     this.events = new EventStreams({
       uri: this.options.uri,
@@ -142,6 +164,8 @@ export class Manager {
         const kind: KindName = event.kind === "domain" ? "VirtualMachine" : event.kind === "pool" ? "StoragePool" : "Network";
         this.options.logger.debug({ event }, "libvirt event");
         this.controller.enqueue(`${kind}/${event.name}`);
+        // VNC ports and bridges appear when domains and networks start.
+        this.controller.enqueue(FIREWALL_KEY);
       },
       onReconnect: (stream) => {
         this.options.logger.info({ stream }, "libvirt event stream reconnected; resyncing");
@@ -150,11 +174,15 @@ export class Manager {
       onError: (stream, message) => this.options.logger.warn({ stream, message }, "libvirt event stream ended; reconnecting"),
     });
     this.events.start();
+    // Nothing reports a table flushed by hand: compare it with what it should hold, often.
+    this.firewallTimer = setInterval(() => this.controller.enqueue(FIREWALL_KEY), this.options.firewallCheckMs);
+    this.firewallTimer.unref();
     await this.controller.start();
   }
 
   async stop(): Promise<void> {
     this.events?.stop();
+    if (this.firewallTimer) clearInterval(this.firewallTimer);
     await this.watcher?.close();
     await this.controller.stop();
     fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
@@ -164,7 +192,7 @@ export class Manager {
   async runOnce(): Promise<ReconcileReport[]> {
     this.snapshot = await this.options.store.read();
     const keys = await this.listKeys(Date.now());
-    const groups = KIND_ORDER.map((kind) => keys.filter((k) => parseObjectKey(k).kind === kind));
+    const groups = [...KIND_ORDER.map((kind) => keys.filter((k) => k !== FIREWALL_KEY && parseObjectKey(k).kind === kind)), [FIREWALL_KEY]];
     const reports = await this.controller.runOnce(groups);
     fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
     return reports;

@@ -1,6 +1,7 @@
 // What every kind's reconciler shares: the inputs a reconcile sees and what it returns.
 import type { Virsh } from "../adapters/virsh.js";
 import type { LiveState } from "../adapters/observer.js";
+import type { FirewallState } from "./firewall/reconciler.js";
 import type { Logger } from "../runtime/index.js";
 import type { ManifestStore, Snapshot, StoredObject } from "../store/index.js";
 
@@ -14,6 +15,8 @@ export interface ReconcilerDeps {
   consoleLogDir: string;
   /** Files written for virsh define etc. */
   scratchDir: string;
+  /** Brings the firewall in line with the manifests and libvirt as seen at or after `since`. */
+  syncFirewall?(since: number): Promise<FirewallState>;
 }
 
 export interface ReconcileInput {

@@ -11,6 +11,8 @@ export interface ControllerOptions {
   defaultDomainType?: "kvm" | "qemu";
   concurrency: string;
   resync: string;
+  firewallBackend: string;
+  firewallCheck: string;
   logLevel: string;
   consoleLogDir?: string;
 }
@@ -50,6 +52,9 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   const concurrency = Number(options.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError("--concurrency must be an integer from 1 to 64");
   const resyncMs = parseDuration(options.resync, "--resync");
+  const firewallCheckMs = parseDuration(options.firewallCheck, "--firewall-check");
+  const firewallBackend = options.firewallBackend;
+  if (firewallBackend !== "auto" && firewallBackend !== "nftables" && firewallBackend !== "iptables") throw new UsageError("--firewall-backend must be auto, nftables or iptables");
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore();
   const release = acquireLock(store.dataDir);
@@ -63,13 +68,15 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     concurrency,
     resyncMs,
     consoleLogDir: options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console",
+    firewallBackend,
+    firewallCheckMs,
   });
   try {
     if (options.once) {
       const reports = await manager.runOnce();
       const notReady = reports.filter((r) => !r.ready);
       for (const r of notReady) logger.warn({ object: r.key, outcome: r.outcome, message: r.error instanceof Error ? r.error.message : undefined }, "not ready");
-      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: manager.virsh.spawned }, "pass complete");
+      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: manager.virsh.spawned, firewall: manager.firewall.state.backend, firewallRules: manager.firewall.state.total }, "pass complete");
       if (notReady.length) throw new ExitCode(1);
       return;
     }

@@ -1,0 +1,113 @@
+// The firewall as reconciled state: render every rule the manifests imply, compare with what
+// kvmctl's table (or chains) holds, and replace it in one transaction when they differ —
+// because a manifest changed or someone flushed, deleted or edited the table by hand.
+import { createHash } from "node:crypto";
+import { detectBackend, ensureIpv4Forwarding, qemuUid, type BackendName, type FirewallBackend } from "../../adapters/firewall.js";
+import type { LiveState } from "../../adapters/observer.js";
+import type { Network } from "../../api/network.js";
+import type { VirtualMachine } from "../../api/virtualmachine.js";
+import { countByOwner, renderFirewall, type FirewallInputs, type Rule } from "../../firewall/rules.js";
+import type { Logger } from "../../runtime/index.js";
+import type { Snapshot } from "../../store/index.js";
+import { bridgeOf } from "../network/plan.js";
+
+/** The work-queue key of the firewall (not a manifest kind). */
+export const FIREWALL_KEY = "Firewall/host";
+
+export interface FirewallState {
+  backend: BackendName | "none";
+  /** Rules in the table after the last sync, per owning object. */
+  counts: Map<string, number>;
+  /** Objects whose rules wait for something (e.g. a bridge name). */
+  pending: Map<string, string>;
+  total: number;
+  /** Set when the last sync failed. */
+  error?: string;
+}
+
+export interface FirewallOptions {
+  backend: "auto" | BackendName;
+  logger: Logger;
+}
+
+/** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
+export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number | undefined): FirewallInputs {
+  const networks: FirewallInputs["networks"] = [];
+  const vms: FirewallInputs["vms"] = [];
+  for (const [key, stored] of snapshot.objects) {
+    const object = stored.object;
+    if (object.kind === "Network") {
+      const spec = (object as Network).spec;
+      const liveNet = live.networks.get(object.metadata.name);
+      networks.push({ key, spec, bridge: spec.mode === "bridge" ? spec.bridge : bridgeOf(liveNet) });
+    } else if (object.kind === "VirtualMachine") {
+      const running = live.domains.get(object.metadata.name)?.running;
+      vms.push({ key, spec: (object as VirtualMachine).spec, vncPort: running?.vnc?.port !== undefined && running.vnc.port > 0 ? running.vnc.port : undefined });
+    }
+  }
+  return { networks, vms, qemuUid: uid };
+}
+
+export class Firewall {
+  private backend: FirewallBackend | undefined;
+  private detected = false;
+  private applied: { desired: string; fingerprint: string } | undefined;
+  /** Rules per owner as last applied: kept for objects whose manifest is invalid right now. */
+  private lastRules = new Map<string, Rule[]>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly uid = qemuUid();
+  state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), total: 0 };
+
+  constructor(private readonly options: FirewallOptions) {}
+
+  /** One sync at a time; callers share the order. */
+  sync(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
+    const next = this.queue.then(() => this.syncNow(snapshot, live));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async chooseBackend(): Promise<FirewallBackend | undefined> {
+    if (!this.detected) {
+      this.backend = await detectBackend(this.options.backend);
+      this.detected = true;
+      this.options.logger.info({ backend: this.backend?.name ?? "none", preference: this.options.backend }, this.backend ? `firewall backend: ${this.backend.name}` : "no usable firewall backend (neither nft nor iptables works); firewall rules are not applied");
+    }
+    return this.backend;
+  }
+
+  private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
+    const rendered = renderFirewall(firewallInputs(snapshot, live, this.uid));
+    // An object whose manifest is invalid or unreadable keeps the rules it had.
+    const held = new Set([...snapshot.invalid.keys(), ...[...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys)]);
+    const fresh = rendered.rules.filter((r) => !held.has(r.owner));
+    const kept = [...held].flatMap((key) => this.lastRules.get(key) ?? []);
+    const rules = [...fresh, ...kept];
+    const backend = await this.chooseBackend();
+    if (!backend) {
+      const error = rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
+      this.state = { backend: "none", counts: new Map(), pending: rendered.pending, total: 0, ...(error ? { error } : {}) };
+      return this.state;
+    }
+    try {
+      if (rendered.needsForwarding && ensureIpv4Forwarding()) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+      const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
+      let observed = await backend.observe();
+      if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint) {
+        const reason = !this.applied ? "first sync" : this.applied.desired !== desired ? "manifests changed" : "the table was changed by hand";
+        await backend.apply(rules);
+        observed = await backend.observe();
+        this.applied = { desired, fingerprint: observed.fingerprint };
+        this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${rules.length ? "applied" : "emptied"} (${reason})`);
+      }
+      this.lastRules = new Map();
+      for (const rule of rules) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
+      this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, total: observed.rules.length };
+    } catch (error) {
+      this.applied = undefined;
+      this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };
+      throw error;
+    }
+    return this.state;
+  }
+}

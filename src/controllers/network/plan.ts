@@ -1,0 +1,144 @@
+// Network plans: pure functions from (manifest, what libvirt holds, who uses it) to the
+// virsh steps that converge it. Unit-tested without a host.
+import type { LiveDomain, LiveNetwork } from "../../adapters/observer.js";
+import type { NetworkSpec } from "../../api/network.js";
+import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates, type NetUpdate, type NetworkDifference, type NetworkFacts } from "../../libvirt/index.js";
+import type { Step } from "../types.js";
+
+export type NetworkAction =
+  | { type: "define"; xml: string }
+  | { type: "update"; update: NetUpdate; live: boolean }
+  | { type: "start" }
+  | { type: "destroy" }
+  | { type: "undefine" }
+  | { type: "autostart"; enabled: boolean };
+
+export interface NetworkPlanInput {
+  key: string;
+  name: string;
+  file: string;
+  specHash: string;
+  spec: NetworkSpec;
+  live: LiveNetwork | undefined;
+  /** Running domains attached to this network, by name. */
+  users: string[];
+}
+
+export type NetworkPlan =
+  | { kind: "notOwned"; message: string }
+  /** mode user: nothing in libvirt; the firewall holds its rules. */
+  | { kind: "firewallOnly" }
+  | { kind: "converge"; steps: Step<NetworkAction>[]; restartRequired?: string };
+
+/** Owned: our ownership metadata, or the UUID kvmctl derives from the name (metadata edited away by hand). */
+export function ownsNetwork(key: string, name: string, live: LiveNetwork): boolean {
+  return live.config.owner?.manifest === key || live.uuid === networkUuid(name);
+}
+
+/** Running domains whose live definition has an interface on `network`. */
+export function networkUsers(network: string, domains: Iterable<LiveDomain>): string[] {
+  const users: string[] = [];
+  for (const domain of domains) {
+    const running = domain.running;
+    if (running?.interfaces.some((nic) => nic.type === "network" && nic.source === network)) users.push(running.name);
+  }
+  return users.sort();
+}
+
+const describe = (diffs: NetworkDifference[]) => diffs.map((d) => `${d.field} ${JSON.stringify(d.live)} → ${JSON.stringify(d.desired)}`).join(", ");
+
+export function planNetwork(input: NetworkPlanInput): NetworkPlan {
+  const { spec, live, name } = input;
+  if (spec.mode === "user") {
+    if (live && ownsNetwork(input.key, name, live)) {
+      // The mode changed to user: the libvirt network it used to be goes away.
+      return { kind: "converge", steps: teardown(live, input.users) };
+    }
+    return { kind: "firewallOnly" };
+  }
+  if (live && !ownsNetwork(input.key, name, live)) {
+    return { kind: "notOwned", message: `libvirt network "${name}" exists and was not created by kvmctl; it is left alone (rename the manifest or remove the network by hand)` };
+  }
+  const xml = buildNetworkXml(name, spec, { manifest: input.key, file: input.file, specHash: input.specHash });
+  const desired = parseNetworkXml(xml);
+  const steps: Step<NetworkAction>[] = [];
+  if (!live) {
+    steps.push({ action: { type: "define", xml }, message: "define network" });
+    steps.push({ action: { type: "start" }, message: "start network" });
+    if (spec.autostart) steps.push({ action: { type: "autostart", enabled: true }, message: "enable autostart" });
+    return { kind: "converge", steps };
+  }
+
+  let restartRequired: string | undefined;
+  // The next-start definition: DHCP edits in place, anything else by redefining.
+  const configUpdates = planNetworkUpdates(desired, live.config);
+  const configDiffs = compareNetwork(desired, live.config);
+  const ownerStale = live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key;
+  if (configUpdates === undefined || ownerStale) {
+    steps.push({ action: { type: "define", xml }, message: configDiffs.length ? `redefine: ${describe(configDiffs)}` : "update ownership metadata" });
+  }
+  if (live.active && live.running) {
+    const runningUpdates = planNetworkUpdates(desired, live.running);
+    const runningDiffs = compareNetwork(desired, live.running);
+    if (runningUpdates === undefined) {
+      const what = describe(runningDiffs.filter((d) => d.needsRestart));
+      if (input.users.length) {
+        restartRequired = `the running network differs (${what}); not restarted while ${input.users.join(", ")} use it`;
+      } else {
+        steps.push({ action: { type: "destroy" }, message: `restart to apply: ${what}` });
+        steps.push({ action: { type: "start" }, message: "start network" });
+      }
+    } else {
+      // --live edits; the persistent side is edited too unless a define above already covers it.
+      const alsoConfig = configUpdates !== undefined && !ownerStale;
+      for (const update of runningUpdates) {
+        steps.push({ action: { type: "update", update, live: true }, message: `net-update ${update.command} ${update.section} ${update.xml}` });
+      }
+      if (alsoConfig) {
+        for (const update of configUpdates.filter((u) => !runningUpdates.some((r) => r.xml === u.xml && r.command === u.command))) {
+          steps.push({ action: { type: "update", update, live: false }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+        }
+      }
+    }
+  } else {
+    if (configUpdates !== undefined && !ownerStale) {
+      for (const update of configUpdates) steps.push({ action: { type: "update", update, live: false }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+    }
+    steps.push({ action: { type: "start" }, message: "network is stopped: start it" });
+  }
+  if (live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `${spec.autostart ? "enable" : "disable"} autostart` });
+  return { kind: "converge", steps, ...(restartRequired ? { restartRequired } : {}) };
+}
+
+export type NetworkDeletionPlan =
+  | { kind: "absent" }
+  | { kind: "notOwned" }
+  | { kind: "blocked"; message: string }
+  | { kind: "prune"; steps: Step<NetworkAction>[] };
+
+/**
+ * The manifest is gone: remove what kvmctl owns, but never pull a network from under running
+ * guests or VM manifests that still name it.
+ */
+export function planNetworkDeletion(key: string, name: string, live: LiveNetwork | undefined, users: string[], referencedBy: string[]): NetworkDeletionPlan {
+  if (!live) return { kind: "absent" };
+  if (!ownsNetwork(key, name, live)) return { kind: "notOwned" };
+  const holders = [...users.map((u) => `running domain ${u}`), ...referencedBy.filter((r) => !users.includes(r.split("/")[1] ?? "")).map((r) => `manifest ${r}`)];
+  if (holders.length) return { kind: "blocked", message: `network "${name}" is still used by ${holders.join(", ")}; it is kept until they stop using it` };
+  return { kind: "prune", steps: teardown(live, []) };
+}
+
+function teardown(live: LiveNetwork, users: string[]): Step<NetworkAction>[] {
+  if (users.length) return [];
+  return [
+    ...(live.active ? [{ action: { type: "destroy" } as const, message: "stop network" }] : []),
+    { action: { type: "undefine" }, message: "undefine network" },
+  ];
+}
+
+/** The bridge a network's guests are on: the running definition's, else the configured one. */
+export function bridgeOf(live: LiveNetwork | undefined): string | undefined {
+  return live?.running?.bridge ?? live?.config.bridge;
+}
+
+export type { NetworkFacts };

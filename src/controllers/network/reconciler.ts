@@ -1,0 +1,132 @@
+// Network: observe → plan (pure) → act through virsh → firewall → status.
+import fs from "node:fs";
+import path from "node:path";
+import type { Network } from "../../api/network.js";
+import type { VirtualMachine } from "../../api/virtualmachine.js";
+import { markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
+import { observedFields } from "../../store/index.js";
+import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, type NetworkAction } from "./plan.js";
+
+async function act(deps: ReconcilerDeps, name: string, action: NetworkAction): Promise<void> {
+  switch (action.type) {
+    case "define": {
+      const file = path.join(deps.scratchDir, `network-${name}.xml`);
+      fs.writeFileSync(file, action.xml);
+      await deps.virsh.run(["net-define", file]);
+      return;
+    }
+    case "update": {
+      const { update } = action;
+      await deps.virsh.run(["net-update", name, update.command, update.section, update.xml, "--parent-index", String(update.parentIndex), ...(action.live ? ["--live", "--config"] : ["--config"])]);
+      return;
+    }
+    case "start":
+      await deps.virsh.run(["net-start", name]);
+      return;
+    case "destroy":
+      await deps.virsh.run(["net-destroy", name]);
+      return;
+    case "undefine":
+      await deps.virsh.run(["net-undefine", name]);
+      return;
+    case "autostart":
+      await deps.virsh.run(["net-autostart", name, ...(action.enabled ? [] : ["--disable"])]);
+      return;
+  }
+}
+
+export interface Lease {
+  mac: string;
+  ip: string;
+  hostname?: string;
+  expiry?: string;
+}
+
+/** `virsh net-dhcp-leases` table → leases (IPv4 and IPv6, address without prefix). */
+export function parseLeases(text: string): Lease[] {
+  const leases: Lease[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+([0-9a-f:]{17})\s+(ipv[46])\s+(\S+)\s+(\S+)/i.exec(line);
+    if (!m) continue;
+    const [, expiry, mac, , ip, hostname] = m;
+    leases.push({ mac: mac!.toLowerCase(), ip: ip!.split("/")[0]!, ...(hostname && hostname !== "-" ? { hostname } : {}), expiry: expiry! });
+  }
+  return leases;
+}
+
+/** VM manifests that name this network on an interface. */
+function referencingVms(deps: ReconcilerDeps, name: string): string[] {
+  const keys: string[] = [];
+  for (const [key, stored] of deps.snapshot().objects) {
+    if (stored.object.kind !== "VirtualMachine") continue;
+    if ((stored.object as VirtualMachine).spec.interfaces.some((nic) => nic.network === name)) keys.push(key);
+  }
+  return keys.sort();
+}
+
+export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInput): Promise<KindResult> {
+  const { name, log } = input;
+  const state = await deps.live(input.since);
+  const live = state.networks.get(name);
+  const users = networkUsers(name, state.domains.values());
+
+  if (!input.stored) {
+    const plan = planNetworkDeletion(input.key, name, live, users, referencingVms(deps, name));
+    if (plan.kind === "blocked") {
+      log.warn({ reason: "NetworkInUse" }, plan.message);
+      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
+      return { ready: false, requeueAfterMs: 5_000 };
+    }
+    if (plan.kind === "prune") {
+      for (const step of plan.steps) {
+        log.info({ step: step.action.type }, step.message);
+        await act(deps, name, step.action);
+      }
+      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message: "network removed from libvirt" });
+    }
+    await deps.syncFirewall?.(Date.now());
+    return { ready: true };
+  }
+
+  const stored = input.stored;
+  const network = stored.object as Network;
+  const plan = planNetwork({ key: input.key, name, file: stored.location.file, specHash: stored.specHash, spec: network.spec, live, users });
+  if (plan.kind === "notOwned") throw new TerminalError(plan.message, "NotOwned");
+  const steps = plan.kind === "converge" ? plan.steps : [];
+  for (const step of steps) {
+    log.info({ step: step.action.type }, step.message);
+    await act(deps, name, step.action);
+  }
+  if (steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Converged", message: steps.map((s) => s.message).join("; ") });
+
+  const after = steps.length ? (await deps.live(Date.now())).networks.get(name) : live;
+  const firewall = await deps.syncFirewall?.(Date.now());
+  const isUser = network.spec.mode === "user";
+  const pendingRules = firewall?.pending.get(input.key);
+  const firewallError = firewall?.error ?? (firewall?.backend === "none" && (firewall.counts.size || network.spec.portForwards.length || network.spec.egress.length || network.spec.mode === "nat") ? "no firewall backend on this host" : undefined);
+  const ok = (isUser || after?.active === true) && !firewallError && !pendingRules;
+  let leases: ReturnType<typeof parseLeases> | undefined;
+  if (after?.active && network.spec.ipv4?.dhcp) {
+    const out = await deps.virsh.runOrMissing(["net-dhcp-leases", name]).catch(() => undefined);
+    leases = out === undefined ? undefined : parseLeases(out);
+  }
+
+  const previous = (network.status?.conditions ?? []) as Condition[];
+  let conditions = ok
+    ? markReady(previous, stored.generation, "Succeeded", isUser ? `passt egress rules applied (${firewall?.counts.get(input.key) ?? 0} rules)` : `network is active on bridge ${bridgeOf(after) ?? "?"}`)
+    : markReconciling(previous, stored.generation, firewallError ? "FirewallFailed" : "Progressing", firewallError ?? pendingRules ?? "network is not active yet");
+  const restartRequired = plan.kind === "converge" ? plan.restartRequired : undefined;
+  conditions = setExtraCondition(conditions, "RestartRequired", restartRequired !== undefined, stored.generation, "NetworkInUse", restartRequired ?? "");
+  await deps.store.writeStatus(input.key, withoutUndefined({
+    ...observedFields(stored),
+    conditions,
+    uuid: after?.uuid,
+    bridge: isUser ? undefined : bridgeOf(after),
+    active: isUser ? undefined : after?.active ?? false,
+    libvirtForwardMode: after?.config.forwardMode,
+    leases,
+    firewall: firewall ? { backend: firewall.backend, rules: firewall.counts.get(input.key) ?? 0 } : undefined,
+  }));
+  return { ready: ok, requeueAfterMs: ok ? undefined : 2_000 };
+}

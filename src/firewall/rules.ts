@@ -1,0 +1,182 @@
+// The host firewall kvmctl wants, rendered from manifests (pure). A backend-neutral rule list:
+// the nftables and iptables modules turn it into their own syntax. Every rule carries the
+// object it exists for, so status can count rules per object and logs can say why a rule is there.
+import type { NetworkSpec } from "../api/network.js";
+import type { VirtualMachineSpec } from "../api/virtualmachine.js";
+import { ipv4Bounds } from "../api/net.js";
+
+export type Chain = "prerouting" | "output-nat" | "postrouting" | "input" | "forward" | "output";
+export type Family = "ip" | "ip6";
+
+export type Verdict = { type: "accept" } | { type: "drop" } | { type: "return" } | { type: "masquerade" } | { type: "dnat"; addr: string; port: number };
+
+export interface Rule {
+  chain: Chain;
+  /** "Kind/name" of the manifest the rule exists for. */
+  owner: string;
+  /** Set when the rule matches addresses of one family; unset rules apply to both. */
+  family?: Family;
+  iif?: string;
+  oif?: string;
+  saddr?: string;
+  daddr?: string;
+  notDaddr?: string;
+  /** Destination is one of the host's own addresses (fib / addrtype LOCAL). */
+  daddrLocal?: boolean;
+  protocol?: "tcp" | "udp";
+  dports?: number[];
+  /** Socket owner uid (the output hook only). */
+  skuid?: number;
+  established?: boolean;
+  /** Connections this host DNATed (port forwards). */
+  dnatted?: boolean;
+  verdict: Verdict;
+}
+
+export interface FirewallNetwork {
+  key: string;
+  spec: NetworkSpec;
+  /** The bridge its guests are on (libvirt's name when the spec sets none); unknown until defined. */
+  bridge?: string;
+}
+
+export interface FirewallVm {
+  key: string;
+  spec: VirtualMachineSpec;
+  /** VNC port of the running domain (libvirt allocates it when the spec sets none). */
+  vncPort?: number;
+}
+
+export interface FirewallInputs {
+  networks: FirewallNetwork[];
+  vms: FirewallVm[];
+  /** uid QEMU (and passt) run as; needed only for mode user egress rules. */
+  qemuUid?: number;
+}
+
+export interface RenderResult {
+  rules: Rule[];
+  /** Objects whose rules could not be rendered, and why (e.g. bridge not known yet). */
+  pending: Map<string, string>;
+  /** True when some NAT network needs the kernel to forward IPv4. */
+  needsForwarding: boolean;
+}
+
+const familyOf = (address: string): Family => (address.includes(":") ? "ip6" : "ip");
+
+function subnetOf(address: string, prefix: number): string {
+  return `${ipv4Bounds(address, prefix).network}/${prefix}`;
+}
+
+/** Egress rules of one network, in order, as rules in `chain` with `base` added to each. */
+function egressRules(owner: string, spec: NetworkSpec, chain: Chain, base: Partial<Rule>): Rule[] {
+  const rules: Rule[] = [];
+  for (const rule of spec.egress) {
+    const protocols = rule.protocol ? [rule.protocol] : rule.ports?.length ? (["tcp", "udp"] as const) : [undefined];
+    for (const to of rule.to) {
+      for (const protocol of protocols) {
+        rules.push({
+          ...base,
+          chain,
+          owner,
+          family: familyOf(to),
+          daddr: to,
+          ...(protocol ? { protocol } : {}),
+          ...(rule.ports?.length ? { dports: rule.ports } : {}),
+          verdict: { type: rule.action === "allow" ? "accept" : "drop" },
+        });
+      }
+    }
+  }
+  return rules;
+}
+
+function networkRules(net: FirewallNetwork, qemuUid: number | undefined, pending: Map<string, string>): Rule[] {
+  const { key: owner, spec } = net;
+  if (spec.mode === "user") {
+    if (spec.egress.length === 0) return [];
+    if (qemuUid === undefined) {
+      pending.set(owner, "the QEMU user is unknown, so passt egress rules cannot be matched");
+      return [];
+    }
+    // passt traffic is the QEMU user's own: the output hook, matched by socket owner (seed 002).
+    const base = { skuid: qemuUid };
+    return [
+      { chain: "output", owner, ...base, oif: "lo", verdict: { type: "accept" } },
+      { chain: "output", owner, ...base, established: true, verdict: { type: "accept" } },
+      ...egressRules(owner, spec, "output", base),
+    ];
+  }
+  const needsBridge = spec.egress.length > 0 || spec.portForwards.length > 0 || spec.mode === "nat";
+  if (!net.bridge) {
+    if (needsBridge) pending.set(owner, "the network's bridge is not known yet");
+    return [];
+  }
+  const bridge = net.bridge;
+  const rules: Rule[] = [];
+  if (spec.egress.length) {
+    // Replies to connections made to the guests are not egress.
+    rules.push({ chain: "forward", owner, iif: bridge, established: true, verdict: { type: "accept" } });
+    rules.push(...egressRules(owner, spec, "forward", { iif: bridge }));
+  }
+  if (spec.mode === "nat" && spec.ipv4) {
+    const subnet = subnetOf(spec.ipv4.address, spec.ipv4.prefix);
+    // As libvirt's own NAT: multicast and broadcast are not masqueraded.
+    rules.push({ chain: "postrouting", owner, family: "ip", saddr: subnet, daddr: "224.0.0.0/24", verdict: { type: "return" } });
+    rules.push({ chain: "postrouting", owner, family: "ip", saddr: subnet, daddr: "255.255.255.255/32", verdict: { type: "return" } });
+    rules.push({ chain: "postrouting", owner, family: "ip", saddr: subnet, notDaddr: subnet, verdict: { type: "masquerade" } });
+  }
+  for (const pf of spec.portForwards) {
+    const match = pf.hostAddress ? { daddr: pf.hostAddress } : { daddrLocal: true };
+    const common = { owner, family: "ip" as const, protocol: pf.protocol, dports: [pf.hostPort], verdict: { type: "dnat" as const, addr: pf.guestAddress, port: pf.guestPort } };
+    // From outside (prerouting) and from the host itself (output). Loopback is left alone:
+    // a packet from 127.0.0.1 cannot be routed to a guest.
+    rules.push({ chain: "prerouting", ...match, ...common });
+    rules.push({ chain: "output-nat", ...match, ...(pf.hostAddress ? {} : { notDaddr: "127.0.0.0/8" }), ...common });
+  }
+  if (spec.portForwards.length) rules.push({ chain: "forward", owner, oif: bridge, dnatted: true, verdict: { type: "accept" } });
+  return rules;
+}
+
+function vmRules(vm: FirewallVm): Rule[] {
+  const rules: Rule[] = [];
+  const owner = vm.key;
+  for (const nic of vm.spec.interfaces) {
+    for (const pf of nic.user?.portForwards ?? []) {
+      const wildcard = pf.address === "0.0.0.0" || pf.address === "::";
+      rules.push({
+        chain: "input",
+        owner,
+        family: familyOf(pf.address),
+        ...(wildcard ? {} : { daddr: pf.address }),
+        protocol: pf.protocol,
+        dports: [pf.hostPort],
+        verdict: { type: "accept" },
+      });
+    }
+  }
+  const vnc = vm.spec.consoles.vnc;
+  const port = vnc?.port ?? vm.vncPort;
+  if (vnc && port !== undefined) {
+    const wildcard = vnc.listen === "0.0.0.0" || vnc.listen === "::";
+    rules.push({ chain: "input", owner, family: familyOf(vnc.listen), ...(wildcard ? {} : { daddr: vnc.listen }), protocol: "tcp", dports: [port], verdict: { type: "accept" } });
+  }
+  return rules;
+}
+
+/** Every rule kvmctl wants, in a stable order (networks, then VMs, each by key). */
+export function renderFirewall(inputs: FirewallInputs): RenderResult {
+  const pending = new Map<string, string>();
+  const networks = [...inputs.networks].sort((a, b) => a.key.localeCompare(b.key));
+  const vms = [...inputs.vms].sort((a, b) => a.key.localeCompare(b.key));
+  const rules = [...networks.flatMap((n) => networkRules(n, inputs.qemuUid, pending)), ...vms.flatMap(vmRules)];
+  const needsForwarding = networks.some((n) => n.spec.mode === "nat" || n.spec.mode === "route" || n.spec.mode === "open");
+  return { rules, pending, needsForwarding };
+}
+
+/** Rules per owner key. */
+export function countByOwner(rules: readonly { owner: string }[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const rule of rules) counts.set(rule.owner, (counts.get(rule.owner) ?? 0) + 1);
+  return counts;
+}
