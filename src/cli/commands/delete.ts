@@ -2,6 +2,8 @@
 // The controller then prunes what they owned in libvirt (disks stay unless the manifest
 // said deletionPolicy: Delete); `--wait` waits for that.
 import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
+import type { VirtualMachine } from "../../api/virtualmachine.js";
+import type { Snapshot } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { parseDuration } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
@@ -14,6 +16,25 @@ export interface DeleteOptions {
   wait?: boolean;
   timeout: string;
   ignoreNotFound?: boolean;
+  force?: boolean;
+}
+
+/**
+ * A Network that VM manifests still name is not deleted (they would lose their network);
+ * VMs deleted in the same command do not count. Checked for every key before anything changes.
+ */
+function networksInUse(snapshot: Snapshot, keys: string[]): string[] {
+  const deleting = new Set(keys);
+  const problems: string[] = [];
+  for (const key of keys) {
+    const { kind, name } = parseObjectKey(key);
+    if (kind !== "Network") continue;
+    const users = [...snapshot.objects.entries()]
+      .filter(([k, stored]) => !deleting.has(k) && stored.object.kind === "VirtualMachine" && (stored.object as VirtualMachine).spec.interfaces.some((nic) => nic.network === name))
+      .map(([k, stored]) => `${k} (${stored.location.file})`);
+    if (users.length) problems.push(`network "${name}" is in use by ${users.join(", ")}: delete those or move them to another network first (--force deletes anyway; the controller keeps the network while running guests use it)`);
+  }
+  return problems;
 }
 
 async function keysToDelete(args: string[], options: DeleteOptions): Promise<string[]> {
@@ -37,6 +58,10 @@ export async function runDelete(ctx: CliContext, args: string[], options: Delete
   const timeoutMs = parseDuration(options.timeout, "--timeout");
   const keys = await keysToDelete(args, options);
   const store = await ctx.openStore();
+  if (!options.force) {
+    const inUse = networksInUse(await store.read(), keys);
+    if (inUse.length) throw new CliError(inUse.join("\nerror: "));
+  }
   const started = new Date();
   const notFound: string[] = [];
   const deleted: string[] = [];

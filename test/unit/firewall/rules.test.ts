@@ -1,0 +1,119 @@
+// The firewall rendered from manifests, without a host: which rules each object implies, the
+// nftables JSON transaction, and the iptables-restore input and iptables-save reading.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { validateDocument, type Network, type VirtualMachine } from "../../../src/api/index.js";
+import { IPT_CHAINS, readIptablesSave, restoreInput, ruleArgs, rulesFor } from "../../../src/firewall/iptables.js";
+import { nftTransaction, readNftTable } from "../../../src/firewall/nftables.js";
+import { countByOwner, renderFirewall, type FirewallInputs } from "../../../src/firewall/rules.js";
+
+function object<T>(kind: string, name: string, spec: Record<string, unknown>): T {
+  const result = validateDocument({ apiVersion: "kvmctl.dev/v1alpha1", kind, metadata: { name }, spec });
+  assert.ok(result.ok, JSON.stringify(!result.ok && result.issues));
+  return result.object as T;
+}
+
+const publicNet = object<Network>("Network", "public", {
+  mode: "nat",
+  ipv4: { address: "192.0.2.1", prefix: 24 },
+  portForwards: [{ hostPort: 2222, guestAddress: "192.0.2.10", guestPort: 22 }],
+  egress: [{ action: "deny", to: ["203.0.113.0/24"], ports: [25] }],
+});
+const userNet = object<Network>("Network", "passt", { mode: "user", egress: [{ action: "deny", to: ["10.0.0.0/8", "fd00::/8"] }] });
+const vm = object<VirtualMachine>("VirtualMachine", "web", {
+  memory: "256Mi",
+  interfaces: [{ user: { portForwards: [{ hostPort: 5001, guestPort: 22 }] } }],
+  consoles: { vnc: { listen: "127.0.0.1" } },
+});
+
+const inputs = (over: Partial<FirewallInputs> = {}): FirewallInputs => ({
+  networks: [
+    { key: "Network/public", spec: publicNet.spec, bridge: "virbr7" },
+    { key: "Network/passt", spec: userNet.spec },
+  ],
+  vms: [{ key: "VirtualMachine/web", spec: vm.spec, vncPort: 5903 }],
+  qemuUid: 64055,
+  ...over,
+});
+
+test("a NAT network with a port forward: DNAT from outside and from the host, masquerade, forward accept", () => {
+  const { rules, pending, needsForwarding } = renderFirewall(inputs());
+  assert.equal(pending.size, 0);
+  assert.ok(needsForwarding);
+  const mine = rules.filter((r) => r.owner === "Network/public");
+  const dnat = mine.filter((r) => r.verdict.type === "dnat");
+  assert.deepEqual(dnat.map((r) => r.chain).sort(), ["output-nat", "prerouting"]);
+  assert.ok(dnat.every((r) => r.daddrLocal && r.dports?.[0] === 2222 && r.verdict.type === "dnat" && r.verdict.addr === "192.0.2.10" && r.verdict.port === 22));
+  assert.equal(dnat.find((r) => r.chain === "output-nat")?.notDaddr, "127.0.0.0/8", "loopback is not forwarded");
+  assert.ok(mine.some((r) => r.chain === "postrouting" && r.verdict.type === "masquerade" && r.saddr === "192.0.2.0/24" && r.notDaddr === "192.0.2.0/24"));
+  assert.ok(mine.some((r) => r.chain === "forward" && r.oif === "virbr7" && r.dnatted));
+  // Egress with ports and no protocol: tcp and udp, after the established-accept.
+  const egress = mine.filter((r) => r.chain === "forward" && r.iif === "virbr7");
+  assert.deepEqual(egress.map((r) => [r.established ?? false, r.protocol, r.verdict.type]), [[true, undefined, "accept"], [false, "tcp", "drop"], [false, "udp", "drop"]]);
+});
+
+test("passt egress sits on the output hook, matched by the QEMU user, loopback and replies first", () => {
+  const { rules } = renderFirewall(inputs());
+  const mine = rules.filter((r) => r.owner === "Network/passt");
+  assert.ok(mine.every((r) => r.chain === "output" && r.skuid === 64055));
+  assert.deepEqual(mine.map((r) => [r.oif, r.established, r.daddr, r.family, r.verdict.type]), [
+    ["lo", undefined, undefined, undefined, "accept"],
+    [undefined, true, undefined, undefined, "accept"],
+    [undefined, undefined, "10.0.0.0/8", "ip", "drop"],
+    [undefined, undefined, "fd00::/8", "ip6", "drop"],
+  ]);
+  const unknownUser = renderFirewall(inputs({ qemuUid: undefined }));
+  assert.match(unknownUser.pending.get("Network/passt") ?? "", /QEMU user/);
+});
+
+test("VMs: input rules for passt forwards and the VNC port libvirt allocated", () => {
+  const { rules } = renderFirewall(inputs());
+  const mine = rules.filter((r) => r.owner === "VirtualMachine/web");
+  assert.deepEqual(mine.map((r) => [r.chain, r.daddr, r.dports]), [["input", "127.0.0.1", [5001]], ["input", "127.0.0.1", [5903]]]);
+});
+
+test("no bridge yet: the network's rules wait, and say why", () => {
+  const { rules, pending } = renderFirewall(inputs({ networks: [{ key: "Network/public", spec: publicNet.spec }] }));
+  assert.equal(rules.filter((r) => r.owner === "Network/public").length, 0);
+  assert.match(pending.get("Network/public") ?? "", /bridge/);
+});
+
+test("nftables: one transaction replacing table inet kvmctl; empty rules delete it", () => {
+  const { rules } = renderFirewall(inputs());
+  const tx = nftTransaction(rules).nftables as Record<string, Record<string, Record<string, unknown>>>[];
+  assert.deepEqual(tx.slice(0, 3).map((c) => Object.keys(c)[0]), ["add", "delete", "add"]);
+  const added = tx.filter((c) => c.add?.rule).map((c) => c.add!.rule!);
+  assert.equal(added.length, rules.length);
+  assert.ok(added.every((r) => r.family === "inet" && r.table === "kvmctl"));
+  const dnat = added.find((r) => JSON.stringify(r.expr).includes('"dnat"'));
+  assert.deepEqual((dnat!.expr as unknown[]).at(-1), { dnat: { family: "ip", addr: "192.0.2.10", port: 22 } });
+  assert.deepEqual(nftTransaction([]).nftables.map((c: Record<string, unknown>) => Object.keys(c)[0]), ["add", "delete"]);
+});
+
+test("nftables: a listing is read without handles, and counted per owner", () => {
+  const listing = (handle: number) =>
+    JSON.stringify({ nftables: [{ metainfo: { version: "1.0.6" } }, { table: { family: "inet", name: "kvmctl", handle } }, { rule: { chain: "input", handle: handle + 1, comment: "VirtualMachine/web", expr: [] } }] });
+  const a = readNftTable(listing(1));
+  const b = readNftTable(listing(9));
+  assert.equal(a.fingerprint, b.fingerprint);
+  assert.deepEqual(countByOwner(a.rules), new Map([["VirtualMachine/web", 1]]));
+  assert.equal(readNftTable(undefined).present, false);
+});
+
+test("iptables: own chains, jumps inserted once, rules with comments; IPv6 gets no NAT", () => {
+  const { rules } = renderFirewall(inputs());
+  const empty = readIptablesSave("nat", "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n");
+  const nat = restoreInput("nat", rulesFor(rules, "ip"), empty);
+  assert.match(nat, /^\*nat\n:KVMCTL-PREROUTING - \[0:0\]/);
+  assert.match(nat, /-I PREROUTING 1 -j KVMCTL-PREROUTING/);
+  assert.match(nat, /-A KVMCTL-PREROUTING -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 2222 -m comment --comment Network\/public -j DNAT --to-destination 192\.0\.2\.10:22/);
+  const saved = readIptablesSave("nat", "*nat\n:KVMCTL-PREROUTING - [0:0]\n-A PREROUTING -j KVMCTL-PREROUTING\n-A KVMCTL-PREROUTING -p tcp -m comment --comment Network/public -j DNAT --to-destination 192.0.2.10:22\n-A POSTROUTING -j LIBVIRT_PRT\nCOMMIT\n");
+  assert.deepEqual([...saved.jumps], ["nat/PREROUTING"]);
+  assert.equal(saved.lines.length, 1);
+  assert.doesNotMatch(restoreInput("nat", rulesFor(rules, "ip"), saved), /-I PREROUTING/);
+  assert.match(restoreInput("nat", [], saved), /-D PREROUTING -j KVMCTL-PREROUTING\n:KVMCTL-PREROUTING - \[0:0\]\n-X KVMCTL-PREROUTING/);
+  const v6 = rulesFor(rules, "ip6");
+  assert.ok(v6.every((r) => IPT_CHAINS[r.chain].table === "filter"));
+  assert.ok(v6.some((r) => r.daddr === "fd00::/8"));
+  assert.deepEqual(ruleArgs({ chain: "output", owner: "Network/passt", skuid: 64055, oif: "lo", verdict: { type: "accept" } }), ["-o", "lo", "-m", "owner", "--uid-owner", "64055", "-m", "comment", "--comment", "Network/passt", "-j", "ACCEPT"]);
+});
