@@ -7,7 +7,8 @@ import type { Step } from "../types.js";
 
 export type NetworkAction =
   | { type: "define"; xml: string }
-  | { type: "update"; update: NetUpdate; live: boolean }
+  /** net-update on the running network, its persistent definition, or both. */
+  | { type: "update"; update: NetUpdate; scope: "live" | "config" | "both" }
   | { type: "start" }
   | { type: "destroy" }
   | { type: "undefine" }
@@ -89,20 +90,22 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
         steps.push({ action: { type: "start" }, message: "start network" });
       }
     } else {
-      // --live edits; the persistent side is edited too unless a define above already covers it.
-      const alsoConfig = configUpdates !== undefined && !ownerStale;
+      // Live edits; the persistent side is edited the same way unless a define above covers it.
+      const configByEdit = configUpdates !== undefined && !ownerStale;
+      const sameEdit = (a: NetUpdate, b: NetUpdate) => a.xml === b.xml && a.command === b.command && a.section === b.section;
       for (const update of runningUpdates) {
-        steps.push({ action: { type: "update", update, live: true }, message: `net-update ${update.command} ${update.section} ${update.xml}` });
+        const both = configByEdit && configUpdates.some((u) => sameEdit(u, update));
+        steps.push({ action: { type: "update", update, scope: both ? "both" : "live" }, message: `net-update --live${both ? " --config" : ""} ${update.command} ${update.section} ${update.xml}` });
       }
-      if (alsoConfig) {
-        for (const update of configUpdates.filter((u) => !runningUpdates.some((r) => r.xml === u.xml && r.command === u.command))) {
-          steps.push({ action: { type: "update", update, live: false }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+      if (configByEdit) {
+        for (const update of configUpdates.filter((u) => !runningUpdates.some((r) => sameEdit(r, u)))) {
+          steps.push({ action: { type: "update", update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
         }
       }
     }
   } else {
     if (configUpdates !== undefined && !ownerStale) {
-      for (const update of configUpdates) steps.push({ action: { type: "update", update, live: false }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+      for (const update of configUpdates) steps.push({ action: { type: "update", update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
     }
     steps.push({ action: { type: "start" }, message: "network is stopped: start it" });
   }

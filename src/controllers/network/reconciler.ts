@@ -18,7 +18,7 @@ async function act(deps: ReconcilerDeps, name: string, action: NetworkAction): P
     }
     case "update": {
       const { update } = action;
-      await deps.virsh.run(["net-update", name, update.command, update.section, update.xml, "--parent-index", String(update.parentIndex), ...(action.live ? ["--live", "--config"] : ["--config"])]);
+      await deps.virsh.run(["net-update", name, update.command, update.section, update.xml, "--parent-index", String(update.parentIndex), ...(action.scope === "both" ? ["--live", "--config"] : [`--${action.scope}`])]);
       return;
     }
     case "start":

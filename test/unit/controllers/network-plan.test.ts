@@ -69,6 +69,10 @@ test("a new static DHCP host on a running network is a live net-update, not a re
   assert.ok(!types.includes("destroy"), `no restart: ${types.join(", ")}`);
   assert.ok(types.includes("update"));
   assert.ok(types.includes("define"), "the definition is refreshed for the new spec hash");
+  // The define already carries the new host: the edit must touch the running network only
+  // (libvirt refuses a --config add of an entry the definition already has).
+  const update = plan.kind === "converge" ? plan.steps.find((s) => s.action.type === "update")?.action : undefined;
+  assert.equal(update?.type === "update" && update.scope, "live");
 });
 
 test("a moved address needs a restart, which waits while guests use the network", () => {

@@ -1,0 +1,282 @@
+// Networks and the firewall on the real stack (issue 5's proof), inside the sealed namespace:
+// seed 001's public (NAT, port forward) and private (isolated) networks with the test guest on
+// both, its address from a static DHCP host. SSH through the forwarded port; the table flushed
+// or deleted by hand and `virsh net-destroy` are repaired; a DHCP host is added without a
+// restart; deletion while in use is refused; deleting everything leaves no rule; invalid
+// networks change nothing; the iptables backend does the same job.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { execa, type ResultPromise } from "execa";
+import { VETH_GUEST_SIDE } from "../../testenv/config.js";
+import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../../testenv/env.js";
+import { kvmctl, tempDir } from "../cli/helpers.js";
+import { freePort, sshWhenReady } from "./ssh.js";
+
+const MAIN = path.resolve("src/cli/main.ts");
+const HOST_ADDRESS = VETH_GUEST_SIDE.address.split("/")[0]!;
+const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 60_000 });
+const nft = (...args: string[]) => execa("nft", args, { reject: false, timeout: 30_000 });
+const publicNet = testName("net-public");
+const privateNet = testName("net-private");
+const extraNet = testName("net-extra");
+const vm = testName("net-vm");
+const MAC = "52:54:00:00:0a:01";
+let root = "";
+let dir = "";
+let port = 0;
+let controller: ResultPromise | undefined;
+
+function startController(): ResultPromise {
+  const log = path.join(root, "controller.log");
+  return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console"), "--firewall-check", "1s", "--log-level", "debug"], {
+    reject: false,
+    stdout: { file: log, append: true },
+    stderr: { file: log, append: true },
+  });
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    if (await check()) return Date.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const log = fs.existsSync(path.join(root, "controller.log")) ? fs.readFileSync(path.join(root, "controller.log"), "utf8").split("\n").slice(-15).join("\n") : "";
+  throw new Error(`timed out waiting for ${what}; controller log tail:\n${log}`);
+}
+
+/** Rules of table inet kvmctl by owner comment; undefined when the table does not exist. */
+async function kvmctlRules(): Promise<Map<string, number> | undefined> {
+  const listed = await nft("-j", "list", "table", "inet", "kvmctl");
+  if (listed.exitCode !== 0) return undefined;
+  const counts = new Map<string, number>();
+  for (const item of JSON.parse(String(listed.stdout)).nftables as { rule?: { comment?: string } }[]) {
+    if (item.rule) counts.set(item.rule.comment ?? "", (counts.get(item.rule.comment ?? "") ?? 0) + 1);
+  }
+  return counts;
+}
+
+const mine = (counts: Map<string, number> | undefined) => [...(counts ?? new Map<string, number>()).entries()].filter(([owner]) => [publicNet, privateNet, extraNet, vm].some((n) => owner.endsWith(`/${n}`)));
+const getJson = async (key: string) => JSON.parse((await kvmctl(["--dir", dir, "get", ...key.split("/"), "-o", "json"])).stdout);
+const netActive = async (name: string) => /^Active:\s+yes/m.test(String((await virsh("net-info", name)).stdout));
+
+function networks(extraHost = ""): string {
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: Network
+metadata:
+  name: ${publicNet}
+spec:
+  mode: nat
+  ipv4:
+    address: 192.0.2.1
+    prefix: 24
+    dhcp:
+      start: 192.0.2.100
+      end: 192.0.2.200
+      hosts:
+        - {mac: "${MAC}", ip: 192.0.2.10, name: web}
+${extraHost}  portForwards:
+    - {hostPort: ${port}, guestAddress: 192.0.2.10, guestPort: 22}
+  egress:
+    - {action: deny, to: [203.0.113.0/24]}
+---
+apiVersion: kvmctl.dev/v1alpha1
+kind: Network
+metadata:
+  name: ${privateNet}
+spec:
+  mode: isolated
+  ipv4: {address: 198.18.0.1, prefix: 24}
+`;
+}
+
+function vmManifest(): string {
+  const guest = testGuest();
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: ${vm}
+spec:
+  cpus: 1
+  memory: 256Mi
+  terminationGracePeriodSeconds: 10
+  boot: {kernel: ${guest.kernel}, initrd: ${guest.initrd}, cmdline: "console=ttyS0 quiet"}
+  interfaces:
+    - {network: ${publicNet}, mac: "${MAC}"}
+    - {network: ${privateNet}}
+`;
+}
+
+/**
+ * Every file of the manifest directory with its content, to prove "nothing changed". Status
+ * blocks are left out: the running controller writes them at any time.
+ */
+function dirContent(): string {
+  const walk = (d: string): string[] =>
+    fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? (e.name === ".kvmctl" ? [] : walk(path.join(d, e.name))) : [`${path.join(d, e.name)}\n${fs.readFileSync(path.join(d, e.name), "utf8").replace(/^status:\n(?:[ \t].*\n|\n)*/gm, "")}`]));
+  return walk(dir).sort().join("\n");
+}
+
+before(async () => {
+  await assertInTestEnv();
+  root = tempDir("e2e-network");
+  fs.chmodSync(root, 0o755);
+  dir = path.join(root, "state");
+  fs.mkdirSync(dir);
+  port = await freePort();
+});
+
+after(async () => {
+  if (controller && controller.exitCode === null) controller.kill("SIGKILL");
+  await virsh("destroy", vm);
+  await virsh("undefine", vm);
+  for (const name of [publicNet, privateNet, extraNet]) {
+    await virsh("net-destroy", name);
+    await virsh("net-undefine", name);
+  }
+  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
+  else fs.rmSync(root, { recursive: true, force: true });
+});
+
+test("seed 001 as manifests: NAT public with a port forward, isolated private, a guest on both", async (t) => {
+  fs.writeFileSync(path.join(root, "networks.yaml"), networks());
+  fs.writeFileSync(path.join(root, "vm.yaml"), vmManifest());
+  for (const file of ["networks.yaml", "vm.yaml"]) {
+    const applied = await kvmctl(["--dir", dir, "apply", "-f", path.join(root, file)]);
+    assert.equal(applied.exitCode, 0, applied.stderr);
+  }
+  controller = startController();
+
+  await t.test("networks and VM Ready; the guest's address comes from its static DHCP host", async () => {
+    for (const key of [`network/${publicNet}`, `network/${privateNet}`, `vm/${vm}`]) {
+      const ready = await kvmctl(["--dir", dir, "wait", key, "--for=condition=Ready", "--timeout=120s"]);
+      assert.equal(ready.exitCode, 0, `${key}: ${ready.stderr}`);
+    }
+    const addr = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert.match(addr, /inet 192\.0\.2\.10\/24/, "the static DHCP host's address");
+    const status = (await getJson(`network/${publicNet}`)).status;
+    assert.equal(status.active, true);
+    assert.match(status.bridge, /^virbr\d+$/);
+    assert.equal(status.firewall.backend, "nftables");
+    assert.equal(status.firewall.rules, (await kvmctlRules())?.get(`Network/${publicNet}`), "status counts the rules the table holds");
+    await waitUntil("the lease in status", async () => ((await getJson(`network/${publicNet}`)).status.leases ?? []).some((l: { ip: string; mac: string }) => l.ip === "192.0.2.10" && l.mac === MAC));
+    const xml = String((await virsh("net-dumpxml", publicNet)).stdout);
+    assert.match(xml, /<forward mode='open'\/>/, "libvirt writes no NAT rules of its own for it");
+    assert.match(xml, /kvmctl:owner/);
+  });
+
+  await t.test("invalid networks are rejected with clear errors and change nothing", async () => {
+    const before = dirContent();
+    const rulesBefore = JSON.stringify([...((await kvmctlRules()) ?? new Map())]);
+    const cases: [string, RegExp][] = [
+      [`spec:\n  mode: nat\n  ipv4: {address: 192.0.2.129, prefix: 25}\n`, /overlaps Network\/kvt-/],
+      [`spec:\n  mode: nat\n  ipv4: {address: 198.19.0.1, prefix: 24, dhcp: {start: 198.19.1.10, end: 198.19.1.20}}\n`, /spec\.ipv4\.dhcp\.start.*outside 198\.19\.0\.0\/24/s],
+      [`spec:\n  mode: nat\n  ipv4: {address: 198.19.0.1, prefix: 24}\n  portForwards:\n    - {hostPort: ${port}, guestAddress: 198.19.0.5, guestPort: 80}\n`, /host port tcp\/\d+ is also used by Network\/kvt-/],
+    ];
+    for (const [spec, message] of cases) {
+      const file = path.join(root, "bad.yaml");
+      fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${extraNet}\n${spec}`);
+      const result = await kvmctl(["--dir", dir, "apply", "-f", file]);
+      assert.equal(result.exitCode, 1, result.stdout);
+      assert.match(result.stderr, message);
+      assert.match(result.stderr, /bad\.yaml/);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(dirContent(), before, "the manifest directory changed");
+    assert.equal((await virsh("net-info", extraNet)).exitCode === 0, false, "an invalid network reached libvirt");
+    assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the firewall changed");
+  });
+
+  await t.test("a static DHCP host added to the running network: net-update, no restart", async () => {
+    const uuid = (await getJson(`network/${publicNet}`)).status.uuid;
+    fs.writeFileSync(path.join(root, "networks.yaml"), networks(`        - {mac: "52:54:00:00:0a:02", ip: 192.0.2.11, name: db}\n`));
+    assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "networks.yaml")])).exitCode, 0);
+    await waitUntil("the new host in the live network", async () => /ip='192\.0\.2\.11'/.test(String((await virsh("net-dumpxml", publicNet)).stdout)));
+    assert.match(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), /ip='192\.0\.2\.11'/);
+    assert.equal((await getJson(`network/${publicNet}`)).status.uuid, uuid);
+    // The guest kept its link: a restart would have cut it off the bridge.
+    const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
+    assert.equal(still.trim(), "ok");
+  });
+
+  await t.test("the kvmctl table flushed, then deleted, by hand: repaired", async () => {
+    const expected = (await kvmctlRules())!.get(`Network/${publicNet}`);
+    assert.ok(expected && expected > 0);
+    assert.equal((await nft("flush", "table", "inet", "kvmctl")).exitCode, 0);
+    const flushMs = await waitUntil("the flushed table to be refilled", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
+    assert.equal((await nft("delete", "table", "inet", "kvmctl")).exitCode, 0);
+    const deleteMs = await waitUntil("the deleted table to come back", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
+    process.stdout.write(`# firewall repaired after flush in ${flushMs} ms, after delete in ${deleteMs} ms\n`);
+    const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
+    assert.equal(still.trim(), "ok");
+  });
+
+  await t.test("virsh net-destroy by hand: the network is started again and the rules follow its bridge", async () => {
+    assert.equal((await virsh("net-destroy", privateNet)).exitCode, 0);
+    const ms = await waitUntil("the private network to be active again", () => netActive(privateNet), 30_000);
+    process.stdout.write(`# net-destroy → active: ${ms} ms\n`);
+    assert.equal((await virsh("net-destroy", publicNet)).exitCode, 0);
+    await waitUntil("the public network to be active again", () => netActive(publicNet), 30_000);
+    await waitUntil("the forward rule on the public network's current bridge", async () => {
+      const bridge = /<bridge name='([^']+)'/.exec(String((await virsh("net-dumpxml", publicNet)).stdout))?.[1];
+      const listed = String((await nft("list", "chain", "inet", "kvmctl", "forward")).stdout);
+      return !!bridge && listed.includes(`oifname "${bridge}" ct status dnat accept`);
+    }, 30_000);
+  });
+
+  await t.test("deleting a Network the VM uses is refused; removed by hand it is kept, with a warning", async () => {
+    const before = dirContent();
+    const refused = await kvmctl(["--dir", dir, "delete", "network", publicNet]);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, new RegExp(`network "${publicNet}" is in use by VirtualMachine/${vm}`));
+    assert.equal(dirContent(), before, "the refused delete changed the directory");
+    // A git checkout can drop the file anyway: the controller keeps the network under the guest.
+    const forced = await kvmctl(["--dir", dir, "delete", "network", privateNet, "--force"]);
+    assert.equal(forced.exitCode, 0, forced.stderr);
+    const events = path.join(dir, ".kvmctl", "events", `Network-${privateNet}.jsonl`);
+    await waitUntil("a DeletionBlocked event", async () => fs.existsSync(events) && fs.readFileSync(events, "utf8").includes("DeletionBlocked"), 30_000);
+    assert.match(fs.readFileSync(events, "utf8"), new RegExp(`still used by running domain ${vm}`));
+    assert.ok(await netActive(privateNet), "the network was torn down under a running guest");
+  });
+
+  await t.test("deleting the VM and the networks removes every rule and both networks", async () => {
+    const deleted = await kvmctl(["--dir", dir, "delete", "-f", path.join(root, "networks.yaml"), path.join(root, "vm.yaml"), "--ignore-not-found", "--wait", "--timeout=120s"]);
+    assert.equal(deleted.exitCode, 0, deleted.stderr);
+    await waitUntil("both networks gone", async () => (await virsh("net-info", publicNet)).exitCode !== 0 && (await virsh("net-info", privateNet)).exitCode !== 0, 60_000);
+    await waitUntil("no rule left for them", async () => mine(await kvmctlRules()).length === 0, 30_000);
+    assert.notEqual((await virsh("domstate", vm)).exitCode, 0, "the VM is gone");
+  });
+
+  await t.test("SIGTERM: the controller exits 0", async () => {
+    controller!.kill("SIGTERM");
+    assert.equal((await controller!).exitCode, 0);
+  });
+});
+
+test("the iptables backend holds the same rules in its own chains, and removes them", async () => {
+  const iptablesLines = async () => {
+    const out = [];
+    for (const table of ["nat", "filter"]) out.push(...String((await execa("iptables-save", ["-t", table])).stdout).split("\n").filter((l) => l.includes("KVMCTL")));
+    return out;
+  };
+  const once = () => kvmctl(["--dir", dir, "controller", "--once", "--firewall-backend", "iptables", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console")]);
+  const file = path.join(root, "extra.yaml");
+  fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${extraNet}\nspec:\n  mode: nat\n  ipv4: {address: 198.19.0.1, prefix: 24}\n  portForwards:\n    - {hostPort: ${port}, guestAddress: 198.19.0.5, guestPort: 80}\n`);
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", file])).exitCode, 0);
+  const first = await once();
+  assert.equal(first.exitCode, 0, first.stderr);
+  assert.match(first.stderr + first.stdout, /"firewall":"iptables"/, "the log names the backend");
+  const lines = await iptablesLines();
+  assert.ok(lines.includes("-A PREROUTING -j KVMCTL-PREROUTING"), lines.join("\n"));
+  assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:80")), lines.join("\n"));
+  assert.equal((await getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
+  // A second pass changes nothing: no duplicate rules or jumps.
+  assert.equal((await once()).exitCode, 0);
+  assert.deepEqual(await iptablesLines(), lines);
+  assert.equal((await kvmctl(["--dir", dir, "delete", "network", extraNet])).exitCode, 0);
+  assert.equal((await once()).exitCode, 0);
+  assert.deepEqual(await iptablesLines(), [], "kvmctl's chains and jumps are gone");
+  assert.notEqual((await virsh("net-info", extraNet)).exitCode, 0);
+});
