@@ -6,11 +6,12 @@ import type { CliContext } from "./context.js";
 import { CliError } from "./errors.js";
 
 export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Promise<string> {
-  const [{ Virsh }, { Observer }, { planVm, isActive }, { planPool }, { specHash }] = await Promise.all([
+  const [{ Virsh }, { Observer }, { planVm, isActive }, { planPool }, { planNetwork, networkUsers }, { specHash }] = await Promise.all([
     import("../adapters/virsh.js"),
     import("../adapters/observer.js"),
     import("../controllers/virtualmachine/plan.js"),
     import("../controllers/storagepool/plan.js"),
+    import("../controllers/network/plan.js"),
     import("../api/hash.js"),
   ]);
   let live;
@@ -48,7 +49,19 @@ export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Pr
       const plan = planPool(object.metadata.name, object.spec, live.pools.get(object.metadata.name));
       changes = plan.kind === "converge" ? plan.steps.map((s) => s.message) : "message" in plan ? [plan.message] : [];
     } else {
-      changes = ["(Networks are not reconciled by this version yet)"];
+      const network = live.networks.get(object.metadata.name);
+      const plan = planNetwork({
+        key: document.key,
+        name: object.metadata.name,
+        file: network?.config.owner?.file ?? "",
+        specHash: specHash(document.raw?.spec),
+        spec: object.spec,
+        live: network,
+        users: networkUsers(object.metadata.name, live.domains.values()),
+      });
+      if (plan.kind === "notOwned") changes = [plan.message];
+      else if (plan.kind === "converge") changes = [...plan.steps.map((s) => s.message), ...(plan.restartRequired ? [`RestartRequired: ${plan.restartRequired}`] : [])];
+      // Firewall rules are not diffed here: they depend on every manifest and on live bridges.
     }
     if (changes.length) lines.push(`libvirt ${label}:`, ...changes.map((c) => `  ~ ${c}`));
   }
