@@ -34,20 +34,28 @@ export interface VirshOptions {
   timeoutMs?: number;
 }
 
+/** Commands that only read: everything else may change what libvirt holds. */
+const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|list|net-list|pool-list|vol-list|dominfo|domstate|net-info|pool-info|vol-info|net-dhcp-leases|domifaddr|vncdisplay|domblklist|version|uri)$/;
+
 export class Virsh {
   /** How many virsh processes this client started (benchmarks report it). */
   spawned = 0;
+  /** When a command that may change libvirt last ended (ms epoch): pictures older than this are stale. */
+  lastMutationAt = 0;
 
   constructor(readonly options: VirshOptions) {}
 
   /** Runs one command; throws VirshError with a classified kind on failure. */
   async run(args: string[], input?: string): Promise<string> {
     this.spawned++;
+    const mutates = !READ_ONLY.test(args[0] ?? "");
     const result = await execa("virsh", ["-c", this.options.uri, ...args], {
       reject: false,
       timeout: this.options.timeoutMs ?? 60_000,
       input,
       env: { LC_ALL: "C" },
+    }).finally(() => {
+      if (mutates) this.lastMutationAt = Date.now();
     });
     if (result.exitCode !== 0 || result.timedOut) {
       const stderr = result.timedOut ? "timed out" : String(result.stderr);

@@ -37,6 +37,9 @@ const RECONCILERS: Partial<Record<KindName, KindReconciler>> = {
   VirtualMachine: reconcileVirtualMachine,
 };
 
+/** A picture of libvirt up to this much older than a reconcile request is still good enough. */
+const STALE_MS = 2_000;
+
 /** Order of a full pass: what others depend on first. */
 export const KIND_ORDER: KindName[] = ["StoragePool", "Network", "VirtualMachine"];
 
@@ -49,6 +52,8 @@ export class Manager {
   private events: EventStreams | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
   private firewallTimer: NodeJS.Timeout | undefined;
+  /** When libvirt last told us something changed (an event, a reconnected stream). */
+  private lastEventAt = 0;
   readonly firewall: Firewall;
 
   constructor(private readonly options: ManagerOptions) {
@@ -98,10 +103,21 @@ export class Manager {
     return new Set([...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys));
   }
 
+  /**
+   * How fresh a picture of libvirt a reconcile needs: taken after the last change we know of
+   * (our own virsh commands, libvirt events) and at most STALE_MS before the key was queued.
+   * A pass over many objects then shares one observation instead of taking one per group.
+   */
+  private freshness(queuedAt: number, toleranceMs = STALE_MS): number {
+    return Math.min(queuedAt, Math.max(this.lastEventAt, this.virsh.lastMutationAt, queuedAt - toleranceMs));
+  }
+
   private async reconcile(key: string, queuedAt: number, log: Logger): Promise<KindResult> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
     if (key === FIREWALL_KEY) {
-      const state = await this.firewall.sync(snapshot, await this.observer.get(queuedAt));
+      // Bridges and VNC ports change only with events or our own commands: no tolerance
+      // needed, so the periodic firewall check does not re-read libvirt.
+      const state = await this.firewall.sync(snapshot, await this.observer.get(this.freshness(queuedAt, Infinity)));
       if (state.error) throw new Error(state.error);
       return { ready: true };
     }
@@ -118,7 +134,7 @@ export class Manager {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };
     }
-    return reconciler(this.deps, { key, name, stored, since: queuedAt, log });
+    return reconciler(this.deps, { key, name, stored, since: this.freshness(queuedAt), log });
   }
 
   /** Failures become conditions; the reconcilers write status for successes themselves. */
@@ -162,12 +178,14 @@ export class Manager {
       uri: this.options.uri,
       onEvent: (event) => {
         const kind: KindName = event.kind === "domain" ? "VirtualMachine" : event.kind === "pool" ? "StoragePool" : "Network";
+        this.lastEventAt = Date.now();
         this.options.logger.debug({ event }, "libvirt event");
         this.controller.enqueue(`${kind}/${event.name}`);
         // VNC ports and bridges appear when domains and networks start.
         this.controller.enqueue(FIREWALL_KEY);
       },
       onReconnect: (stream) => {
+        this.lastEventAt = Date.now();
         this.options.logger.info({ stream }, "libvirt event stream reconnected; resyncing");
         void this.listKeys(Date.now()).then((keys) => keys.forEach((k) => this.controller.enqueue(k))).catch(() => undefined);
       },

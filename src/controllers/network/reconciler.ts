@@ -101,7 +101,7 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
   if (steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Converged", message: steps.map((s) => s.message).join("; ") });
 
   const after = steps.length ? (await deps.live(Date.now())).networks.get(name) : live;
-  const firewall = await deps.syncFirewall?.(Date.now());
+  const firewall = await deps.syncFirewall?.(steps.length ? Date.now() : input.since);
   const isUser = network.spec.mode === "user";
   const pendingRules = firewall?.pending.get(input.key);
   const firewallError = firewall?.error ?? (firewall?.backend === "none" && (firewall.counts.size || network.spec.portForwards.length || network.spec.egress.length || network.spec.mode === "nat") ? "no firewall backend on this host" : undefined);

@@ -1,0 +1,180 @@
+// Controller benchmarks on the real stack (issue 4), run inside the test namespace:
+//   npm run bench:controller [-- converge|idle|destroy|noop]   (default: all)
+// Prints figures; asserts nothing. Goals: 30 VMs apply→Ready faster than a shell loop of
+// `virsh define` + `virsh start` on the same XML; a no-op pass over 300 objects ≤ 1 s with a
+// process count that does not grow with the objects; `virsh destroy` → running median ≤ 1 s;
+// idle controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { pino } from "pino";
+import { Manager } from "../src/controllers/manager.js";
+import { ManifestStore } from "../src/store/index.js";
+import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/env.js";
+
+const MAIN = path.resolve("dist/cli/main.js");
+const VMS = 30;
+const NOOP_OBJECTS = 300;
+const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop"]);
+const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
+const kvmctl = (dir: string, ...args: string[]) => execFileSync(process.execPath, [MAIN, "--dir", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const vmName = (prefix: string, i: number) => testName(`bench-${prefix}-${String(i).padStart(3, "0")}`);
+
+function vmManifest(name: string, i: number, halted = false): string {
+  const guest = testGuest();
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: ${name}
+spec:
+  runStrategy: ${halted ? "Halted" : "Always"}
+  cpus: 1
+  memory: 128Mi
+  boot: {kernel: ${guest.kernel}, initrd: ${guest.initrd}, cmdline: "console=ttyS0 quiet"}
+  interfaces:
+    - user:
+        portForwards: [{hostPort: ${41000 + i}, guestPort: 22}]
+`;
+}
+
+function writeManifests(dir: string, names: string[], halted = false): void {
+  fs.mkdirSync(path.join(dir, "virtualmachines"), { recursive: true });
+  names.forEach((name, i) => fs.writeFileSync(path.join(dir, "virtualmachines", `${name}.yaml`), vmManifest(name, i, halted)));
+}
+
+async function removeDomains(names: string[]): Promise<void> {
+  for (const name of names) {
+    await virsh("destroy", name);
+    await virsh("undefine", name, "--nvram");
+  }
+}
+
+async function runningCount(names: string[]): Promise<number> {
+  const out = String((await virsh("list", "--state-running", "--name")).stdout).split("\n").map((s) => s.trim());
+  return names.filter((n) => out.includes(n)).length;
+}
+
+function readyCount(dir: string): number {
+  const list = JSON.parse(kvmctl(dir, "get", "vm", "-o", "json")) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] };
+  return list.items.filter((o) => o.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+}
+
+function startController(dir: string, root: string): ChildProcess {
+  const log = fs.openSync(path.join(root, "controller.log"), "a");
+  return spawn(process.execPath, [MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console")], { stdio: ["ignore", log, log] });
+}
+
+async function stopController(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+function cpuTicks(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+
+async function convergeIdleDestroy(): Promise<void> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-"));
+  fs.chmodSync(root, 0o755);
+  const dir = path.join(root, "state");
+  const names = Array.from({ length: VMS }, (_, i) => vmName("vm", i));
+  let controller: ChildProcess | undefined;
+  try {
+    writeManifests(path.join(root, "input"), names);
+    fs.mkdirSync(dir);
+    controller = startController(dir, root);
+    await sleep(1500); // the controller is up and idle before the clock starts
+    const started = Date.now();
+    kvmctl(dir, "apply", "-f", path.join(root, "input"));
+    while (readyCount(dir) < VMS) await sleep(200);
+    const kvmctlMs = Date.now() - started;
+    console.log(`converge: ${VMS} VMs from apply to all Ready: ${kvmctlMs} ms (controller, --concurrency 8)`);
+
+    if (parts.has("idle")) {
+      await sleep(10_000);
+      const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+      const window = 30_000;
+      const before = cpuTicks(controller.pid!);
+      await sleep(window);
+      const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz / (window / 1000)) * 100;
+      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core, RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m)`);
+    }
+
+    if (parts.has("destroy")) {
+      const samples: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const name = names[i]!;
+        await virsh("destroy", name);
+        const t0 = Date.now();
+        while ((await runningCount([name])) === 0) await sleep(20);
+        samples.push(Date.now() - t0);
+      }
+      console.log(`destroy: virsh destroy → running again, ${samples.length} samples: median ${median(samples)} ms, min ${Math.min(...samples)} ms, max ${Math.max(...samples)} ms`);
+    }
+
+    // The same XML through a plain shell loop, after the controller is gone.
+    await stopController(controller);
+    const xmlDir = path.join(root, "xml");
+    fs.mkdirSync(xmlDir);
+    for (const name of names) fs.writeFileSync(path.join(xmlDir, `${name}.xml`), String((await virsh("dumpxml", "--inactive", name)).stdout));
+    await removeDomains(names);
+    const script = `for f in "$1"/*.xml; do virsh -q -c ${LIBVIRT_URI} define "$f" >/dev/null && virsh -q -c ${LIBVIRT_URI} start "$(basename "$f" .xml)" >/dev/null; done`;
+    const loopStart = Date.now();
+    await execa("bash", ["-c", script, "loop", xmlDir], { timeout: 600_000 });
+    while ((await runningCount(names)) < VMS) await sleep(100);
+    const loopMs = Date.now() - loopStart;
+    console.log(`converge: the same ${VMS} domain XMLs by a shell loop of virsh define + start: ${loopMs} ms`);
+    console.log(`converge: ratio shell loop / kvmctl = ${(loopMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
+  } finally {
+    if (controller) await stopController(controller);
+    await removeDomains(names);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function noopPass(): Promise<void> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-noop-"));
+  const dir = path.join(root, "state");
+  const names = Array.from({ length: NOOP_OBJECTS }, (_, i) => vmName("noop", i));
+  const logger = pino({ level: "silent" });
+  try {
+    for (const count of [30, NOOP_OBJECTS]) {
+      writeManifests(dir, names.slice(0, count), true);
+      const manager = new Manager({
+        store: new ManifestStore({ dir }),
+        uri: LIBVIRT_URI,
+        logger,
+        defaultDomainType: "qemu",
+        concurrency: 8,
+        resyncMs: 300_000,
+        consoleLogDir: path.join(root, "console"),
+        firewallBackend: "auto",
+        firewallCheckMs: 5_000,
+      });
+      await manager.runOnce(); // converges: defines what is missing
+      const spawnedBefore = manager.virsh.spawned;
+      const t0 = process.hrtime.bigint();
+      const reports = await manager.runOnce();
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const notReady = reports.filter((r) => !r.ready).length;
+      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${manager.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready`);
+    }
+  } finally {
+    await removeDomains(names);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await assertInTestEnv();
+if (!fs.existsSync(MAIN)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
+if (parts.has("converge") || parts.has("idle") || parts.has("destroy")) await convergeIdleDestroy();
+if (parts.has("noop")) await noopPass();
