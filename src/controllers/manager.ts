@@ -7,6 +7,7 @@ import { EventStreams } from "../adapters/events.js";
 import { Observer } from "../adapters/observer.js";
 import { Virsh } from "../adapters/virsh.js";
 import { parseObjectKey, type KindName } from "../api/kind-names.js";
+import type { VirtualMachine } from "../api/virtualmachine.js";
 import { networkUuid, poolUuid } from "../libvirt/index.js";
 import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileReport } from "../runtime/index.js";
 import { formatProblem, observedFields, type ManifestStore, type Snapshot } from "../store/index.js";
@@ -98,6 +99,12 @@ export class Manager {
     return [...sorted, FIREWALL_KEY];
   }
 
+  /** Networks named by the interfaces of VM manifest `name`. */
+  private networksOf(name: string): string[] {
+    const vm = this.snapshot?.objects.get(`VirtualMachine/${name}`)?.object as VirtualMachine | undefined;
+    return [...new Set((vm?.spec.interfaces ?? []).flatMap((nic) => (nic.network ? [nic.network] : [])))];
+  }
+
   private protectedKeys(snapshot: Snapshot): Set<string> {
     // Objects in files that cannot be read right now are not deleted: they may come back.
     return new Set([...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys));
@@ -181,6 +188,8 @@ export class Manager {
         this.lastEventAt = Date.now();
         this.options.logger.debug({ event }, "libvirt event");
         this.controller.enqueue(`${kind}/${event.name}`);
+        // A guest that starts will take DHCP leases its networks report in status.
+        if (event.kind === "domain") for (const network of this.networksOf(event.name)) this.controller.enqueue(`Network/${network}`);
         // VNC ports and bridges appear when domains and networks start.
         this.controller.enqueue(FIREWALL_KEY);
       },

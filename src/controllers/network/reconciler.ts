@@ -7,6 +7,7 @@ import { markReady, markReconciling, setExtraCondition, TerminalError, type Cond
 import { observedFields } from "../../store/index.js";
 import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, type NetworkAction } from "./plan.js";
+import type { LiveDomain } from "../../adapters/observer.js";
 
 async function act(deps: ReconcilerDeps, name: string, action: NetworkAction): Promise<void> {
   switch (action.type) {
@@ -128,5 +129,22 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
     leases,
     firewall: firewall ? { backend: firewall.backend, rules: firewall.counts.get(input.key) ?? 0 } : undefined,
   }));
-  return { ready: ok, requeueAfterMs: ok ? undefined : 2_000 };
+  // libvirt sends no event when dnsmasq hands out a lease: while a running guest on this
+  // network has no lease yet, look again shortly so status.leases catches up.
+  const awaitingLease = leases !== undefined && guestMacsWithoutLease(name, state.domains.values(), leases).length > 0;
+  return { ready: ok, requeueAfterMs: ok ? (awaitingLease ? LEASE_POLL_MS : undefined) : 2_000 };
+}
+
+const LEASE_POLL_MS = 5_000;
+
+/** MACs of running guests' interfaces on `network` that hold no DHCP lease. */
+export function guestMacsWithoutLease(network: string, domains: Iterable<LiveDomain>, leases: Lease[]): string[] {
+  const leased = new Set(leases.map((l) => l.mac.toLowerCase()));
+  const missing: string[] = [];
+  for (const domain of domains) {
+    for (const nic of domain.running?.interfaces ?? []) {
+      if (nic.type === "network" && nic.source === network && nic.mac && !leased.has(nic.mac.toLowerCase())) missing.push(nic.mac.toLowerCase());
+    }
+  }
+  return missing;
 }

@@ -5,7 +5,8 @@ import { test } from "node:test";
 import type { LiveNetwork } from "../../../src/adapters/observer.js";
 import { validateDocument, type Network } from "../../../src/api/index.js";
 import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates } from "../../../src/libvirt/index.js";
-import { parseLeases } from "../../../src/controllers/network/reconciler.js";
+import { guestMacsWithoutLease, parseLeases } from "../../../src/controllers/network/reconciler.js";
+import type { DomainFacts } from "../../../src/libvirt/index.js";
 import { planNetwork, planNetworkDeletion, type NetworkPlanInput } from "../../../src/controllers/network/plan.js";
 
 function net(spec: Record<string, unknown>, name = "public"): Network {
@@ -127,4 +128,21 @@ test("net-dhcp-leases output is read into leases", () => {
     { mac: "52:54:00:00:0a:01", ip: "192.0.2.10", hostname: "web", expiry: "2026-11-23 06:05:31" },
     { mac: "52:54:00:00:0a:02", ip: "192.0.2.150", expiry: "2026-11-23 06:05:40" },
   ]);
+});
+
+test("running guests on the network without a lease are found by MAC, in any case", () => {
+  const nic = (source: string, mac: string) => ({ type: "network", source, mac, model: "virtio" });
+  const domain = (name: string, nics: ReturnType<typeof nic>[], running = true) => {
+    const facts = { name, interfaces: nics } as unknown as DomainFacts;
+    return { config: facts, running: running ? facts : undefined, state: running ? "running" : "shut off", reason: "", autostart: false, persistent: true };
+  };
+  const domains = [
+    domain("web", [nic("public", "52:54:00:00:0A:01"), nic("private", "52:54:00:00:0b:01")]),
+    domain("db", [nic("public", "52:54:00:00:0a:02")]),
+    domain("off", [nic("public", "52:54:00:00:0a:03")], false),
+  ];
+  const leases = [{ mac: "52:54:00:00:0a:01", ip: "192.0.2.10", expiry: "x" }];
+  assert.deepEqual(guestMacsWithoutLease("public", domains, leases), ["52:54:00:00:0a:02"]);
+  assert.deepEqual(guestMacsWithoutLease("public", domains, [...leases, { mac: "52:54:00:00:0A:02", ip: "192.0.2.11", expiry: "x" }]), []);
+  assert.deepEqual(guestMacsWithoutLease("private", domains, leases), ["52:54:00:00:0b:01"]);
 });
