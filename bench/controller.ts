@@ -10,6 +10,8 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { pino } from "pino";
+import { Observer } from "../src/adapters/observer.js";
+import { Virsh } from "../src/adapters/virsh.js";
 import { Manager } from "../src/controllers/manager.js";
 import { ManifestStore } from "../src/store/index.js";
 import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/env.js";
@@ -166,7 +168,11 @@ async function noopPass(): Promise<void> {
       const reports = await manager.runOnce();
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const notReady = reports.filter((r) => !r.ready).length;
-      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${manager.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready`);
+      const virsh = new Virsh({ uri: LIBVIRT_URI });
+      const t1 = process.hrtime.bigint();
+      await new Observer(virsh).get(Date.now());
+      const observeMs = Number(process.hrtime.bigint() - t1) / 1e6;
+      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${manager.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready; observing libvirt alone ${observeMs.toFixed(0)} ms (${virsh.spawned} processes)`);
     }
   } finally {
     await removeDomains(names);

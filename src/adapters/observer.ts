@@ -1,8 +1,9 @@
-// One consistent picture of libvirt: every domain, pool and volume, read with a constant
-// number of virsh processes (list, then one batch of dumpxml/info per object, then one batch
-// of volume XML). Concurrent requests share one refresh; a caller asks for a picture taken
-// after a given time, so an event or an action of its own is always reflected.
-import { parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml, type DomainFacts, type NetworkFacts, type PoolFacts, type VolumeFacts } from "../libvirt/index.js";
+// One consistent picture of libvirt: every domain, pool, volume and network, read with a
+// constant number of virsh processes (filtered lists, then the objects' XML split over a few
+// parallel batches, then the volumes' XML likewise). Concurrent requests share one refresh;
+// a caller asks for a picture taken after a given time, so an event or an action of its own
+// is always reflected.
+import { parsedOnce, parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml, type DomainFacts, type NetworkFacts, type PoolFacts, type VolumeFacts } from "../libvirt/index.js";
 import type { Virsh } from "./virsh.js";
 
 export interface LiveDomain {
@@ -45,10 +46,14 @@ export interface LiveState {
 
 const SAFE = /^[A-Za-z0-9_.:+@-]+$/;
 
-function infoField(text: string | undefined, field: string): string | undefined {
-  const match = new RegExp(`^${field}:\\s*(.*)$`, "m").exec(text ?? "");
-  return match?.[1]?.trim();
-}
+// Objects rarely change between passes: their unchanged XML is not parsed again.
+const domainFacts = parsedOnce(parseDomainXml);
+const networkFacts = parsedOnce(parseNetworkXml, 512);
+const poolFacts = parsedOnce(parsePoolXml, 512);
+const volumeFacts = parsedOnce(parseVolumeXml);
+
+/** virsh processes one observation may run side by side. */
+const BATCH_LANES = 3;
 
 export class Observer {
   private current: LiveState | undefined;
@@ -79,50 +84,56 @@ export class Observer {
   }
 
   private async read(takenAt: number): Promise<LiveState> {
-    const [domainList, poolList, netList] = await this.virsh.batch([
+    // Lists with filters answer state, autostart and persistence for every object at once, so
+    // the per-object batch holds only what lists cannot tell: XML, and a domain's state reason.
+    const lists = await this.virsh.batch([
       ["list", "--all", "--uuid"],
+      ["list", "--uuid"],
+      ["list", "--all", "--uuid", "--autostart"],
+      ["list", "--all", "--uuid", "--transient"],
       ["pool-list", "--all", "--uuid"],
+      ["pool-list", "--uuid"],
+      ["pool-list", "--all", "--uuid", "--autostart"],
       ["net-list", "--all", "--uuid"],
+      ["net-list", "--uuid"],
+      ["net-list", "--all", "--uuid", "--autostart"],
     ]);
     const uuids = (text: string | undefined) => (text ?? "").split("\n").map((s) => s.trim()).filter((s) => SAFE.test(s));
-    const domainUuids = uuids(domainList);
-    const poolUuids = uuids(poolList);
-    const netUuids = uuids(netList);
+    const [domainUuids, activeDomains, autostartDomains, transientDomains, poolUuids, activePools, autostartPools, netUuids, activeNets, autostartNets] = lists.map(uuids) as string[][];
+    const isActiveDomain = new Set(activeDomains);
+    const isActivePool = new Set(activePools);
+    const isActiveNet = new Set(activeNets);
 
-    const perDomain = [["dumpxml", "--inactive"], ["dumpxml"], ["domstate", "--reason"], ["dominfo"]];
-    const perPool = [["pool-dumpxml"], ["pool-info"], ["vol-list"]];
-    const perNet = [["net-dumpxml", "--inactive"], ["net-dumpxml"], ["net-info"]];
-    const commands = [
-      ...domainUuids.flatMap((u) => perDomain.map(([cmd, ...flags]) => [cmd!, ...flags, u])),
-      ...poolUuids.flatMap((u) => perPool.map(([cmd]) => [cmd!, u])),
-      ...netUuids.flatMap((u) => perNet.map(([cmd, ...flags]) => [cmd!, ...flags, u])),
-    ];
-    const out = await this.virsh.batch(commands);
+    const domainCommands = (u: string) => [["dumpxml", "--inactive", u], ["domstate", "--reason", u], ...(isActiveDomain.has(u) ? [["dumpxml", u]] : [])];
+    const poolCommands = (u: string) => [["pool-dumpxml", u], ...(isActivePool.has(u) ? [["vol-list", u]] : [])];
+    const netCommands = (u: string) => [["net-dumpxml", "--inactive", u], ...(isActiveNet.has(u) ? [["net-dumpxml", u]] : [])];
+    const commands = [...domainUuids!.flatMap(domainCommands), ...poolUuids!.flatMap(poolCommands), ...netUuids!.flatMap(netCommands)];
+    const out = await this.virsh.batch(commands, { lanes: BATCH_LANES });
     let i = 0;
     const domains = new Map<string, LiveDomain>();
-    for (const _uuid of domainUuids) {
-      const [inactiveXml, activeXml, state, info] = out.slice(i, (i += perDomain.length));
+    for (const uuid of domainUuids!) {
+      const [inactiveXml, state, activeXml] = out.slice(i, (i += domainCommands(uuid).length));
       if (!inactiveXml || !state) continue; // vanished meanwhile
-      const config = parseDomainXml(inactiveXml);
+      const config = domainFacts(inactiveXml);
       const [stateText = "", reason = ""] = state.trim().match(/^(.*?)(?: \((.*)\))?$/)?.slice(1) ?? [];
       const active = !["shut off", "crashed"].includes(stateText);
       domains.set(config.name, {
         config,
-        running: active && activeXml ? parseDomainXml(activeXml) : undefined,
+        running: active && activeXml ? domainFacts(activeXml) : undefined,
         state: stateText,
         reason,
-        autostart: infoField(info, "Autostart") === "enable",
-        persistent: infoField(info, "Persistent") !== "no",
+        autostart: autostartDomains!.includes(uuid),
+        persistent: !transientDomains!.includes(uuid),
       });
     }
     const pools = new Map<string, LivePool>();
     const volumeCommands: { pool: string; volume: string }[] = [];
-    for (const _uuid of poolUuids) {
-      const [xml, info, volList] = out.slice(i, (i += perPool.length));
+    for (const uuid of poolUuids!) {
+      const [xml, volList] = out.slice(i, (i += poolCommands(uuid).length));
       if (!xml) continue;
-      const facts = parsePoolXml(xml);
-      const active = infoField(info, "State") === "running";
-      pools.set(facts.name, { facts, active, autostart: infoField(info, "Autostart") === "yes", volumes: new Map() });
+      const facts = poolFacts(xml);
+      const active = isActivePool.has(uuid);
+      pools.set(facts.name, { facts, active, autostart: autostartPools!.includes(uuid), volumes: new Map() });
       if (active && facts.uuid) {
         for (const line of (volList ?? "").split("\n").slice(2)) {
           const name = line.trim().split(/\s+/)[0];
@@ -131,27 +142,27 @@ export class Observer {
       }
     }
     const networks = new Map<string, LiveNetwork>();
-    for (const uuid of netUuids) {
-      const [inactiveXml, activeXml, info] = out.slice(i, (i += perNet.length));
+    for (const uuid of netUuids!) {
+      const [inactiveXml, activeXml] = out.slice(i, (i += netCommands(uuid).length));
       if (!inactiveXml) continue;
-      const config = parseNetworkXml(inactiveXml);
-      const active = infoField(info, "Active") === "yes";
+      const config = networkFacts(inactiveXml);
+      const active = isActiveNet.has(uuid);
       networks.set(config.name, {
         uuid,
         name: config.name,
         config,
-        running: active && activeXml ? parseNetworkXml(activeXml) : undefined,
+        running: active && activeXml ? networkFacts(activeXml) : undefined,
         active,
-        autostart: infoField(info, "Autostart") === "yes",
+        autostart: autostartNets!.includes(uuid),
       });
     }
     if (volumeCommands.length) {
-      const volumeXml = await this.virsh.batch(volumeCommands.map((v) => ["vol-dumpxml", "--pool", v.pool, v.volume]));
+      const volumeXml = await this.virsh.batch(volumeCommands.map((v) => ["vol-dumpxml", "--pool", v.pool, v.volume]), { lanes: BATCH_LANES });
       volumeCommands.forEach((v, j) => {
         const xml = volumeXml[j];
         if (!xml) return;
         const pool = [...pools.values()].find((p) => p.facts.uuid === v.pool);
-        pool?.volumes.set(v.volume, parseVolumeXml(xml));
+        pool?.volumes.set(v.volume, volumeFacts(xml));
       });
     }
     return { takenAt, domains, pools, networks };

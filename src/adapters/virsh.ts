@@ -37,6 +37,9 @@ export interface VirshOptions {
 /** Commands that only read: everything else may change what libvirt holds. */
 const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|list|net-list|pool-list|vol-list|dominfo|domstate|net-info|pool-info|vol-info|net-dhcp-leases|domifaddr|vncdisplay|domblklist|version|uri)$/;
 
+/** Below this many commands per process, another virsh process costs more than it saves. */
+const MIN_LANE_COMMANDS = 40;
+
 export class Virsh {
   /** How many virsh processes this client started (benchmarks report it). */
   spawned = 0;
@@ -79,7 +82,19 @@ export class Virsh {
    * that failed (e.g. its object vanished meanwhile) yields undefined. Arguments must be
    * plain words (names are DNS labels, UUIDs, fixed flags): virsh splits on whitespace.
    */
-  async batch(commands: string[][]): Promise<(string | undefined)[]> {
+  async batch(commands: string[][], options: { lanes?: number } = {}): Promise<(string | undefined)[]> {
+    // Each virsh process sends its commands one after another; libvirtd answers several
+    // connections at once, so a long batch is split across a few processes (lanes).
+    const lanes = Math.max(1, Math.min(options.lanes ?? 1, Math.floor(commands.length / MIN_LANE_COMMANDS)));
+    if (lanes > 1) {
+      const size = Math.ceil(commands.length / lanes);
+      const chunks = Array.from({ length: lanes }, (_, i) => commands.slice(i * size, (i + 1) * size)).filter((c) => c.length);
+      return (await Promise.all(chunks.map((chunk) => this.batchInOneProcess(chunk)))).flat();
+    }
+    return this.batchInOneProcess(commands);
+  }
+
+  private async batchInOneProcess(commands: string[][]): Promise<(string | undefined)[]> {
     if (commands.length === 0) return [];
     for (const command of commands) {
       for (const word of command) {
@@ -104,13 +119,15 @@ export class Virsh {
       throw new VirshError(["<batch>"], stderr || "batch did not complete", classifyVirshError(stderr));
     }
     const outputs: (string | undefined)[] = [];
+    let from = 0; // markers come in order: search on from the last one, not from the start
     for (let i = 0; i < commands.length; i++) {
-      const start = stdout.indexOf(`${marker}-${i}\n`);
-      const next = stdout.indexOf(`${marker}-${i + 1 < commands.length ? i + 1 : "end"}\n`, start);
+      const start = stdout.indexOf(`${marker}-${i}\n`, from);
+      const next = start < 0 ? -1 : stdout.indexOf(`${marker}-${i + 1 < commands.length ? i + 1 : "end"}\n`, start);
       if (start < 0 || next < 0) {
         outputs.push(undefined);
         continue;
       }
+      from = next;
       const text = stdout.slice(start + `${marker}-${i}\n`.length, next);
       outputs.push(text.trim() === "" ? undefined : text);
     }

@@ -95,3 +95,25 @@ export function bytesOf(node: XmlNode | undefined): number | undefined {
   if (factor === undefined) throw new Error(`unknown libvirt unit "${unit}"`);
   return Number(value) * factor;
 }
+
+/**
+ * Wraps a parser so the same document text is parsed once: every pass reads the same
+ * unchanged XML of every object, and parsing is most of a no-op pass's CPU. Callers must
+ * treat the returned facts as read-only (they are shared). Least recently used entries go
+ * first once `capacity` is reached.
+ */
+export function parsedOnce<T>(parse: (xml: string) => T, capacity = 4096): (xml: string) => T {
+  const cache = new Map<string, T>();
+  return (xml) => {
+    const hit = cache.get(xml);
+    if (hit !== undefined) {
+      cache.delete(xml);
+      cache.set(xml, hit);
+      return hit;
+    }
+    const parsed = parse(xml);
+    cache.set(xml, parsed);
+    if (cache.size > capacity) cache.delete(cache.keys().next().value!);
+    return parsed;
+  };
+}

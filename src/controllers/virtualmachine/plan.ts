@@ -3,7 +3,7 @@
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
 import type { LiveDomain, LiveNetwork, LivePool } from "../../adapters/observer.js";
-import { buildDomainXml, compareDomain, ownedUuid, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
+import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
 import type { Step } from "../types.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
 
@@ -61,6 +61,9 @@ export interface VmPlan {
   requeueAfterMs?: number;
   disks: ResolvedDisk[];
 }
+
+/** The desired domain XML of an unchanged manifest is the same text every pass. */
+const desiredFacts = parsedOnce(parseDomainXml);
 
 const ACTIVE_STATES = new Set(["running", "paused", "blocked", "pmsuspended", "in shutdown", "idle"]);
 
@@ -165,7 +168,7 @@ export function planVm(input: VmPlanInput): VmPlan {
     consoleLog: spec.consoles.serial ? `${input.consoleLogDir}/${name}.log` : undefined,
     vncPassword: input.vncPassword,
   });
-  const desired = parseDomainXml(xml);
+  const desired = desiredFacts(xml);
   const configDrift = live ? compareDomain(desired, live.config) : [];
   const ownerStale =
     live !== undefined &&
