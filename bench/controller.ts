@@ -6,6 +6,7 @@
 // idle controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
@@ -55,6 +56,22 @@ async function removeDomains(names: string[]): Promise<void> {
   }
 }
 
+/** Resolves once every port can be bound on 127.0.0.1 again (at most 30 s). */
+async function portsFree(ports: number[]): Promise<void> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = net.createServer().once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+  const deadline = Date.now() + 30_000;
+  for (const port of ports) {
+    while (!(await free(port))) {
+      if (Date.now() > deadline) throw new Error(`port ${port} is still in use`);
+      await sleep(100);
+    }
+  }
+}
+
 async function runningCount(names: string[]): Promise<number> {
   const out = String((await virsh("list", "--state-running", "--name")).stdout).split("\n").map((s) => s.trim());
   return names.filter((n) => out.includes(n)).length;
@@ -67,7 +84,7 @@ function readyCount(dir: string): number {
 
 function startController(dir: string, root: string): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
-  return spawn(process.execPath, [MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console")], { stdio: ["ignore", log, log] });
+  return spawn(process.execPath, [MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
 }
 
 async function stopController(child: ChildProcess): Promise<void> {
@@ -112,15 +129,38 @@ async function convergeIdleDestroy(): Promise<void> {
     }
 
     if (parts.has("destroy")) {
+      // From libvirt's own event stream: the time between the domain's Stopped event and its
+      // Started event. Polling `virsh list` would itself load the two CPUs this runs on.
+      const events = spawn("virsh", ["-c", LIBVIRT_URI, "event", "--all", "--loop", "--event", "lifecycle"], { stdio: ["ignore", "pipe", "ignore"] });
+      const waiting = new Map<string, { stoppedAt?: number; done: (ms: number) => void }>();
+      let buffered = "";
+      events.stdout!.on("data", (chunk: Buffer) => {
+        const now = Date.now();
+        buffered += chunk.toString();
+        const lines = buffered.split("\n");
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          const match = /for domain '([^']+)': (Stopped|Started)/.exec(line);
+          const entry = match ? waiting.get(match[1]!) : undefined;
+          if (!entry) continue;
+          if (match![2] === "Stopped") entry.stoppedAt = now;
+          else if (entry.stoppedAt !== undefined) entry.done(now - entry.stoppedAt);
+        }
+      });
+      await sleep(500);
       const samples: number[] = [];
-      for (let i = 0; i < 10; i++) {
-        const name = names[i]!;
-        await virsh("destroy", name);
-        const t0 = Date.now();
-        while ((await runningCount([name])) === 0) await sleep(20);
-        samples.push(Date.now() - t0);
+      try {
+        for (let i = 0; i < 10; i++) {
+          const name = names[i]!;
+          const ms = new Promise<number>((resolve) => waiting.set(name, { done: resolve }));
+          await virsh("destroy", name);
+          samples.push(await ms);
+          await sleep(2000); // let the controller finish this one before the next
+        }
+      } finally {
+        events.kill();
       }
-      console.log(`destroy: virsh destroy → running again, ${samples.length} samples: median ${median(samples)} ms, min ${Math.min(...samples)} ms, max ${Math.max(...samples)} ms`);
+      console.log(`destroy: virsh destroy → running again (Stopped → Started event), ${samples.length} samples: median ${median(samples)} ms, min ${Math.min(...samples)} ms, max ${Math.max(...samples)} ms`);
     }
 
     // The same XML through a plain shell loop, after the controller is gone.
@@ -129,6 +169,7 @@ async function convergeIdleDestroy(): Promise<void> {
     fs.mkdirSync(xmlDir);
     for (const name of names) fs.writeFileSync(path.join(xmlDir, `${name}.xml`), String((await virsh("dumpxml", "--inactive", name)).stdout));
     await removeDomains(names);
+    await portsFree(names.map((_, i) => 41000 + i)); // passt of the removed domains lets go of them
     const script = `for f in "$1"/*.xml; do virsh -q -c ${LIBVIRT_URI} define "$f" >/dev/null && virsh -q -c ${LIBVIRT_URI} start "$(basename "$f" .xml)" >/dev/null; done`;
     const loopStart = Date.now();
     await execa("bash", ["-c", script, "loop", xmlDir], { timeout: 600_000 });
@@ -139,6 +180,7 @@ async function convergeIdleDestroy(): Promise<void> {
   } finally {
     if (controller) await stopController(controller);
     await removeDomains(names);
+    if (process.env.BENCH_KEEP_LOG) fs.copyFileSync(path.join(root, "controller.log"), process.env.BENCH_KEEP_LOG);
     fs.rmSync(root, { recursive: true, force: true });
   }
 }

@@ -78,6 +78,24 @@ export class Observer {
     return this.current;
   }
 
+  /**
+   * Applies a domain's stop, reported by a lifecycle event, to the current picture instead of
+   * reading everything again (a stop changes no XML of a persistent domain), the way an
+   * informer's cache follows its watch. Only when the picture missed nothing else: it was
+   * taken after every other change we know of (`knownChangesAt`) and no read is under way.
+   * Returns whether it did; if not, the caller treats the event as making the picture stale.
+   */
+  applyDomainStopped(name: string, reason: string, knownChangesAt: number): boolean {
+    const current = this.current;
+    if (!current || this.inflight || current.takenAt < knownChangesAt) return false;
+    const domain = current.domains.get(name);
+    if (!domain?.persistent) return false;
+    const domains = new Map(current.domains);
+    domains.set(name, { ...domain, state: "shut off", reason, running: undefined });
+    this.current = { ...current, domains, takenAt: Date.now() };
+    return true;
+  }
+
   /** The last picture, however old (for listing owned objects at start). */
   get last(): LiveState | undefined {
     return this.current;

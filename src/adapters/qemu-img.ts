@@ -1,5 +1,5 @@
-// qemu-img through execa: only `info`, to learn an image's format and virtual size before
-// importing it into a pool.
+// qemu-img through execa: `info` to learn an image's format and virtual size before
+// importing it into a pool, and `convert` when the volume wants another format.
 import { execa } from "execa";
 
 export interface ImageInfo {
@@ -11,4 +11,10 @@ export async function imageInfo(file: string): Promise<ImageInfo> {
   const result = await execa("qemu-img", ["info", "--output=json", "--", file], { timeout: 60_000 });
   const info = JSON.parse(String(result.stdout)) as { format: string; "virtual-size": number };
   return { format: info.format, virtualSize: info["virtual-size"] };
+}
+
+/** Writes `source` converted to `targetFormat` into the existing `target` (file or LV). */
+export async function convertImage(source: string, sourceFormat: string, target: string, targetFormat: "qcow2" | "raw"): Promise<void> {
+  // -n: the target exists (libvirt made it, with the owner and size it wants); never recreate it.
+  await execa("qemu-img", ["convert", "-n", "-f", sourceFormat, "-O", targetFormat, "--", source, target], { timeout: 30 * 60_000 });
 }

@@ -35,7 +35,7 @@ export interface VirshOptions {
 }
 
 /** Commands that only read: everything else may change what libvirt holds. */
-const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|list|net-list|pool-list|vol-list|dominfo|domstate|net-info|pool-info|vol-info|net-dhcp-leases|domifaddr|vncdisplay|domblklist|version|uri)$/;
+const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|vol-path|list|net-list|pool-list|vol-list|dominfo|domstate|net-info|pool-info|vol-info|net-dhcp-leases|domifaddr|vncdisplay|domblklist|version|uri)$/;
 
 /** Below this many commands per process, another virsh process costs more than it saves. */
 const MIN_LANE_COMMANDS = 40;

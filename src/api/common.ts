@@ -4,8 +4,7 @@ import { z } from "zod";
 import { dnsLabel, labelKey, labelValue } from "./names.js";
 import { parseQuantity } from "./quantity.js";
 
-export const API_GROUP = "kvmctl.dev";
-export const API_VERSION = `${API_GROUP}/v1alpha1`;
+export { API_GROUP, API_VERSION } from "./kind-names.js";
 
 export const objectMeta = z.strictObject({
   name: dnsLabel.meta({ description: "DNS-1123 label; also the libvirt object's name." }),

@@ -1,6 +1,9 @@
 // Kind names and aliases without the schemas: cheap to import, so the CLI can resolve
 // `get vm` without loading zod (the schemas are built only when something is validated).
 
+export const API_GROUP = "kvmctl.dev";
+export const API_VERSION = `${API_GROUP}/v1alpha1`;
+
 export const KIND_NAMES = ["VirtualMachine", "Network", "StoragePool"] as const;
 export type KindName = (typeof KIND_NAMES)[number];
 

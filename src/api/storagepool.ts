@@ -27,8 +27,11 @@ export const storagePoolSpec = z
     }
   });
 
+export const poolPhases = ["Pending", "Building", "Starting", "Active", "Inactive", "Terminating", "Retained"] as const;
+
 export const storagePoolStatus = z.looseObject({
   ...statusBase,
+  phase: z.enum(poolPhases).optional(),
   uuid: z.string().optional(),
   state: z.string().optional(),
   capacity: z.number().optional(),

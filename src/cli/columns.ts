@@ -76,7 +76,7 @@ export const COLUMNS: Record<KindName, Columns> = {
     },
   },
   StoragePool: {
-    headers: ["NAME", "READY", "TYPE", "TARGET", "AGE"],
+    headers: ["NAME", "READY", "PHASE", "TYPE", "TARGET", "AGE"],
     wideHeaders: ["CAPACITY", "AVAILABLE", "VOLUMES", "MESSAGE"],
     row(stored, now) {
       const s = spec(stored);
@@ -84,7 +84,7 @@ export const COLUMNS: Record<KindName, Columns> = {
       const target = s.type === "logical" ? `vg:${String(s.volumeGroup)}` : dash(s.path);
       const bytes = (v: unknown) => (typeof v === "number" ? formatBytesApprox(v) : "-");
       return {
-        cells: [stored.name, ready(stored), dash(s.type), target, formatAge(stored.createdAt, now)],
+        cells: [stored.name, ready(stored), dash(status.phase), dash(s.type), target, formatAge(stored.createdAt, now)],
         wide: [bytes(status.capacity), bytes(status.available), dash(status.volumes), dash(reason(stored))],
       };
     },

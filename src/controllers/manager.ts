@@ -83,7 +83,7 @@ export class Manager {
     });
   }
 
-  /** Every key worth a look: all manifests, plus owned libvirt objects whose manifest is gone. */
+  /** Every key worth a look: all manifests, owned libvirt objects whose manifest is gone, kept objects. */
   async listKeys(since = 0): Promise<string[]> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
     const keys = new Set<string>([...snapshot.objects.keys(), ...snapshot.invalid.keys()]);
@@ -93,6 +93,8 @@ export class Manager {
     for (const net of live.networks.values()) {
       if (net.config.owner?.manifest === `Network/${net.name}` || net.uuid === networkUuid(net.name)) keys.add(`Network/${net.name}`);
     }
+    // A kept object removed by hand meanwhile: its reconcile clears the record.
+    for (const record of await this.options.store.listTerminating()) keys.add(`${record.kind}/${record.name}`);
     const rank = (key: string) => KIND_ORDER.indexOf(parseObjectKey(key).kind);
     const sorted = [...keys].filter((k) => k.includes("/")).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
     // The firewall last: it renders from every object and the bridges libvirt picked.
@@ -185,7 +187,12 @@ export class Manager {
       uri: this.options.uri,
       onEvent: (event) => {
         const kind: KindName = event.kind === "domain" ? "VirtualMachine" : event.kind === "pool" ? "StoragePool" : "Network";
-        this.lastEventAt = Date.now();
+        // A domain that stopped (destroyed by hand, crashed) is restarted without a full
+        // re-read of libvirt when the picture missed nothing else: that is most of the time
+        // between the stop and the start.
+        const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
+        const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), Math.max(this.lastEventAt, this.virsh.lastMutationAt));
+        if (!followed) this.lastEventAt = Date.now();
         this.options.logger.debug({ event }, "libvirt event");
         this.controller.enqueue(`${kind}/${event.name}`);
         // A guest that starts will take DHCP leases its networks report in status.

@@ -70,13 +70,19 @@ export function comparePool(name: string, spec: StoragePoolSpec, live: PoolFacts
   return diffs;
 }
 
-export function buildVolumeXml(name: string, capacityBytes: number, format: "qcow2" | "raw"): string {
+/**
+ * A new volume. In a logical pool the volume is a plain LV: no format (the bytes are the
+ * disk), fully allocated (a smaller allocation would make libvirt create a thin snapshot
+ * LV), and an empty <target/>, which the schema still requires.
+ */
+export function buildVolumeXml(name: string, capacityBytes: number, format: "qcow2" | "raw", poolType = "dir"): string {
+  const logical = poolType === "logical";
   return buildXml({
     volume: {
       name,
       capacity: { "@_unit": "bytes", "#text": String(capacityBytes) },
-      allocation: { "@_unit": "bytes", "#text": "0" },
-      target: { format: { "@_type": format } },
+      allocation: { "@_unit": "bytes", "#text": logical ? String(capacityBytes) : "0" },
+      target: logical ? {} : { format: { "@_type": format } },
     },
   });
 }

@@ -10,6 +10,7 @@ import { FileWriter, KeyedQueue } from "./file-writer.js";
 import { readManifestText } from "./read-text.js";
 import { ManifestReader } from "./reader.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
+import type { TerminatingRecord } from "./terminating.js";
 import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
 
 // Heavy modules, loaded on first use. One promise each, so callers resume in call order
@@ -25,12 +26,14 @@ const checkModule = lazy(() => import("./check-documents.js"));
 const watchModule = lazy(() => import("./watch.js"));
 const applyModule = lazy(() => import("./apply.js"));
 const eventsModule = lazy(() => import("./events.js"));
+const terminatingModule = lazy(() => import("./terminating.js"));
 const inputModule = lazy(() => import("./input.js"));
 
 export * from "./types.js";
 /** Thrown by writeStatus, applyDocuments and deleteObject when a file cannot be edited safely; nothing was written to it. */
 export { ManifestEditError } from "./errors.js";
 export type { StoreWatcher, WatchOptions } from "./watch.js";
+export type { TerminatingRecord } from "./terminating.js";
 export { compareProblems, formatFieldPath, formatLocation, formatProblem, isError } from "./problems.js";
 export { deriveGeneration } from "./snapshot.js";
 export { DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
@@ -243,5 +246,35 @@ export class ManifestStore {
   async readEvents(key: string): Promise<ObjectEvent[]> {
     const { readEvents } = await eventsModule();
     return readEvents(this.dataDir, key);
+  }
+
+  private terminatingKeys: Promise<Set<string>> | undefined;
+
+  /**
+   * Records that `key`'s manifest is gone but its libvirt object is kept (phase, reason,
+   * message), or, with undefined, that it is not (gone, or its manifest is back). Returns
+   * whether the record changed.
+   */
+  async setTerminating(key: string, state: { phase: string; reason: string; message: string } | undefined): Promise<boolean> {
+    // Known keys are remembered so clearing costs no file system call in the common case.
+    this.terminatingKeys ??= this.listTerminating().then((records) => new Set(records.map((r) => `${r.kind}/${r.name}`)));
+    const keys = await this.terminatingKeys;
+    if (!state && !keys.has(key)) return false;
+    const { setTerminating } = await terminatingModule();
+    const changed = await setTerminating(this.writer, this.dataDir, key, state);
+    if (state) keys.add(key);
+    else keys.delete(key);
+    return changed;
+  }
+
+  /** Objects kept in libvirt after their manifest was deleted (see terminating.ts). */
+  async listTerminating(): Promise<TerminatingRecord[]> {
+    const { listTerminating } = await terminatingModule();
+    return listTerminating(this.dataDir);
+  }
+
+  async readTerminating(key: string): Promise<TerminatingRecord | undefined> {
+    const { readTerminating } = await terminatingModule();
+    return readTerminating(this.dataDir, key);
   }
 }

@@ -1,7 +1,7 @@
 // `kvmctl describe KIND NAME`: what the manifest asks for, what the controller last saw,
 // its conditions and recent events — kubectl describe's layout.
 import { KIND_TABLE } from "../../api/kind-names.js";
-import type { ObjectEvent, StoredObject } from "../../store/index.js";
+import type { ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
 import { formatLocation } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { formatAge } from "../duration.js";
@@ -56,7 +56,12 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
   lines.push(indent(stringify(stored.raw.spec ?? {}, { lineWidth: 0 }), "  "));
   lines.push("Status:");
   lines.push(Object.keys(facts).length ? indent(stringify(facts, { lineWidth: 0 }), "  ") : "  <none>");
-  lines.push("Conditions:");
+  lines.push(...conditionsAndEvents(conditions, events, now));
+  return lines.join("\n") + "\n";
+}
+
+function conditionsAndEvents(conditions: ConditionLike[] | undefined, events: ObjectEvent[], now: number): string[] {
+  const lines = ["Conditions:"];
   if (conditions?.length) {
     const rows = conditions.map((c) => [
       c.type,
@@ -72,6 +77,19 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
     const rows = events.slice(-15).map((e) => [e.type, e.reason, formatAge(new Date(e.time), now), e.message]);
     lines.push(indent(renderTable(["TYPE", "REASON", "AGE", "MESSAGE"], rows), "  "));
   } else lines.push("  <none>");
+  return lines;
+}
+
+/** An object whose manifest is gone but which the controller keeps in libvirt for now. */
+export function describeTerminating(record: TerminatingRecord, events: ObjectEvent[], now = Date.now()): string {
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${(name + ":").padEnd(20)}${value}`);
+  field("Name", record.name);
+  field("Kind", record.kind);
+  field("File", "<deleted>");
+  field("Deleted", `${record.since} (${formatAge(new Date(record.since), now)} ago); kept in libvirt`);
+  field("Phase", record.phase);
+  lines.push(...conditionsAndEvents(record.conditions, events, now));
   return lines.join("\n") + "\n";
 }
 
@@ -87,10 +105,15 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
   process.stdout.write(out.join("\n"));
   const errors: string[] = [];
   for (const name of missing) {
-    const problems = snapshot.invalid.get(`${kind}/${name}`);
+    const key = `${kind}/${name}`;
+    const problems = snapshot.invalid.get(key);
+    const kept = problems ? undefined : await store.readTerminating(key);
     if (problems) {
       printProblems(problems);
       errors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid`);
+    } else if (kept) {
+      process.stdout.write((out.length ? "\n" : "") + describeTerminating(kept, await store.readEvents(key)));
+      out.push("");
     } else errors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
   }
   if (errors.length) throw new CliError(errors.join("\nerror: "));

@@ -1,6 +1,7 @@
 // `kvmctl get KIND [NAME...]`: list objects from the manifest directory with their status.
-import { KIND_TABLE, resolveKind, type KindName } from "../../api/kind-names.js";
-import type { Snapshot, StoredObject } from "../../store/index.js";
+import { API_VERSION, KIND_TABLE, resolveKind, type KindName } from "../../api/kind-names.js";
+import type { Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
+import { formatAge } from "../duration.js";
 import { COLUMNS } from "../columns.js";
 import type { CliContext } from "../context.js";
 import { CliError, UsageError } from "../errors.js";
@@ -16,6 +17,16 @@ export function parseOutputFormat(value: string): OutputFormat {
     throw new UsageError(`--output: unknown format "${value}" (expected one of ${OUTPUT_FORMATS.join(", ")})`);
   }
   return value as OutputFormat;
+}
+
+/** A kept object as `-o yaml|json` shows it: no spec (the manifest is gone), its status. */
+function terminatingDocument(record: TerminatingRecord): Record<string, unknown> {
+  return {
+    apiVersion: API_VERSION,
+    kind: record.kind,
+    metadata: { name: record.name, deletionTimestamp: record.since },
+    status: { phase: record.phase, conditions: record.conditions },
+  };
 }
 
 export function kindsFor(alias: string): KindName[] {
@@ -51,6 +62,8 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
   // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
   printProblems(snapshot.problems);
 
+  // Objects whose manifest is gone but which the controller keeps in libvirt for now.
+  const terminating = new Map((await store.listTerminating()).map((r) => [`${r.kind}/${r.name}`, r]));
   const now = Date.now();
   const out: string[] = [];
   const documents: Record<string, unknown>[] = [];
@@ -58,14 +71,17 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
   for (const kind of kinds) {
     const { found, missing } = select(snapshot, kind, names);
     const invalid = [...snapshot.invalid.keys()].filter((key) => key.startsWith(`${kind}/`)).map((key) => key.slice(kind.length + 1));
+    const kept = (names.length ? missing : [...terminating.values()].filter((r) => r.kind === kind).map((r) => r.name))
+      .map((name) => terminating.get(`${kind}/${name}`))
+      .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name));
     for (const name of missing) {
       if (invalid.includes(name)) missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid (see the errors above)`);
-      else missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+      else if (!terminating.has(`${kind}/${name}`)) missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
     }
     if (format === "yaml" || format === "json") {
-      documents.push(...found.map(documentOf));
+      documents.push(...found.map(documentOf), ...kept.map(terminatingDocument));
     } else if (format === "name") {
-      out.push(...found.map((o) => `${KIND_TABLE[kind].singular}/${o.name}\n`));
+      out.push(...[...found, ...kept].map((o) => `${KIND_TABLE[kind].singular}/${o.name}\n`));
     } else {
       const columns = COLUMNS[kind];
       const wide = format === "wide";
@@ -79,6 +95,11 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
           const blanks = (wide ? [...columns.headers, ...columns.wideHeaders] : columns.headers).length - 3;
           rows.push([name, "False", "Invalid", ...Array<string>(blanks).fill("-")]);
         }
+      }
+      // Kept objects too, as kubectl lists a Terminating one: the reason is in MESSAGE (-o wide) and describe.
+      for (const record of kept) {
+        const cells = [record.name, "False", record.phase, ...Array<string>(columns.headers.length - 4).fill("-"), formatAge(new Date(record.since), now)];
+        rows.push(wide ? [...cells, ...Array<string>(columns.wideHeaders.length - 1).fill("-"), record.conditions[0]?.message ?? ""] : cells);
       }
       if (rows.length === 0) continue;
       const headers = wide ? [...columns.headers, ...columns.wideHeaders] : [...columns.headers];

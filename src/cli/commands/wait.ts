@@ -93,7 +93,12 @@ export async function waitForDeletion(ctx: CliContext, key: string, since: Date,
       const events = await store.readEvents(key);
       if (events.some((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime() - 1000)) return;
     }
-    if (Date.now() >= deadline) throw new CliError(`timed out waiting for the controller to delete ${label(key)} (is \`kvmctl controller\` running?)`);
+    if (Date.now() >= deadline) {
+      // Kept on purpose (a pool with volumes, a network in use): say why, not "is it running?".
+      const kept = await store.readTerminating(key);
+      const why = kept ? `: it is kept (${kept.conditions[0]?.reason ?? kept.phase}: ${kept.conditions[0]?.message ?? ""})` : " (is `kvmctl controller` running?)";
+      throw new CliError(`timed out waiting for the controller to delete ${label(key)}${why}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }

@@ -76,7 +76,10 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
     const plan = planNetworkDeletion(input.key, name, live, users, referencingVms(deps, name));
     if (plan.kind === "blocked") {
       log.warn({ reason: "NetworkInUse" }, plan.message);
-      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
+      // One event per change, not one per look.
+      if (await deps.store.setTerminating(input.key, { phase: "Terminating", reason: "NetworkInUse", message: plan.message })) {
+        await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
+      }
       return { ready: false, requeueAfterMs: 5_000 };
     }
     if (plan.kind === "prune") {
@@ -87,10 +90,12 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
       await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message: "network removed from libvirt" });
     }
     await deps.syncFirewall?.(Date.now());
+    await deps.store.setTerminating(input.key, undefined);
     return { ready: true };
   }
 
   const stored = input.stored;
+  await deps.store.setTerminating(input.key, undefined); // the manifest is back
   const network = stored.object as Network;
   const plan = planNetwork({ key: input.key, name, file: stored.location.file, specHash: stored.specHash, spec: network.spec, live, users });
   if (plan.kind === "notOwned") throw new TerminalError(plan.message, "NotOwned");

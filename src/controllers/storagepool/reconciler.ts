@@ -6,6 +6,7 @@ import { observedFields } from "../../store/index.js";
 import { markReady, markReconciling, TerminalError } from "../../runtime/index.js";
 import type { Condition } from "../../runtime/index.js";
 import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { poolPhaseFor } from "./lifecycle.js";
 import { planPool, planPoolDeletion, type PoolAction } from "./plan.js";
 
 async function act(deps: ReconcilerDeps, name: string, action: PoolAction): Promise<void> {
@@ -43,26 +44,35 @@ export async function reconcileStoragePool(deps: ReconcilerDeps, input: Reconcil
   if (!input.stored) {
     const plan = planPoolDeletion(name, live);
     if (plan.kind === "keep") {
-      log.warn({ reason: "PoolNotEmpty" }, plan.message);
-      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
-      return { ready: false, requeueAfterMs: 60_000 };
+      const phase = poolPhaseFor({ deleting: true, holdsVolumes: true, defining: false, starting: false, active: live?.active });
+      log.warn({ reason: "PoolNotEmpty", phase }, plan.message);
+      // One event per change, not one per look.
+      if (await deps.store.setTerminating(input.key, { phase, reason: "PoolNotEmpty", message: plan.message })) {
+        await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
+      }
+      // Volumes come and go without pool events: look again now and then.
+      return { ready: false, requeueAfterMs: 10_000 };
     }
     if (plan.kind === "prune") {
       for (const step of plan.steps) {
-        log.info({ step: step.action.type }, step.message);
+        log.info({ step: step.action.type, phase: poolPhaseFor({ deleting: true, defining: false, starting: false, active: live?.active }) }, step.message);
         await act(deps, name, step.action);
       }
       if (plan.steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message: "pool removed from libvirt" });
     }
+    await deps.store.setTerminating(input.key, undefined);
     return { ready: true };
   }
   const stored = input.stored;
+  await deps.store.setTerminating(input.key, undefined); // the manifest is back
   const spec = (stored.object as StoragePool).spec;
   const plan = planPool(name, spec, live);
   if (plan.kind === "notOwned") throw new TerminalError(plan.message, "NotOwned");
   if (plan.kind !== "converge") return { ready: true };
+  const steps = plan.steps.map((s) => s.action.type);
+  const phase = poolPhaseFor({ defining: steps.includes("define") || steps.includes("build"), starting: steps.includes("start"), active: live?.active });
   for (const step of plan.steps) {
-    log.info({ step: step.action.type }, step.message);
+    log.info({ step: step.action.type, phase }, step.message);
     await act(deps, name, step.action);
   }
   if (plan.steps.length) {
@@ -77,6 +87,8 @@ export async function reconcileStoragePool(deps: ReconcilerDeps, input: Reconcil
   await deps.store.writeStatus(input.key, withoutUndefined({
     ...observedFields(stored),
     conditions,
+    // The phase describes the pool after this reconcile's steps.
+    phase: poolPhaseFor({ defining: false, starting: false, active: after?.active }),
     uuid: after?.facts.uuid,
     state: after ? (after.active ? "running" : "inactive") : "undefined",
     path: after?.facts.targetPath,

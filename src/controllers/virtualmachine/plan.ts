@@ -8,9 +8,9 @@ import type { Step } from "../types.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
 
 export type VmAction =
-  | { type: "createVolume"; pool: string; volume: string; capacity: number; format: "qcow2" | "raw" }
-  | { type: "cloneVolume"; pool: string; volume: string; fromPool: string; fromVolume: string }
-  | { type: "importImage"; pool: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
+  | { type: "createVolume"; pool: string; poolType: string; volume: string; capacity: number; format: "qcow2" | "raw" }
+  | { type: "cloneVolume"; pool: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromVolume: string }
+  | { type: "importImage"; pool: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
   | { type: "resizeVolume"; pool: string; volume: string; capacity: number }
   | { type: "define"; xml: string }
   | { type: "autostart"; enabled: boolean }
@@ -145,12 +145,12 @@ export function planVm(input: VmPlanInput): VmPlan {
     if (!existing) {
       created.add(`${disk.pool}/${volume}`);
       if (disk.from?.volume) {
-        steps.push({ action: { type: "cloneVolume", pool: disk.pool, volume, fromPool: disk.from.pool ?? disk.pool, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
+        steps.push({ action: { type: "cloneVolume", pool: disk.pool, poolType: pool.facts.type, volume, format, fromPool: disk.from.pool ?? disk.pool, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
         if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
       } else if (disk.from?.image) {
-        steps.push({ action: { type: "importImage", pool: disk.pool, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
+        steps.push({ action: { type: "importImage", pool: disk.pool, poolType: pool.facts.type, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
       } else {
-        steps.push({ action: { type: "createVolume", pool: disk.pool, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
+        steps.push({ action: { type: "createVolume", pool: disk.pool, poolType: pool.facts.type, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
       }
     } else if (disk.size !== undefined && existing.capacity < disk.size) {
       steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });

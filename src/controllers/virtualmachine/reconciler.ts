@@ -2,8 +2,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { VirtualMachine } from "../../api/virtualmachine.js";
-import { imageInfo } from "../../adapters/qemu-img.js";
-import { buildVolumeXml } from "../../libvirt/index.js";
+import { convertImage, imageInfo } from "../../adapters/qemu-img.js";
+import { buildVolumeXml, parseVolumeXml } from "../../libvirt/index.js";
 import { observedFields } from "../../store/index.js";
 import { DependencyNotReadyError, markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
 import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
@@ -25,29 +25,37 @@ async function act(deps: ReconcilerDeps, name: string, action: VmAction): Promis
   };
   switch (action.type) {
     case "createVolume":
-      await deps.virsh.run(["vol-create", action.pool, xmlFile("vol", buildVolumeXml(action.volume, action.capacity, action.format))]);
+      await deps.virsh.run(["vol-create", action.pool, xmlFile("vol", buildVolumeXml(action.volume, action.capacity, action.format, action.poolType))]);
       return;
-    case "cloneVolume":
-      if (action.fromPool === action.pool) await deps.virsh.run(["vol-clone", "--pool", action.pool, action.fromVolume, action.volume]);
-      else {
-        const source = await deps.virsh.run(["vol-dumpxml", "--pool", action.fromPool, action.fromVolume]);
-        const capacity = Number(/<capacity unit='bytes'>(\d+)</.exec(source)?.[1] ?? "0");
-        await deps.virsh.run(["vol-create-from", action.pool, xmlFile("vol", buildVolumeXml(action.volume, capacity, "qcow2")), "--inputpool", action.fromPool, action.fromVolume]);
-      }
+    case "cloneVolume": {
+      // vol-create-from (not vol-clone) so the copy gets the disk's format and, in a logical
+      // pool, a plain LV; libvirt converts with qemu-img as needed.
+      const source = parseVolumeXml(await deps.virsh.run(["vol-dumpxml", "--pool", action.fromPool, action.fromVolume]));
+      await deps.virsh.run(["vol-create-from", action.pool, xmlFile("vol", buildVolumeXml(action.volume, source.capacity, action.format, action.poolType)), "--inputpool", action.fromPool, action.fromVolume]);
       return;
+    }
     case "importImage": {
       const info = await imageInfo(action.image);
-      const format = info.format === "raw" ? "raw" : "qcow2";
-      if (format !== action.format) throw new TerminalError(`image ${action.image} is ${info.format}, the disk is ${action.format}; set the disk's format`, "InvalidSpec");
-      await deps.virsh.run(["vol-create", action.pool, xmlFile("vol", buildVolumeXml(action.volume, info.virtualSize, format))]);
-      await deps.virsh.run(["vol-upload", "--pool", action.pool, action.volume, action.image]);
-      if (action.minCapacity !== undefined && action.minCapacity > info.virtualSize) {
-        await deps.virsh.run(["vol-resize", "--pool", action.pool, action.volume, String(action.minCapacity)]);
+      const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
+      await deps.virsh.run(["vol-create", action.pool, xmlFile("vol", buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType))]);
+      if (info.format === action.format || (action.poolType === "logical" && info.format === "raw")) {
+        await deps.virsh.run(["vol-upload", "--pool", action.pool, action.volume, action.image]);
+      } else {
+        // Another format (a qcow2 image into an LV, a raw image into a qcow2 volume): qemu-img
+        // writes the converted disk into the volume libvirt just created.
+        const target = (await deps.virsh.run(["vol-path", "--pool", action.pool, action.volume])).trim();
+        await convertImage(action.image, info.format, target, action.format);
+      }
+      if (capacity > info.virtualSize && action.poolType !== "logical") {
+        await deps.virsh.run(["vol-resize", "--pool", action.pool, action.volume, String(capacity)]);
       }
       return;
     }
     case "resizeVolume":
-      await deps.virsh.run(["vol-resize", "--pool", action.pool, action.volume, String(action.capacity)]);
+      await deps.virsh.run(["vol-resize", "--pool", action.pool, action.volume, String(action.capacity)]).catch((error: unknown) => {
+        // A clone bigger than the size asked for stays as it is: disks never shrink.
+        if (!/shrink/i.test(String((error as Error).message))) throw error;
+      });
       return;
     case "define":
       await deps.virsh.run(["define", xmlFile("domain", action.xml)]);

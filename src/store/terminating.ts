@@ -1,0 +1,83 @@
+// Objects whose manifest is gone but whose libvirt object is kept for now: a pool that still
+// holds volumes, a network that running guests use. Kubernetes shows such an object as
+// Terminating, with a condition saying why, until its finalizer lets go; kvmctl keeps that
+// record in `<stateRoot>/.kvmctl/terminating/<Kind>-<name>.json` so `get`, `describe` and
+// `wait --for=delete` can show it. The controller removes it once the object is gone or its
+// manifest is back.
+import fs from "node:fs";
+import path from "node:path";
+import { ensureDataDir } from "./disk-cache.js";
+import { eventsFile } from "./events.js";
+import type { FileWriter } from "./file-writer.js";
+
+export interface TerminatingRecord {
+  kind: string;
+  name: string;
+  /** When the manifest was found gone (RFC 3339). */
+  since: string;
+  phase: string;
+  /** kstatus conditions, as a status block would hold them: Ready=False with the reason. */
+  conditions: { type: string; status: string; reason: string; message: string; lastTransitionTime: string }[];
+}
+
+function recordFile(dataDir: string, key: string): string {
+  // Same key check as events (Kind/dns-label): no path tricks.
+  const eventsPath = eventsFile(dataDir, key);
+  return path.join(dataDir, "terminating", path.basename(eventsPath, ".jsonl") + ".json");
+}
+
+export async function readTerminating(dataDir: string, key: string): Promise<TerminatingRecord | undefined> {
+  try {
+    const record = JSON.parse(await fs.promises.readFile(recordFile(dataDir, key), "utf8")) as TerminatingRecord;
+    return typeof record.kind === "string" && Array.isArray(record.conditions) ? record : undefined;
+  } catch {
+    return undefined; // missing, or torn by hand: no record
+  }
+}
+
+export async function listTerminating(dataDir: string): Promise<TerminatingRecord[]> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(path.join(dataDir, "terminating"));
+  } catch {
+    return [];
+  }
+  const records: TerminatingRecord[] = [];
+  for (const file of names.filter((n) => n.endsWith(".json")).sort()) {
+    const match = /^([A-Za-z]+)-(.+)\.json$/.exec(file);
+    const record = match ? await readTerminating(dataDir, `${match[1]}/${match[2]}`) : undefined;
+    if (record) records.push(record);
+  }
+  return records;
+}
+
+/**
+ * Writes the record (keeping `since` and the transition time while the reason stays), or
+ * removes it. Returns whether anything changed.
+ */
+export async function setTerminating(writer: FileWriter, dataDir: string, key: string, state: { phase: string; reason: string; message: string } | undefined): Promise<boolean> {
+  const file = recordFile(dataDir, key);
+  return writer.run(file, async () => {
+    const previous = await readTerminating(dataDir, key);
+    if (!state) {
+      if (!previous && !fs.existsSync(file)) return false;
+      await writer.remove(file);
+      return true;
+    }
+    const now = new Date().toISOString();
+    const [kind, name] = key.split("/") as [string, string];
+    const kept = previous?.conditions[0]?.reason === state.reason ? previous.conditions[0].lastTransitionTime : now;
+    const record: TerminatingRecord = {
+      kind,
+      name,
+      since: previous?.since ?? now,
+      phase: state.phase,
+      conditions: [{ type: "Ready", status: "False", reason: state.reason, message: state.message, lastTransitionTime: kept }],
+    };
+    if (JSON.stringify(record) === JSON.stringify(previous)) return false;
+    ensureDataDir(path.dirname(dataDir));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    await writer.write(file, JSON.stringify(record, null, 2) + "\n");
+    return true;
+  });
+}

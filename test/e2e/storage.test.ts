@@ -1,0 +1,232 @@
+// StoragePools and disks on the real stack: a dir pool and a logical pool on the test volume
+// group converge and are repaired after pool-destroy / pool-undefine by hand; a VM's disks
+// are cloned from a volume, imported from image files (converted where the formats differ)
+// and created empty, in both pools, and its guest reads them; deletionPolicy Delete removes
+// exactly the volumes kvmctl created; a pool that still holds volumes outlives its manifest
+// as a kept (Retained) object with a condition, and goes once it is empty.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { execa, type ResultPromise } from "execa";
+import { assertInTestEnv, LIBVIRT_URI, TEST_VG, testGuest, testName } from "../../testenv/env.js";
+import { kvmctl, tempDir } from "../cli/helpers.js";
+import { freePort, sshWhenReady } from "./ssh.js";
+
+const MAIN = path.resolve("src/cli/main.ts");
+const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
+const dirPool = testName("imgs");
+const lvPool = testName("lv");
+const vm = testName("disks");
+const MARKER = "KVMCTL-MARKER-01";
+let root = "";
+let dir = "";
+let port = 0;
+let controller: ResultPromise | undefined;
+
+function startController(): ResultPromise {
+  const log = path.join(root, "controller.log");
+  return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console"), "--log-level", "debug"], {
+    reject: false,
+    stdout: { file: log, append: true },
+    stderr: { file: log, append: true },
+  });
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    if (await check()) return Date.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const log = fs.existsSync(path.join(root, "controller.log")) ? fs.readFileSync(path.join(root, "controller.log"), "utf8").split("\n").slice(-15).join("\n") : "";
+  throw new Error(`timed out waiting for ${what}; controller log tail:\n${log}`);
+}
+
+const getJson = async (target: string) => {
+  const got = await kvmctl(["--dir", dir, "get", ...target.split("/"), "-o", "json"]);
+  assert.equal(got.exitCode, 0, got.stderr);
+  return JSON.parse(got.stdout);
+};
+const poolState = async (name: string) => /^State:\s+running$/m.test(String((await virsh("pool-info", name)).stdout));
+const volumes = async (pool: string) =>
+  String((await virsh("vol-list", pool)).stdout)
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((n): n is string => !!n)
+    .sort();
+
+function pools(): string {
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: StoragePool
+metadata:
+  name: ${dirPool}
+spec:
+  type: dir
+  path: ${path.join(root, "images")}
+---
+apiVersion: kvmctl.dev/v1alpha1
+kind: StoragePool
+metadata:
+  name: ${lvPool}
+spec:
+  type: logical
+  volumeGroup: ${TEST_VG}
+`;
+}
+
+function vmManifest(): string {
+  const guest = testGuest();
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: ${vm}
+spec:
+  memory: 256Mi
+  terminationGracePeriodSeconds: 5
+  deletionPolicy: Delete
+  boot: {kernel: ${guest.kernel}, initrd: ${guest.initrd}, cmdline: "console=ttyS0 quiet"}
+  disks:
+    - {name: clone, pool: ${dirPool}, from: {volume: base.qcow2}, size: 16Mi}
+    - {name: lvclone, pool: ${lvPool}, from: {volume: base.qcow2, pool: ${dirPool}}}
+    - {name: lvimage, pool: ${lvPool}, from: {image: ${path.join(root, "base.qcow2")}}}
+    - {name: lvempty, pool: ${lvPool}, size: 8Mi}
+    - {name: rawimage, pool: ${dirPool}, from: {image: ${path.join(root, "base.raw")}}}
+  interfaces:
+    - user:
+        portForwards: [{hostPort: ${port}, guestPort: 22}]
+`;
+}
+
+before(async () => {
+  await assertInTestEnv();
+  root = tempDir("e2e-storage");
+  fs.chmodSync(root, 0o755); // QEMU (libvirt-qemu) reads the pool directory and images below
+  dir = path.join(root, "state");
+  fs.mkdirSync(dir);
+  port = await freePort();
+  // A 4 MiB raw image with a marker at its start, and the same disk as qcow2.
+  const raw = Buffer.alloc(4 * 1024 * 1024);
+  raw.write(MARKER, 0, "ascii");
+  fs.writeFileSync(path.join(root, "base.raw"), raw);
+  await execa("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", path.join(root, "base.raw"), path.join(root, "base.qcow2")]);
+  fs.chmodSync(path.join(root, "base.raw"), 0o644);
+  fs.chmodSync(path.join(root, "base.qcow2"), 0o644);
+});
+
+after(async () => {
+  if (controller && controller.exitCode === null) controller.kill("SIGKILL");
+  await virsh("destroy", vm);
+  await virsh("undefine", vm, "--nvram");
+  for (const pool of [lvPool, dirPool]) {
+    for (const volume of await volumes(pool)) if (volume.startsWith("kvt-") || volume === "base.qcow2") await virsh("vol-delete", "--pool", pool, volume);
+    await virsh("pool-destroy", pool);
+    await virsh("pool-undefine", pool);
+  }
+  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
+  else fs.rmSync(root, { recursive: true, force: true });
+});
+
+test("pools and disks converge, are repaired, and are deleted only when empty", async (t) => {
+  fs.writeFileSync(path.join(root, "pools.yaml"), pools());
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "pools.yaml")])).exitCode, 0);
+  controller = startController();
+
+  await t.test("a dir pool and a logical pool on the test volume group become Ready", async () => {
+    for (const pool of [dirPool, lvPool]) {
+      const ready = await kvmctl(["--dir", dir, "wait", `pool/${pool}`, "--for=condition=Ready", "--timeout=60s"]);
+      assert.equal(ready.exitCode, 0, ready.stderr);
+      const info = String((await virsh("pool-info", pool)).stdout);
+      assert.match(info, /^State:\s+running$/m);
+      assert.match(info, /^Autostart:\s+yes$/m);
+    }
+    assert.ok(fs.statSync(path.join(root, "images")).isDirectory(), "pool-build made the directory");
+    const lv = await getJson(`pool/${lvPool}`);
+    assert.equal(lv.status.phase, "Active");
+    assert.equal(lv.status.path, `/dev/${TEST_VG}`);
+    assert.ok(lv.status.capacity > 0, "capacity from the volume group");
+    const table = await kvmctl(["--dir", dir, "get", "pools"]);
+    assert.match(table.stdout, new RegExp(`${lvPool}\\s+True\\s+Active\\s+logical\\s+vg:${TEST_VG}`));
+  });
+
+  await t.test("pool-destroy by hand: started again; pool-undefine by hand: defined again, same UUID", async () => {
+    assert.equal((await virsh("pool-destroy", dirPool)).exitCode, 0);
+    const restarted = await waitUntil("the dir pool to run again", () => poolState(dirPool));
+    const uuid = (await getJson(`pool/${lvPool}`)).status.uuid;
+    assert.equal((await virsh("pool-destroy", lvPool)).exitCode, 0);
+    assert.equal((await virsh("pool-undefine", lvPool)).exitCode, 0);
+    const redefined = await waitUntil("the logical pool to be back", () => poolState(lvPool));
+    process.stdout.write(`# pool-destroy → running: ${restarted} ms; pool-undefine → running: ${redefined} ms\n`);
+    assert.equal(String((await virsh("pool-uuid", lvPool)).stdout).trim(), uuid);
+    assert.match(String((await virsh("pool-info", lvPool)).stdout), /^Autostart:\s+yes$/m);
+  });
+
+  await t.test("disks: cloned, imported (converted where formats differ) and created, in both pools; the guest reads them", async () => {
+    // The clone source: a volume put in the dir pool by hand.
+    assert.equal((await virsh("vol-create-as", dirPool, "base.qcow2", "4M", "--format", "qcow2")).exitCode, 0);
+    assert.equal((await virsh("vol-upload", "--pool", dirPool, "base.qcow2", path.join(root, "base.qcow2"))).exitCode, 0);
+    fs.writeFileSync(path.join(root, "vm.yaml"), vmManifest());
+    assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
+    const ready = await kvmctl(["--dir", dir, "wait", `vm/${vm}`, "--for=condition=Ready", "--timeout=180s"]);
+    assert.equal(ready.exitCode, 0, ready.stderr);
+
+    assert.deepEqual(await volumes(dirPool), [`${vm}-clone.qcow2`, `${vm}-rawimage.qcow2`, "base.qcow2"].sort());
+    assert.deepEqual(await volumes(lvPool), [`${vm}-lvclone`, `${vm}-lvempty`, `${vm}-lvimage`].sort());
+    const format = async (pool: string, volume: string) => /<format type='(\w+)'\/>/.exec(String((await virsh("vol-dumpxml", "--pool", pool, volume)).stdout))?.[1];
+    assert.equal(await format(dirPool, `${vm}-clone.qcow2`), "qcow2");
+    assert.equal(await format(dirPool, `${vm}-rawimage.qcow2`), "qcow2", "a raw image became a qcow2 volume");
+    const lvs = String((await execa("lvs", ["--noheadings", "--units", "b", "-o", "lv_name,lv_size", TEST_VG])).stdout);
+    assert.match(lvs, new RegExp(`${vm}-lvempty\\s+${8 * 1024 * 1024}B`), "an LV of the size asked for");
+
+    // Inside the guest: vda..ve in manifest order; every copy starts with the marker.
+    const guest = await sshWhenReady({ port, key: testGuest().sshKey }, ["sh", "-c", "for d in vda vdb vdc vdd vde; do echo $d $(cat /sys/block/$d/size) $(head -c 16 /dev/$d | tr -c 'A-Z0-9-' '.'); done"]);
+    const lines = Object.fromEntries(guest.trim().split("\n").map((l) => { const [d, sectors, head] = l.split(" "); return [d, { bytes: Number(sectors) * 512, head }]; }));
+    assert.equal(lines.vda?.bytes, 16 * 1024 * 1024, "the clone grew to the size asked for");
+    for (const d of ["vda", "vdb", "vdc", "vde"]) assert.equal(lines[d]?.head, MARKER, `${d}: ${guest}`);
+    assert.equal(lines.vdd?.bytes, 8 * 1024 * 1024);
+    const status = (await getJson(`vm/${vm}`)).status;
+    assert.equal(status.phase, "Running");
+  });
+
+  await t.test("a pool that still holds volumes outlives its manifest as Retained, and goes once it is empty", async () => {
+    const deleted = await kvmctl(["--dir", dir, "delete", "pool", lvPool]);
+    assert.equal(deleted.exitCode, 0, deleted.stderr);
+    await waitUntil("the kept pool in kvmctl get", async () => /Retained/.test((await kvmctl(["--dir", dir, "get", "pools"])).stdout));
+    assert.equal(await poolState(lvPool), true, "the pool holding a running guest's disks keeps running");
+    const table = await kvmctl(["--dir", dir, "get", "pool", lvPool, "-o", "wide"]);
+    assert.equal(table.exitCode, 0, table.stderr);
+    assert.match(table.stdout, new RegExp(`${lvPool}\\s+False\\s+Retained.*pool still holds 3 volume\\(s\\)`));
+    const described = await kvmctl(["--dir", dir, "describe", "pool", lvPool]);
+    assert.equal(described.exitCode, 0, described.stderr);
+    assert.match(described.stdout, /File:\s+<deleted>/);
+    assert.match(described.stdout, /Ready\s+False\s+PoolNotEmpty/);
+    assert.match(described.stdout, /Warning\s+DeletionBlocked/);
+    const wait = await kvmctl(["--dir", dir, "wait", `pool/${lvPool}`, "--for=delete", "--timeout=2s"]);
+    assert.equal(wait.exitCode, 1);
+    assert.match(wait.stderr, /it is kept \(PoolNotEmpty: pool still holds 3 volume/);
+    const events = fs.readFileSync(path.join(dir, ".kvmctl/events", `StoragePool-${lvPool}.jsonl`), "utf8").trim().split("\n");
+    assert.equal(events.filter((l) => l.includes("DeletionBlocked")).length, 1, "one event per change, not one per look");
+
+    // Deleting the VM (deletionPolicy Delete) removes the volumes kvmctl created, in both pools;
+    // the clone source it did not create stays. The kept pool then goes.
+    const vmDeleted = await kvmctl(["--dir", dir, "delete", "vm", vm, "--wait", "--timeout=90s"]);
+    assert.equal(vmDeleted.exitCode, 0, vmDeleted.stderr);
+    assert.deepEqual(await volumes(dirPool), ["base.qcow2"]);
+    const gone = await waitUntil("the emptied pool to be removed", async () => (await virsh("pool-info", lvPool)).exitCode !== 0, 30_000);
+    process.stdout.write(`# emptied pool removed ${gone} ms after its last volume\n`);
+    assert.equal((await execa("vgs", ["--noheadings", "-o", "vg_name", TEST_VG])).stdout.trim(), TEST_VG, "the volume group itself stays");
+    await waitUntil("the record to be cleared", async () => !/Retained|Terminating/.test((await kvmctl(["--dir", dir, "get", "pools"])).stdout), 10_000);
+    const get = await kvmctl(["--dir", dir, "get", "pool", lvPool]);
+    assert.equal(get.exitCode, 1);
+    assert.match(get.stderr, /not found/);
+  });
+
+  await t.test("an owned pool with no volumes is removed with its manifest; SIGTERM exits 0", async () => {
+    assert.equal((await virsh("vol-delete", "--pool", dirPool, "base.qcow2")).exitCode, 0);
+    const deleted = await kvmctl(["--dir", dir, "delete", "pool", dirPool, "--wait", "--timeout=60s"]);
+    assert.equal(deleted.exitCode, 0, deleted.stderr);
+    assert.notEqual((await virsh("pool-info", dirPool)).exitCode, 0);
+    controller!.kill("SIGTERM");
+    assert.equal((await controller!).exitCode, 0);
+  });
+});
