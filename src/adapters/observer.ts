@@ -122,7 +122,8 @@ export class Observer {
     const isActivePool = new Set(activePools);
     const isActiveNet = new Set(activeNets);
 
-    const domainCommands = (u: string) => [["dumpxml", "--inactive", u], ["domstate", "--reason", u], ...(isActiveDomain.has(u) ? [["dumpxml", u]] : [])];
+    // --security-info: the definition's VNC password, so a changed password file is seen.
+    const domainCommands = (u: string) => [["dumpxml", "--inactive", "--security-info", u], ["domstate", "--reason", u], ...(isActiveDomain.has(u) ? [["dumpxml", u]] : [])];
     const poolCommands = (u: string) => [["pool-dumpxml", u], ...(isActivePool.has(u) ? [["vol-list", u]] : [])];
     const netCommands = (u: string) => [["net-dumpxml", "--inactive", u], ...(isActiveNet.has(u) ? [["net-dumpxml", u]] : [])];
     const commands = [...domainUuids!.flatMap(domainCommands), ...poolUuids!.flatMap(poolCommands), ...netUuids!.flatMap(netCommands)];

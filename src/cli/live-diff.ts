@@ -1,5 +1,6 @@
 // The libvirt half of `kvmctl diff`: what the controller would do for each input object,
 // from the same pure plans it runs, against what libvirt holds now.
+import fs from "node:fs";
 import { KIND_TABLE } from "../api/kind-names.js";
 import type { SourceDocument } from "../store/index.js";
 import type { CliContext } from "./context.js";
@@ -42,6 +43,7 @@ export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Pr
         restartPending: false,
         startedOnce: isActive(domain),
         now: Date.now(),
+        vncPassword: readVncPassword(object.spec.consoles.vnc?.passwordSecretFile),
       });
       if (plan.invalid || plan.waitingFor) changes = [plan.message];
       else changes = [...plan.steps.map((s) => s.message), ...(plan.restartRequired.length ? [plan.message] : [])];
@@ -66,4 +68,14 @@ export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Pr
     if (changes.length) lines.push(`libvirt ${label}:`, ...changes.map((c) => `  ~ ${c}`));
   }
   return lines.length ? lines.join("\n") + "\n" : "";
+}
+
+/** The VNC password as the controller would read it; unreadable here, the diff may show the VNC console as changed. */
+function readVncPassword(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    return undefined;
+  }
 }

@@ -2,6 +2,7 @@
 // volumes, console log path, VNC password), parsed back into facts, and compared with
 // "preserve intent" — only what the manifest sets counts; libvirt's additions (PCI
 // addresses, aliases, controllers, generated MACs) are never drift.
+import { createHash } from "node:crypto";
 import type { VirtualMachineSpec } from "../api/virtualmachine.js";
 import { ownerMetadataNode, parseOwnerMetadata, type OwnerMetadata } from "./metadata.js";
 import { attr, buildXml, bytesOf, child, children, parseXml, text, textOf, type XmlNode } from "./xml.js";
@@ -169,7 +170,12 @@ export interface DomainFacts {
   interfaces: InterfaceFacts[];
   serial: boolean;
   consoleLog?: string;
-  vnc?: { listen?: string; port?: number; autoport: boolean; hasPassword: boolean };
+  /**
+   * passwordDigest: a short hash of the VNC password, so a changed password file is drift
+   * while the password itself stays out of facts, diffs and logs. libvirt shows the password
+   * only in `dumpxml --security-info`, which the observer uses for the definition.
+   */
+  vnc?: { listen?: string; port?: number; autoport: boolean; passwordDigest?: string };
   rng: boolean;
   tpm: boolean;
   owner?: OwnerMetadata;
@@ -241,7 +247,7 @@ export function parseDomainXml(xml: string): DomainFacts {
           listen: attr(children(vnc, "listen")[0], "address") ?? attr(vnc, "listen"),
           port: attr(vnc, "port") && attr(vnc, "port") !== "-1" ? Number(attr(vnc, "port")) : undefined,
           autoport: attr(vnc, "autoport") === "yes",
-          hasPassword: attr(vnc, "passwd") !== undefined,
+          passwordDigest: secretDigest(attr(vnc, "passwd")),
         }
       : undefined,
     rng: children(devices, "rng").length > 0,
@@ -316,7 +322,11 @@ function interfaceIntent(nic: InterfaceFacts, withMac: boolean) {
 /** With autoport the port is libvirt's choice. */
 function vncIntent(vnc: DomainFacts["vnc"]) {
   if (!vnc) return null;
-  return { listen: vnc.listen ?? null, port: vnc.autoport ? null : (vnc.port ?? null), hasPassword: vnc.hasPassword };
+  return { listen: vnc.listen ?? null, port: vnc.autoport ? null : (vnc.port ?? null), password: vnc.passwordDigest ?? null };
+}
+
+function secretDigest(secret: string | undefined): string | undefined {
+  return secret === undefined ? undefined : createHash("sha256").update(secret).digest("hex").slice(0, 12);
 }
 
 function fmt(value: unknown): string {

@@ -14,6 +14,12 @@ import { isActive, planVm, planVmDeletion, type VmAction } from "./plan.js";
 interface Memory {
   stopRequestedAt?: number;
   restartPending: boolean;
+  /**
+   * runStrategy Once / RerunOnFailure: the domain has run. Also written to status (which a
+   * restarted controller reads back), but the in-memory snapshot does not see this process's
+   * own status writes, so it is remembered here too.
+   */
+  startedOnce?: boolean;
 }
 const memory = new Map<string, Memory>();
 
@@ -115,6 +121,11 @@ export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: Recon
     } catch (error) {
       throw new DependencyNotReadyError(`cannot read the VNC password file ${vm.spec.consoles.vnc.passwordSecretFile}: ${(error as Error).message}`, 15_000);
     }
+    // The VNC protocol's DES challenge uses 8 bytes; libvirt refuses longer passwords. The
+    // file may be fixed without a spec change, so this waits rather than stalls.
+    if (vncPassword.length === 0 || vncPassword.length > 8) {
+      throw new DependencyNotReadyError(`the VNC password in ${vm.spec.consoles.vnc.passwordSecretFile} is ${vncPassword.length} characters; VNC needs 1 to 8`, 15_000);
+    }
   }
   const status = (vm.status ?? {}) as Record<string, unknown> & { conditions?: Condition[]; startedOnce?: boolean };
   const plan = planVm({
@@ -131,19 +142,20 @@ export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: Recon
     vncPassword,
     stopRequestedAt: remembered.stopRequestedAt,
     restartPending: remembered.restartPending,
-    startedOnce: status.startedOnce === true || isActive(live),
+    startedOnce: remembered.startedOnce === true || status.startedOnce === true || isActive(live),
     now: Date.now(),
   });
   if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
   if (plan.waitingFor) throw new DependencyNotReadyError(plan.message, 3_000);
 
-  let started = status.startedOnce === true;
+  let started = remembered.startedOnce === true || status.startedOnce === true || isActive(live);
   for (const step of plan.steps) {
     log.info({ step: step.action.type }, step.message);
     await act(deps, name, step.action);
     if (step.action.type === "start") started = true;
   }
   remembered.restartPending = plan.restartPending;
+  remembered.startedOnce = started;
   if (plan.beginStop) remembered.stopRequestedAt = Date.now();
   memory.set(key, remembered);
   if (plan.steps.length) await event(deps, key, "Normal", plan.steps.some((s) => s.action.type === "start") ? "Started" : "Converged", plan.steps.map((s) => s.message).join("; "));

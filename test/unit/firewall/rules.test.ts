@@ -87,7 +87,7 @@ test("nftables: one transaction replacing table inet kvmctl; empty rules delete 
   assert.ok(added.every((r) => r.family === "inet" && r.table === "kvmctl"));
   const dnat = added.find((r) => JSON.stringify(r.expr).includes('"dnat"'));
   assert.deepEqual((dnat!.expr as unknown[]).at(-1), { dnat: { family: "ip", addr: "192.0.2.10", port: 22 } });
-  assert.deepEqual(nftTransaction([]).nftables.map((c: Record<string, unknown>) => Object.keys(c)[0]), ["add", "delete"]);
+  assert.deepEqual((nftTransaction([]).nftables as Record<string, unknown>[]).map((c) => Object.keys(c)[0]), ["add", "delete"]);
 });
 
 test("nftables: a listing is read without handles, and counted per owner", () => {

@@ -1,0 +1,54 @@
+// What every end-to-end test needs around the real stack: virsh, a controller started from
+// source with its log in the test's directory, waiting for a state with the log tail on
+// failure, and `kvmctl get -o json`.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { execa, type ResultPromise } from "execa";
+import { LIBVIRT_URI } from "../../testenv/env.js";
+import { kvmctl } from "../cli/helpers.js";
+
+const MAIN = path.resolve("src/cli/main.ts");
+
+export const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class E2eDirs {
+  /** `root` holds the manifest directory `dir`, the controller's log and its console logs. */
+  constructor(
+    readonly root: string,
+    readonly dir: string,
+  ) {}
+
+  get logFile(): string {
+    return path.join(this.root, "controller.log");
+  }
+
+  /** `kvmctl controller` from source, debug-logging to controller.log; extra options appended. */
+  startController(extra: string[] = []): ResultPromise {
+    return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...extra], {
+      reject: false,
+      stdout: { file: this.logFile, append: true },
+      stderr: { file: this.logFile, append: true },
+    });
+  }
+
+  /** Polls `check` until it holds; returns how long that took, or throws with the log's tail. */
+  async waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 90_000, intervalMs = 100): Promise<number> {
+    const started = Date.now();
+    while (Date.now() - started < timeoutMs) {
+      if (await check()) return Date.now() - started;
+      await sleep(intervalMs);
+    }
+    const tail = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, "utf8").split("\n").slice(-15).join("\n") : "";
+    throw new Error(`timed out waiting for ${what}; controller log tail:\n${tail}`);
+  }
+
+  /** `kvmctl get KIND NAME -o json`, parsed; `target` is "vm/web1". */
+  async getJson(target: string) {
+    const got = await kvmctl(["--dir", this.dir, "get", ...target.split("/"), "-o", "json"]);
+    assert.equal(got.exitCode, 0, got.stderr);
+    return JSON.parse(got.stdout);
+  }
+}
