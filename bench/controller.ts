@@ -131,7 +131,7 @@ async function convergeIdleDestroy(): Promise<void> {
     if (parts.has("destroy")) {
       // From libvirt's own event stream: the time between the domain's Stopped event and its
       // Started event. Polling `virsh list` would itself load the two CPUs this runs on.
-      const events = spawn("virsh", ["-c", LIBVIRT_URI, "event", "--all", "--loop", "--event", "lifecycle"], { stdio: ["ignore", "pipe", "ignore"] });
+      const events = spawn("virsh", ["-c", LIBVIRT_URI, "event", "--loop", "--event", "lifecycle"], { stdio: ["ignore", "pipe", "ignore"] });
       const waiting = new Map<string, { stoppedAt?: number; done: (ms: number) => void }>();
       let buffered = "";
       events.stdout!.on("data", (chunk: Buffer) => {

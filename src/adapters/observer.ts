@@ -52,6 +52,18 @@ const networkFacts = parsedOnce(parseNetworkXml, 512);
 const poolFacts = parsedOnce(parsePoolXml, 512);
 const volumeFacts = parsedOnce(parseVolumeXml);
 
+function liveDomain(inactiveXml: string, state: string, activeXml: string | undefined, flags: { autostart: boolean; persistent: boolean }): LiveDomain {
+  const [stateText = "", reason = ""] = state.trim().match(/^(.*?)(?: \((.*)\))?$/)?.slice(1) ?? [];
+  const active = !["shut off", "crashed"].includes(stateText);
+  return {
+    config: domainFacts(inactiveXml),
+    running: active && activeXml ? domainFacts(activeXml) : undefined,
+    state: stateText,
+    reason,
+    ...flags,
+  };
+}
+
 /** virsh processes one observation may run side by side. */
 const BATCH_LANES = 3;
 
@@ -96,6 +108,24 @@ export class Observer {
     return true;
   }
 
+  /**
+   * One domain as it is now, in one virsh process: what a reconcile reports in status after
+   * its own steps, without re-reading every other object. Undefined when it does not exist.
+   */
+  async readDomain(name: string): Promise<LiveDomain | undefined> {
+    const [inactiveXml, state, activeXml, info] = await this.virsh.batch([
+      ["dumpxml", "--inactive", "--security-info", name],
+      ["domstate", "--reason", name],
+      ["dumpxml", name],
+      ["dominfo", name],
+    ]);
+    if (!inactiveXml || !state) return undefined;
+    return liveDomain(inactiveXml, state, activeXml, {
+      autostart: /^Autostart:\s+enable$/m.test(info ?? ""),
+      persistent: !/^Persistent:\s+no$/m.test(info ?? ""),
+    });
+  }
+
   /** The last picture, however old (for listing owned objects at start). */
   get last(): LiveState | undefined {
     return this.current;
@@ -133,17 +163,8 @@ export class Observer {
     for (const uuid of domainUuids!) {
       const [inactiveXml, state, activeXml] = out.slice(i, (i += domainCommands(uuid).length));
       if (!inactiveXml || !state) continue; // vanished meanwhile
-      const config = domainFacts(inactiveXml);
-      const [stateText = "", reason = ""] = state.trim().match(/^(.*?)(?: \((.*)\))?$/)?.slice(1) ?? [];
-      const active = !["shut off", "crashed"].includes(stateText);
-      domains.set(config.name, {
-        config,
-        running: active && activeXml ? domainFacts(activeXml) : undefined,
-        state: stateText,
-        reason,
-        autostart: autostartDomains!.includes(uuid),
-        persistent: !transientDomains!.includes(uuid),
-      });
+      const domain = liveDomain(inactiveXml, state, activeXml, { autostart: autostartDomains!.includes(uuid), persistent: !transientDomains!.includes(uuid) });
+      domains.set(domain.config.name, domain);
     }
     const pools = new Map<string, LivePool>();
     const volumeCommands: { pool: string; volume: string }[] = [];
@@ -184,6 +205,8 @@ export class Observer {
         pool?.volumes.set(v.volume, volumeFacts(xml));
       });
     }
+    // XML that did not appear in this pass (old versions, removed objects) is forgotten next time.
+    for (const cache of [domainFacts, networkFacts, poolFacts, volumeFacts]) cache.sweep();
     return { takenAt, domains, pools, networks };
   }
 }

@@ -67,6 +67,7 @@ export class Manager {
       store: options.store,
       virsh: this.virsh,
       live: (since) => this.observer.get(since),
+      readDomain: (name) => this.observer.readDomain(name),
       snapshot: () => this.snapshot!,
       defaultDomainType: options.defaultDomainType,
       consoleLogDir: options.consoleLogDir,

@@ -1,6 +1,6 @@
 // What every kind's reconciler shares: the inputs a reconcile sees and what it returns.
 import type { Virsh } from "../adapters/virsh.js";
-import type { LiveState } from "../adapters/observer.js";
+import type { LiveDomain, LiveState } from "../adapters/observer.js";
 import type { FirewallState } from "./firewall/reconciler.js";
 import type { Logger } from "../runtime/index.js";
 import type { ManifestStore, Snapshot, StoredObject } from "../store/index.js";
@@ -10,6 +10,8 @@ export interface ReconcilerDeps {
   virsh: Virsh;
   /** A picture of libvirt taken at or after `since`. */
   live(since: number): Promise<LiveState>;
+  /** One domain as it is now (cheaper than a new picture of everything). */
+  readDomain(name: string): Promise<LiveDomain | undefined>;
   snapshot(): Snapshot;
   defaultDomainType: "kvm" | "qemu";
   consoleLogDir: string;

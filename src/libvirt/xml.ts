@@ -96,24 +96,35 @@ export function bytesOf(node: XmlNode | undefined): number | undefined {
   return Number(value) * factor;
 }
 
+/** A parser that remembers: see parsedOnce. */
+export interface ParseCache<T> {
+  (xml: string): T;
+  /** Starts a new generation: what was not asked for during the last one is forgotten. */
+  sweep(): void;
+}
+
 /**
  * Wraps a parser so the same document text is parsed once: every pass reads the same
  * unchanged XML of every object, and parsing is most of a no-op pass's CPU. Callers must
- * treat the returned facts as read-only (they are shared). Least recently used entries go
- * first once `capacity` is reached.
+ * treat the returned facts as read-only (they are shared). Memory stays bounded by two
+ * generations: the owner calls sweep() after each pass (the observer does), and a
+ * generation also ends when it reaches `capacity` entries.
  */
-export function parsedOnce<T>(parse: (xml: string) => T, capacity = 4096): (xml: string) => T {
-  const cache = new Map<string, T>();
-  return (xml) => {
-    const hit = cache.get(xml);
-    if (hit !== undefined) {
-      cache.delete(xml);
-      cache.set(xml, hit);
-      return hit;
+export function parsedOnce<T>(parse: (xml: string) => T, capacity = 4096): ParseCache<T> {
+  let current = new Map<string, T>();
+  let previous = new Map<string, T>();
+  const cached = ((xml: string) => {
+    let facts = current.get(xml);
+    if (facts === undefined) {
+      facts = previous.get(xml) ?? parse(xml);
+      current.set(xml, facts);
+      if (current.size >= capacity) cached.sweep();
     }
-    const parsed = parse(xml);
-    cache.set(xml, parsed);
-    if (cache.size > capacity) cache.delete(cache.keys().next().value!);
-    return parsed;
+    return facts;
+  }) as ParseCache<T>;
+  cached.sweep = () => {
+    previous = current;
+    current = new Map();
   };
+  return cached;
 }

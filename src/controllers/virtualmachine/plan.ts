@@ -63,7 +63,7 @@ export interface VmPlan {
 }
 
 /** The desired domain XML of an unchanged manifest is the same text every pass. */
-const desiredFacts = parsedOnce(parseDomainXml);
+const desiredFacts = parsedOnce(parseDomainXml, 2048);
 
 const ACTIVE_STATES = new Set(["running", "paused", "blocked", "pmsuspended", "in shutdown", "idle"]);
 
@@ -179,7 +179,8 @@ export function planVm(input: VmPlanInput): VmPlan {
     const what = !live ? "define" : configDrift.length ? `redefine: ${configDrift.map((d) => d.field).join(", ")} changed` : "update ownership metadata";
     steps.push({ action: { type: "define", xml }, message: what });
   }
-  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+  // A newly defined domain starts with autostart off: only turning it on costs a command then.
+  if (live ? live.autostart !== spec.autostart : spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
 
   // Power: what the runStrategy wants, against what the domain is doing.
   const active = isActive(live);

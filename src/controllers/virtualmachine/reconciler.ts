@@ -163,7 +163,8 @@ export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: Recon
     await event(deps, key, "Warning", "RestartRequired", plan.message);
   }
 
-  const after = plan.steps.length ? (await deps.live(Date.now())).domains.get(name) : live;
+  // After its own steps a reconcile reads back only its domain; the next event brings the rest.
+  const after = plan.steps.length ? await deps.readDomain(name) : live;
   let conditions = plan.ready
     ? markReady(status.conditions, stored.generation, "Succeeded", plan.message)
     : markReconciling(status.conditions, stored.generation, plan.reason, plan.message);

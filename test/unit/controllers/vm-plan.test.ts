@@ -38,10 +38,12 @@ function liveFrom(plan: ReturnType<typeof planVm>, state: string, reason = ""): 
 test("a new VM: disk created, defined, started; Always keeps it running", () => {
   const v = vm({ memory: "1Gi", disks: [{ name: "root", size: "10Gi" }] });
   const plan = planVm(input(v));
-  assert.deepEqual(plan.steps.map((s) => s.action.type), ["createVolume", "define", "autostart", "start"]);
+  assert.deepEqual(plan.steps.map((s) => s.action.type), ["createVolume", "define", "start"], "autostart stays off, as libvirt defines it: no command");
   const live = liveFrom(plan, "shut off", "destroyed");
   const again = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 10 * 1024 ** 3]])]]), startedOnce: true }));
   assert.deepEqual(again.steps.map((s) => s.action.type), ["start"]);
+  const withAutostart = planVm(input(vm({ memory: "1Gi", autostart: true, disks: [{ name: "root", size: "10Gi" }] })));
+  assert.deepEqual(withAutostart.steps.map((s) => s.action.type), ["createVolume", "define", "autostart", "start"]);
 });
 
 test("disks grow, never shrink", () => {
