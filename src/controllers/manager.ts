@@ -193,7 +193,10 @@ export class Manager {
         // between the stop and the start.
         const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
         const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), Math.max(this.lastEventAt, this.virsh.lastMutationAt));
-        if (!followed) this.lastEventAt = Date.now();
+        // "Shutdown Finished" only announces the Stopped event that follows it: it makes
+        // nothing stale by itself, so it must not spoil that event's shortcut.
+        const prelude = event.kind === "domain" && event.detail.startsWith("lifecycle: Shutdown");
+        if (!followed && !prelude) this.lastEventAt = Date.now();
         this.options.logger.debug({ event }, "libvirt event");
         this.controller.enqueue(`${kind}/${event.name}`);
         // A guest that starts will take DHCP leases its networks report in status.
