@@ -88,7 +88,8 @@ async function readyCount(store: ManifestStore): Promise<number> {
 
 function startController(dir: string, root: string): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
-  return spawn(process.execPath, [MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
+  // Run as examples/systemd/kvmctl.service runs it (NODE_OPTIONS=--max-semi-space-size=2).
+  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
 }
 
 async function stopController(child: ChildProcess): Promise<void> {
@@ -130,7 +131,7 @@ async function convergeIdleDestroy(): Promise<void> {
       const before = cpuTicks(controller.pid!);
       await sleep(window);
       const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz / (window / 1000)) * 100;
-      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core, RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m)`);
+      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core, RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m; --max-semi-space-size=2 as in the unit file)`);
     }
 
     if (parts.has("destroy")) {
