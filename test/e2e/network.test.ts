@@ -226,7 +226,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     }, 30_000);
   });
 
-  await t.test("deleting a Network the VM uses is refused; removed by hand it is kept, with a warning", async () => {
+  await t.test("deleting a Network the VM uses is refused; removed by hand it is kept, shown as Terminating", async () => {
     const before = dirContent();
     const refused = await kvmctl(["--dir", dir, "delete", "network", publicNet]);
     assert.equal(refused.exitCode, 1);
@@ -239,6 +239,10 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     await waitUntil("a DeletionBlocked event", async () => fs.existsSync(events) && fs.readFileSync(events, "utf8").includes("DeletionBlocked"), 30_000);
     assert.match(fs.readFileSync(events, "utf8"), new RegExp(`still used by running domain ${vm}`));
     assert.ok(await netActive(privateNet), "the network was torn down under a running guest");
+    // Shown as kubectl shows an object waiting on a finalizer.
+    const listed = await kvmctl(["--dir", dir, "get", "networks", "-o", "wide"]);
+    assert.match(listed.stdout, new RegExp(`${privateNet}\\s+False\\s+Terminating.*still used by running domain ${vm}`));
+    assert.match((await kvmctl(["--dir", dir, "describe", "network", privateNet])).stdout, /Ready\s+False\s+NetworkInUse/);
   });
 
   await t.test("deleting the VM and the networks removes every rule and both networks", async () => {
