@@ -1,7 +1,7 @@
 // VirtualMachine devices and run strategies on the real stack: UEFI with secure boot and a
 // TPM (OVMF, swtpm), a VNC console behind a password read from a file, an interface on a
 // host bridge; runStrategy Once (not restarted after it stops) and Manual (left as the
-// operator leaves it); deletion removes the NVRAM file.
+// operator leaves it), autostart; deletion removes the NVRAM file.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
@@ -73,6 +73,7 @@ metadata:
   name: ${manual}
 spec:
   runStrategy: Manual
+  autostart: true
   memory: 256Mi
   firmware: uefi
   terminationGracePeriodSeconds: 5
@@ -159,6 +160,8 @@ test("UEFI secure boot with a TPM, VNC with a password, a bridge; runStrategy On
     const ready = await kvmctl(["--dir", dir, "wait", `vm/${manual}`, "--for=condition=Ready", "--timeout=60s"]);
     assert.equal(ready.exitCode, 0, ready.stderr);
     assert.equal(await domstate(manual), "shut off");
+    assert.match(String((await virsh("dominfo", manual)).stdout), /^Autostart:\s+enable$/m, "autostart: true reaches libvirt");
+    assert.match(String((await virsh("dominfo", secure)).stdout), /^Autostart:\s+disable$/m);
     assert.match(JSON.stringify((await run.getJson(`vm/${manual}`)).status.conditions), /runStrategy Manual/);
     assert.equal((await virsh("start", manual)).exitCode, 0);
     await sleep(4000);
