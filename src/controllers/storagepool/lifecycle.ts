@@ -1,7 +1,7 @@
 // The StoragePool lifecycle as an xstate machine: which phase an observation (plus the steps
-// about to run) puts a pool in. Pure, like the VM's: `transition` needs no actor.
-import { initialTransition, setup, transition } from "xstate";
+// about to run) puts a pool in.
 import type { poolPhases } from "../../api/storagepool.js";
+import { phaseMachine } from "../../runtime/phases.js";
 
 export type PoolPhase = (typeof poolPhases)[number];
 
@@ -18,39 +18,12 @@ export interface PoolObservation {
   active?: boolean;
 }
 
-type ObserveEvent = { type: "OBSERVE" } & PoolObservation;
-
-const poolLifecycle = setup({
-  types: { events: {} as ObserveEvent },
-  guards: {
-    retained: ({ event }) => event.deleting === true && event.holdsVolumes === true,
-    deleting: ({ event }) => event.deleting === true,
-    defining: ({ event }) => event.defining,
-    starting: ({ event }) => event.starting,
-    active: ({ event }) => event.active === true,
-    inactive: ({ event }) => event.active === false,
-  },
-}).createMachine({
-  id: "storagePool",
-  initial: "Pending",
-  // Checked in order: the first guard that holds decides the phase.
-  on: {
-    OBSERVE: [
-      { guard: "retained", target: ".Retained" },
-      { guard: "deleting", target: ".Terminating" },
-      { guard: "defining", target: ".Building" },
-      { guard: "starting", target: ".Starting" },
-      { guard: "active", target: ".Active" },
-      { guard: "inactive", target: ".Inactive" },
-      { target: ".Pending" },
-    ],
-  },
-  states: { Pending: {}, Building: {}, Starting: {}, Active: {}, Inactive: {}, Terminating: {}, Retained: {} },
-});
-
-const [initial] = initialTransition(poolLifecycle);
-
-export function poolPhaseFor(observation: PoolObservation): PoolPhase {
-  const [next] = transition(poolLifecycle, initial, { type: "OBSERVE", ...observation });
-  return next.value as PoolPhase;
-}
+export const poolPhaseFor = phaseMachine<PoolObservation, PoolPhase>("storagePool", "Pending", [
+  { phase: "Retained", when: (o) => o.deleting === true && o.holdsVolumes === true },
+  { phase: "Terminating", when: (o) => o.deleting === true },
+  { phase: "Building", when: (o) => o.defining },
+  { phase: "Starting", when: (o) => o.starting },
+  { phase: "Active", when: (o) => o.active === true },
+  { phase: "Inactive", when: (o) => o.active === false },
+  { phase: "Pending" },
+]);
