@@ -148,14 +148,12 @@ export class Observer {
     ]);
     const uuids = (text: string | undefined) => (text ?? "").split("\n").map((s) => s.trim()).filter((s) => SAFE.test(s));
     const [domainUuids, activeDomains, autostartDomains, transientDomains, poolUuids, activePools, autostartPools, netUuids, activeNets, autostartNets] = lists.map(uuids) as string[][];
-    const isActiveDomain = new Set(activeDomains);
-    const isActivePool = new Set(activePools);
-    const isActiveNet = new Set(activeNets);
+    const [isActiveDomain, isAutostartDomain, isTransientDomain, isActivePool, isAutostartPool, isActiveNet, isAutostartNet] = [activeDomains, autostartDomains, transientDomains, activePools, autostartPools, activeNets, autostartNets].map((list) => new Set(list));
 
     // --security-info: the definition's VNC password, so a changed password file is seen.
-    const domainCommands = (u: string) => [["dumpxml", "--inactive", "--security-info", u], ["domstate", "--reason", u], ...(isActiveDomain.has(u) ? [["dumpxml", u]] : [])];
-    const poolCommands = (u: string) => [["pool-dumpxml", u], ...(isActivePool.has(u) ? [["vol-list", u]] : [])];
-    const netCommands = (u: string) => [["net-dumpxml", "--inactive", u], ...(isActiveNet.has(u) ? [["net-dumpxml", u]] : [])];
+    const domainCommands = (u: string) => [["dumpxml", "--inactive", "--security-info", u], ["domstate", "--reason", u], ...(isActiveDomain!.has(u) ? [["dumpxml", u]] : [])];
+    const poolCommands = (u: string) => [["pool-dumpxml", u], ...(isActivePool!.has(u) ? [["vol-list", u]] : [])];
+    const netCommands = (u: string) => [["net-dumpxml", "--inactive", u], ...(isActiveNet!.has(u) ? [["net-dumpxml", u]] : [])];
     const commands = [...domainUuids!.flatMap(domainCommands), ...poolUuids!.flatMap(poolCommands), ...netUuids!.flatMap(netCommands)];
     const out = await this.virsh.batch(commands, { lanes: BATCH_LANES });
     let i = 0;
@@ -163,7 +161,7 @@ export class Observer {
     for (const uuid of domainUuids!) {
       const [inactiveXml, state, activeXml] = out.slice(i, (i += domainCommands(uuid).length));
       if (!inactiveXml || !state) continue; // vanished meanwhile
-      const domain = liveDomain(inactiveXml, state, activeXml, { autostart: autostartDomains!.includes(uuid), persistent: !transientDomains!.includes(uuid) });
+      const domain = liveDomain(inactiveXml, state, activeXml, { autostart: isAutostartDomain!.has(uuid), persistent: !isTransientDomain!.has(uuid) });
       domains.set(domain.config.name, domain);
     }
     const pools = new Map<string, LivePool>();
@@ -172,8 +170,8 @@ export class Observer {
       const [xml, volList] = out.slice(i, (i += poolCommands(uuid).length));
       if (!xml) continue;
       const facts = poolFacts(xml);
-      const active = isActivePool.has(uuid);
-      pools.set(facts.name, { facts, active, autostart: autostartPools!.includes(uuid), volumes: new Map() });
+      const active = isActivePool!.has(uuid);
+      pools.set(facts.name, { facts, active, autostart: isAutostartPool!.has(uuid), volumes: new Map() });
       if (active && facts.uuid) {
         for (const line of (volList ?? "").split("\n").slice(2)) {
           const name = line.trim().split(/\s+/)[0];
@@ -186,14 +184,14 @@ export class Observer {
       const [inactiveXml, activeXml] = out.slice(i, (i += netCommands(uuid).length));
       if (!inactiveXml) continue;
       const config = networkFacts(inactiveXml);
-      const active = isActiveNet.has(uuid);
+      const active = isActiveNet!.has(uuid);
       networks.set(config.name, {
         uuid,
         name: config.name,
         config,
         running: active && activeXml ? networkFacts(activeXml) : undefined,
         active,
-        autostart: autostartNets!.includes(uuid),
+        autostart: isAutostartNet!.has(uuid),
       });
     }
     if (volumeCommands.length) {

@@ -45,3 +45,14 @@ export interface Step<A> {
 export function withoutUndefined<T extends Record<string, unknown>>(value: T): Record<string, unknown> {
   return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
 }
+
+/**
+ * The manifest of `key` is gone but its libvirt object must stay for now (a pool holding
+ * volumes, a network guests use): record it so get/describe/wait show it as kept, with one
+ * DeletionBlocked event per change rather than one per look.
+ */
+export async function markKept(deps: ReconcilerDeps, key: string, kept: { phase: string; reason: string; message: string }): Promise<void> {
+  if (await deps.store.setTerminating(key, kept)) {
+    await deps.store.recordEvent(key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: kept.message });
+  }
+}

@@ -5,7 +5,7 @@ import type { Network } from "../../api/network.js";
 import type { VirtualMachine } from "../../api/virtualmachine.js";
 import { markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
 import { observedFields } from "../../store/index.js";
-import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { markKept, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, type NetworkAction } from "./plan.js";
 import type { LiveDomain } from "../../adapters/observer.js";
 
@@ -76,10 +76,7 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
     const plan = planNetworkDeletion(input.key, name, live, users, referencingVms(deps, name));
     if (plan.kind === "blocked") {
       log.warn({ reason: "NetworkInUse" }, plan.message);
-      // One event per change, not one per look.
-      if (await deps.store.setTerminating(input.key, { phase: "Terminating", reason: "NetworkInUse", message: plan.message })) {
-        await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
-      }
+      await markKept(deps, input.key, { phase: "Terminating", reason: "NetworkInUse", message: plan.message });
       return { ready: false, requeueAfterMs: 5_000 };
     }
     if (plan.kind === "prune") {

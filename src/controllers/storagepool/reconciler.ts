@@ -5,7 +5,7 @@ import type { StoragePool } from "../../api/storagepool.js";
 import { observedFields } from "../../store/index.js";
 import { markReady, markReconciling, TerminalError } from "../../runtime/index.js";
 import type { Condition } from "../../runtime/index.js";
-import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { markKept, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { poolPhaseFor } from "./lifecycle.js";
 import { planPool, planPoolDeletion, type PoolAction } from "./plan.js";
 
@@ -46,10 +46,7 @@ export async function reconcileStoragePool(deps: ReconcilerDeps, input: Reconcil
     if (plan.kind === "keep") {
       const phase = poolPhaseFor({ deleting: true, holdsVolumes: true, defining: false, starting: false, active: live?.active });
       log.warn({ reason: "PoolNotEmpty", phase }, plan.message);
-      // One event per change, not one per look.
-      if (await deps.store.setTerminating(input.key, { phase, reason: "PoolNotEmpty", message: plan.message })) {
-        await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: plan.message });
-      }
+      await markKept(deps, input.key, { phase, reason: "PoolNotEmpty", message: plan.message });
       // Volumes come and go without pool events: look again now and then.
       return { ready: false, requeueAfterMs: 10_000 };
     }
