@@ -44,7 +44,7 @@ async function act(deps: ReconcilerDeps, name: string, action: VmAction): Promis
       const info = await imageInfo(action.image);
       const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
       await deps.virsh.run(["vol-create", action.pool, xmlFile("vol", buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType))]);
-      if (info.format === action.format || (action.poolType === "logical" && info.format === "raw")) {
+      if (info.format === action.format) {
         await deps.virsh.run(["vol-upload", "--pool", action.pool, action.volume, action.image]);
       } else {
         // Another format (a qcow2 image into an LV, a raw image into a qcow2 volume): qemu-img
