@@ -6,39 +6,21 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { execa, type ResultPromise } from "execa";
+import type { ResultPromise } from "execa";
 import { restartLibvirtd } from "../../testenv/daemons.js";
-import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../../testenv/env.js";
-import { kvmctl, tempDir } from "../cli/helpers.js";
+import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
+import { kvmctl } from "../cli/helpers.js";
+import { E2eDirs, virsh } from "./harness.js";
 import { freePort, sshWhenReady } from "./ssh.js";
 
-const MAIN = path.resolve("src/cli/main.ts");
-const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 60_000 });
 const pool = testName("pool");
 const vm = testName("vm");
 const foreign = testName("foreign");
 let root = "";
 let dir = "";
+let run: E2eDirs; // set in before(); after() runs even when before() failed
 let port = 0;
 let controller: ResultPromise | undefined;
-
-function startController(): ResultPromise {
-  const child = execa(process.execPath, ["--import", "tsx", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console"), "--log-level", "debug"], {
-    reject: false,
-    stdout: { file: path.join(root, "controller.log"), append: true },
-    stderr: { file: path.join(root, "controller.log"), append: true },
-  });
-  return child;
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<number> {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (await check()) return Date.now() - started;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting for ${what}; controller log tail:\n${fs.readFileSync(path.join(root, "controller.log"), "utf8").split("\n").slice(-15).join("\n")}`);
-}
 
 const domstate = async (name: string) => String((await virsh("domstate", name)).stdout).trim();
 const readyWait = (key: string, timeout = "120s") => kvmctl(["--dir", dir, "wait", key, "--for=condition=Ready", `--timeout=${timeout}`]);
@@ -72,11 +54,8 @@ ${extra}`;
 
 before(async () => {
   await assertInTestEnv();
-  root = tempDir("e2e-controller");
-  // QEMU runs as libvirt-qemu and must reach the pool directory below.
-  fs.chmodSync(root, 0o755);
-  dir = path.join(root, "state");
-  fs.mkdirSync(dir);
+  run = E2eDirs.create("e2e-controller");
+  ({ root, dir } = run);
   port = await freePort();
 });
 
@@ -88,15 +67,14 @@ after(async () => {
   }
   await virsh("pool-destroy", pool);
   await virsh("pool-undefine", pool);
-  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
-  else fs.rmSync(root, { recursive: true, force: true });
+  run?.cleanUp();
 });
 
 test("a VM on the test guest converges, self-heals, changes, survives crashes, and is pruned", async (t) => {
   fs.writeFileSync(path.join(root, "vm.yaml"), manifests("256Mi"));
   const applied = await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")]);
   assert.equal(applied.exitCode, 0, applied.stderr);
-  controller = startController();
+  controller = run.startController();
 
   await t.test("Ready, and SSH through the forward works", async () => {
     const ready = await readyWait(`vm/${vm}`);
@@ -113,14 +91,14 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
 
   await t.test("virsh destroy by hand: running again", async () => {
     assert.equal((await virsh("destroy", vm)).exitCode, 0);
-    const ms = await waitUntil("the domain to run again", async () => (await domstate(vm)) === "running");
+    const ms = await run.waitUntil("the domain to run again", async () => (await domstate(vm)) === "running");
     process.stdout.write(`# destroy → running: ${ms} ms\n`);
   });
 
   await t.test("memory change: RestartRequired without allowRestart, applied with it", async () => {
     fs.writeFileSync(path.join(root, "vm.yaml"), manifests("320Mi"));
     assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
-    await waitUntil("RestartRequired", async () => {
+    await run.waitUntil("RestartRequired", async () => {
       const got = JSON.parse((await kvmctl(["--dir", dir, "get", "vm", vm, "-o", "json"])).stdout);
       return (got.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === "RestartRequired" && c.status === "True");
     });
@@ -130,7 +108,7 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
 
     fs.writeFileSync(path.join(root, "vm.yaml"), manifests("320Mi").replace("  cpus: 1\n", "  cpus: 1\n  allowRestart: true\n"));
     assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
-    await waitUntil("the restart with the new memory", async () => /<memory unit='KiB'>327680<\/memory>/.test(String((await virsh("dumpxml", vm)).stdout)) && (await domstate(vm)) === "running", 120_000);
+    await run.waitUntil("the restart with the new memory", async () => /<memory unit='KiB'>327680<\/memory>/.test(String((await virsh("dumpxml", vm)).stdout)) && (await domstate(vm)) === "running", 120_000);
     assert.equal((await readyWait(`vm/${vm}`)).exitCode, 0);
   });
 
@@ -156,8 +134,8 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
     assert.equal((await virsh("destroy", vm)).exitCode, 0);
     controller!.kill("SIGKILL");
     await controller;
-    controller = startController();
-    await waitUntil("the domain to run again after the controller restarted", async () => (await domstate(vm)) === "running");
+    controller = run.startController();
+    await run.waitUntil("the domain to run again after the controller restarted", async () => (await domstate(vm)) === "running");
     assert.equal((await readyWait(`vm/${vm}`)).exitCode, 0);
     const names = String((await virsh("list", "--all", "--name")).stdout).split("\n").filter((n) => n.trim() === vm);
     assert.equal(names.length, 1);
@@ -172,7 +150,7 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
     await restartLibvirtd();
     await new Promise((resolve) => setTimeout(resolve, 1500));
     assert.equal((await virsh("destroy", vm)).exitCode, 0);
-    await waitUntil("the domain to run again after libvirtd restarted", async () => (await domstate(vm)) === "running");
+    await run.waitUntil("the domain to run again after libvirtd restarted", async () => (await domstate(vm)) === "running");
   });
 
   await t.test("deleting the manifest: domain gone, disk kept", async () => {

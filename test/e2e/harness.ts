@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { LIBVIRT_URI } from "../../testenv/env.js";
-import { kvmctl } from "../cli/helpers.js";
+import { kvmctl, tempDir } from "../cli/helpers.js";
 
 const MAIN = path.resolve("src/cli/main.ts");
 
@@ -20,6 +20,21 @@ export class E2eDirs {
     readonly root: string,
     readonly dir: string,
   ) {}
+
+  /** A fresh root under the system temp dir, readable by QEMU (libvirt-qemu), with `state/` in it. */
+  static create(label: string): E2eDirs {
+    const root = tempDir(label);
+    fs.chmodSync(root, 0o755);
+    const dir = path.join(root, "state");
+    fs.mkdirSync(dir);
+    return new E2eDirs(root, dir);
+  }
+
+  /** Removes the root, unless KEEP_E2E_DIR asks to keep it for a look. */
+  cleanUp(): void {
+    if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${this.root}\n`);
+    else fs.rmSync(this.root, { recursive: true, force: true });
+  }
 
   get logFile(): string {
     return path.join(this.root, "controller.log");

@@ -10,13 +10,12 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { VETH_GUEST_SIDE } from "../../testenv/config.js";
-import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../../testenv/env.js";
-import { kvmctl, tempDir } from "../cli/helpers.js";
+import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
+import { kvmctl } from "../cli/helpers.js";
+import { E2eDirs, virsh } from "./harness.js";
 import { freePort, sshWhenReady } from "./ssh.js";
 
-const MAIN = path.resolve("src/cli/main.ts");
 const HOST_ADDRESS = VETH_GUEST_SIDE.address.split("/")[0]!;
-const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 60_000 });
 const nft = (...args: string[]) => execa("nft", args, { reject: false, timeout: 30_000 });
 const publicNet = testName("net-public");
 const privateNet = testName("net-private");
@@ -25,27 +24,9 @@ const vm = testName("net-vm");
 const MAC = "52:54:00:00:0a:01";
 let root = "";
 let dir = "";
+let run: E2eDirs; // set in before(); after() runs even when before() failed
 let port = 0;
 let controller: ResultPromise | undefined;
-
-function startController(): ResultPromise {
-  const log = path.join(root, "controller.log");
-  return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console"), "--firewall-check", "1s", "--log-level", "debug"], {
-    reject: false,
-    stdout: { file: log, append: true },
-    stderr: { file: log, append: true },
-  });
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<number> {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (await check()) return Date.now() - started;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  const log = fs.existsSync(path.join(root, "controller.log")) ? fs.readFileSync(path.join(root, "controller.log"), "utf8").split("\n").slice(-15).join("\n") : "";
-  throw new Error(`timed out waiting for ${what}; controller log tail:\n${log}`);
-}
 
 /** Rules of table inet kvmctl by owner comment; undefined when the table does not exist. */
 async function kvmctlRules(): Promise<Map<string, number> | undefined> {
@@ -59,7 +40,6 @@ async function kvmctlRules(): Promise<Map<string, number> | undefined> {
 }
 
 const mine = (counts: Map<string, number> | undefined) => [...(counts ?? new Map<string, number>()).entries()].filter(([owner]) => [publicNet, privateNet, extraNet, vm].some((n) => owner.endsWith(`/${n}`)));
-const getJson = async (key: string) => JSON.parse((await kvmctl(["--dir", dir, "get", ...key.split("/"), "-o", "json"])).stdout);
 const netActive = async (name: string) => /^Active:\s+yes/m.test(String((await virsh("net-info", name)).stdout));
 
 function networks(extraHost = ""): string {
@@ -121,10 +101,8 @@ function dirContent(): string {
 
 before(async () => {
   await assertInTestEnv();
-  root = tempDir("e2e-network");
-  fs.chmodSync(root, 0o755);
-  dir = path.join(root, "state");
-  fs.mkdirSync(dir);
+  run = E2eDirs.create("e2e-network");
+  ({ root, dir } = run);
   port = await freePort();
 });
 
@@ -136,8 +114,7 @@ after(async () => {
     await virsh("net-destroy", name);
     await virsh("net-undefine", name);
   }
-  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
-  else fs.rmSync(root, { recursive: true, force: true });
+  run?.cleanUp();
 });
 
 test("seed 001 as manifests: NAT public with a port forward, isolated private, a guest on both", async (t) => {
@@ -147,7 +124,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     const applied = await kvmctl(["--dir", dir, "apply", "-f", path.join(root, file)]);
     assert.equal(applied.exitCode, 0, applied.stderr);
   }
-  controller = startController();
+  controller = run.startController(["--firewall-check", "1s"]);
 
   await t.test("networks and VM Ready; the guest's address comes from its static DHCP host", async () => {
     for (const key of [`network/${publicNet}`, `network/${privateNet}`, `vm/${vm}`]) {
@@ -156,12 +133,12 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     }
     const addr = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["ip", "-4", "-o", "addr", "show", "eth0"]);
     assert.match(addr, /inet 192\.0\.2\.10\/24/, "the static DHCP host's address");
-    const status = (await getJson(`network/${publicNet}`)).status;
+    const status = (await run.getJson(`network/${publicNet}`)).status;
     assert.equal(status.active, true);
     assert.match(status.bridge, /^virbr\d+$/);
     assert.equal(status.firewall.backend, "nftables");
     assert.equal(status.firewall.rules, (await kvmctlRules())?.get(`Network/${publicNet}`), "status counts the rules the table holds");
-    await waitUntil("the lease in status", async () => ((await getJson(`network/${publicNet}`)).status.leases ?? []).some((l: { ip: string; mac: string }) => l.ip === "192.0.2.10" && l.mac === MAC));
+    await run.waitUntil("the lease in status", async () => ((await run.getJson(`network/${publicNet}`)).status.leases ?? []).some((l: { ip: string; mac: string }) => l.ip === "192.0.2.10" && l.mac === MAC));
     const xml = String((await virsh("net-dumpxml", publicNet)).stdout);
     assert.match(xml, /<forward mode='open'\/>/, "libvirt writes no NAT rules of its own for it");
     assert.match(xml, /kvmctl:owner/);
@@ -190,12 +167,12 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
   });
 
   await t.test("a static DHCP host added to the running network: net-update, no restart", async () => {
-    const uuid = (await getJson(`network/${publicNet}`)).status.uuid;
+    const uuid = (await run.getJson(`network/${publicNet}`)).status.uuid;
     fs.writeFileSync(path.join(root, "networks.yaml"), networks(`        - {mac: "52:54:00:00:0a:02", ip: 192.0.2.11, name: db}\n`));
     assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "networks.yaml")])).exitCode, 0);
-    await waitUntil("the new host in the live network", async () => /ip='192\.0\.2\.11'/.test(String((await virsh("net-dumpxml", publicNet)).stdout)));
+    await run.waitUntil("the new host in the live network", async () => /ip='192\.0\.2\.11'/.test(String((await virsh("net-dumpxml", publicNet)).stdout)));
     assert.match(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), /ip='192\.0\.2\.11'/);
-    assert.equal((await getJson(`network/${publicNet}`)).status.uuid, uuid);
+    assert.equal((await run.getJson(`network/${publicNet}`)).status.uuid, uuid);
     // The guest kept its link: a restart would have cut it off the bridge.
     const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
     assert.equal(still.trim(), "ok");
@@ -205,9 +182,9 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     const expected = (await kvmctlRules())!.get(`Network/${publicNet}`);
     assert.ok(expected && expected > 0);
     assert.equal((await nft("flush", "table", "inet", "kvmctl")).exitCode, 0);
-    const flushMs = await waitUntil("the flushed table to be refilled", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
+    const flushMs = await run.waitUntil("the flushed table to be refilled", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
     assert.equal((await nft("delete", "table", "inet", "kvmctl")).exitCode, 0);
-    const deleteMs = await waitUntil("the deleted table to come back", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
+    const deleteMs = await run.waitUntil("the deleted table to come back", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
     process.stdout.write(`# firewall repaired after flush in ${flushMs} ms, after delete in ${deleteMs} ms\n`);
     const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
     assert.equal(still.trim(), "ok");
@@ -215,11 +192,11 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
 
   await t.test("virsh net-destroy by hand: the network is started again and the rules follow its bridge", async () => {
     assert.equal((await virsh("net-destroy", privateNet)).exitCode, 0);
-    const ms = await waitUntil("the private network to be active again", () => netActive(privateNet), 30_000);
+    const ms = await run.waitUntil("the private network to be active again", () => netActive(privateNet), 30_000);
     process.stdout.write(`# net-destroy → active: ${ms} ms\n`);
     assert.equal((await virsh("net-destroy", publicNet)).exitCode, 0);
-    await waitUntil("the public network to be active again", () => netActive(publicNet), 30_000);
-    await waitUntil("the forward rule on the public network's current bridge", async () => {
+    await run.waitUntil("the public network to be active again", () => netActive(publicNet), 30_000);
+    await run.waitUntil("the forward rule on the public network's current bridge", async () => {
       const bridge = /<bridge name='([^']+)'/.exec(String((await virsh("net-dumpxml", publicNet)).stdout))?.[1];
       const listed = String((await nft("list", "chain", "inet", "kvmctl", "forward")).stdout);
       return !!bridge && listed.includes(`oifname "${bridge}" ct status dnat accept`);
@@ -236,7 +213,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     const forced = await kvmctl(["--dir", dir, "delete", "network", privateNet, "--force"]);
     assert.equal(forced.exitCode, 0, forced.stderr);
     const events = path.join(dir, ".kvmctl", "events", `Network-${privateNet}.jsonl`);
-    await waitUntil("a DeletionBlocked event", async () => fs.existsSync(events) && fs.readFileSync(events, "utf8").includes("DeletionBlocked"), 30_000);
+    await run.waitUntil("a DeletionBlocked event", async () => fs.existsSync(events) && fs.readFileSync(events, "utf8").includes("DeletionBlocked"), 30_000);
     assert.match(fs.readFileSync(events, "utf8"), new RegExp(`still used by running domain ${vm}`));
     assert.ok(await netActive(privateNet), "the network was torn down under a running guest");
     // Shown as kubectl shows an object waiting on a finalizer.
@@ -248,8 +225,8 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
   await t.test("deleting the VM and the networks removes every rule and both networks", async () => {
     const deleted = await kvmctl(["--dir", dir, "delete", "-f", path.join(root, "networks.yaml"), path.join(root, "vm.yaml"), "--ignore-not-found", "--wait", "--timeout=120s"]);
     assert.equal(deleted.exitCode, 0, deleted.stderr);
-    await waitUntil("both networks gone", async () => (await virsh("net-info", publicNet)).exitCode !== 0 && (await virsh("net-info", privateNet)).exitCode !== 0, 60_000);
-    await waitUntil("no rule left for them", async () => mine(await kvmctlRules()).length === 0, 30_000);
+    await run.waitUntil("both networks gone", async () => (await virsh("net-info", publicNet)).exitCode !== 0 && (await virsh("net-info", privateNet)).exitCode !== 0, 60_000);
+    await run.waitUntil("no rule left for them", async () => mine(await kvmctlRules()).length === 0, 30_000);
     assert.notEqual((await virsh("domstate", vm)).exitCode, 0, "the VM is gone");
   });
 
@@ -275,7 +252,7 @@ test("the iptables backend holds the same rules in its own chains, and removes t
   const lines = await iptablesLines();
   assert.ok(lines.includes("-A PREROUTING -j KVMCTL-PREROUTING"), lines.join("\n"));
   assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:80")), lines.join("\n"));
-  assert.equal((await getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
+  assert.equal((await run.getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
   // A second pass changes nothing: no duplicate rules or jumps.
   assert.equal((await once()).exitCode, 0);
   assert.deepEqual(await iptablesLines(), lines);

@@ -14,7 +14,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { assertInTestEnv, TEST_VG, testGuest, testName } from "../../testenv/env.js";
-import { kvmctl, tempDir } from "../cli/helpers.js";
+import { kvmctl } from "../cli/helpers.js";
 import { E2eDirs, virsh } from "./harness.js";
 import { freePort, sshWhenReady } from "./ssh.js";
 
@@ -25,7 +25,7 @@ const vm = testName("disks");
 const MARKER = "KVMCTL-MARKER-01";
 let root = "";
 let dir = "";
-let run: E2eDirs;
+let run: E2eDirs; // set in before(); after() runs even when before() failed
 let port = 0;
 let controller: ResultPromise | undefined;
 
@@ -90,11 +90,8 @@ spec:
 
 before(async () => {
   await assertInTestEnv();
-  root = tempDir("e2e-storage");
-  fs.chmodSync(root, 0o755); // QEMU (libvirt-qemu) reads the pool directory and images below
-  dir = path.join(root, "state");
-  fs.mkdirSync(dir);
-  run = new E2eDirs(root, dir);
+  run = E2eDirs.create("e2e-storage");
+  ({ root, dir } = run);
   port = await freePort();
   // A 4 MiB raw image with a marker at its start, and the same disk as qcow2.
   const raw = Buffer.alloc(4 * 1024 * 1024);
@@ -114,8 +111,7 @@ after(async () => {
     await virsh("pool-destroy", pool);
     await virsh("pool-undefine", pool);
   }
-  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
-  else fs.rmSync(root, { recursive: true, force: true });
+  run?.cleanUp();
 });
 
 test("pools and disks converge, are repaired, and are deleted only when empty", async (t) => {

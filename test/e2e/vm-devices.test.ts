@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
-import { kvmctl, tempDir } from "../cli/helpers.js";
+import { kvmctl } from "../cli/helpers.js";
 import { E2eDirs, sleep, virsh } from "./harness.js";
 
 const secure = testName("uefi");
@@ -19,7 +19,7 @@ const bridge = `kt-br${process.pid.toString(36)}`.slice(0, 15);
 const PASSWORD = "s3cr3t-v"; // VNC passwords are at most 8 characters
 let root = "";
 let dir = "";
-let run: E2eDirs;
+let run: E2eDirs; // set in before(); after() runs even when before() failed
 let controller: ResultPromise | undefined;
 
 const domstate = async (name: string) => String((await virsh("domstate", name)).stdout).trim();
@@ -83,11 +83,8 @@ spec:
 
 before(async () => {
   await assertInTestEnv();
-  root = tempDir("e2e-devices");
-  fs.chmodSync(root, 0o755);
-  dir = path.join(root, "state");
-  fs.mkdirSync(dir);
-  run = new E2eDirs(root, dir);
+  run = E2eDirs.create("e2e-devices");
+  ({ root, dir } = run);
   fs.writeFileSync(path.join(root, "vnc-password"), `${PASSWORD}\n`, { mode: 0o600 });
   await execa("ip", ["link", "add", "name", bridge, "type", "bridge"]);
   await execa("ip", ["link", "set", bridge, "up"]);
@@ -100,8 +97,7 @@ after(async () => {
     await virsh("undefine", name, "--nvram");
   }
   await execa("ip", ["link", "del", bridge], { reject: false });
-  if (process.env.KEEP_E2E_DIR) process.stdout.write(`# kept ${root}\n`);
-  else fs.rmSync(root, { recursive: true, force: true });
+  run?.cleanUp();
 });
 
 test("UEFI secure boot with a TPM, VNC with a password, a bridge; runStrategy Once and Manual", async (t) => {
