@@ -9,11 +9,16 @@ import type { ObjectEvent } from "./types.js";
 export const MAX_EVENTS = 50;
 const KEY = /^(VirtualMachine|Network|StoragePool)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/;
 
-/** The events file of a key; refuses anything that is not Kind/dns-label (no path tricks). */
-export function eventsFile(dataDir: string, key: string): string {
+/** `<Kind>-<name>`, the file name stem of a key's data; refuses anything that is not Kind/dns-label (no path tricks). */
+export function keyFileStem(key: string): string {
   const match = KEY.exec(key);
   if (!match || match[2]!.length > 63) throw new Error(`not an object key: ${JSON.stringify(key)}`);
-  return path.join(dataDir, "events", `${match[1]}-${match[2]}.jsonl`);
+  return `${match[1]}-${match[2]}`;
+}
+
+/** The events file of a key. */
+export function eventsFile(dataDir: string, key: string): string {
+  return path.join(dataDir, "events", `${keyFileStem(key)}.jsonl`);
 }
 
 export async function readEvents(dataDir: string, key: string): Promise<ObjectEvent[]> {

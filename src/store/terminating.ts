@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ensureDataDir } from "./disk-cache.js";
-import { eventsFile } from "./events.js";
+import { keyFileStem } from "./events.js";
 import type { FileWriter } from "./file-writer.js";
 
 export interface TerminatingRecord {
@@ -21,9 +21,7 @@ export interface TerminatingRecord {
 }
 
 function recordFile(dataDir: string, key: string): string {
-  // Same key check as events (Kind/dns-label): no path tricks.
-  const eventsPath = eventsFile(dataDir, key);
-  return path.join(dataDir, "terminating", path.basename(eventsPath, ".jsonl") + ".json");
+  return path.join(dataDir, "terminating", `${keyFileStem(key)}.json`);
 }
 
 export async function readTerminating(dataDir: string, key: string): Promise<TerminatingRecord | undefined> {
