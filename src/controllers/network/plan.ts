@@ -75,8 +75,12 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   const configUpdates = planNetworkUpdates(desired, live.config);
   const configDiffs = compareNetwork(desired, live.config);
   const ownerStale = live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key;
-  if (configUpdates === undefined || ownerStale) {
-    steps.push({ action: { type: "define", xml }, message: configDiffs.length ? `redefine: ${describe(configDiffs)}` : "update ownership metadata" });
+  // A network undefined by hand while running is transient: defining it again makes it
+  // persistent, so it survives its next stop and the host's next boot.
+  const redefine = configUpdates === undefined || ownerStale || !live.persistent;
+  if (redefine) {
+    const why = !live.persistent ? "undefined by hand while running: define it again" : configDiffs.length ? `redefine: ${describe(configDiffs)}` : "update ownership metadata";
+    steps.push({ action: { type: "define", xml }, message: why });
   }
   if (live.active && live.running) {
     const runningUpdates = planNetworkUpdates(desired, live.running);
@@ -91,7 +95,7 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
       }
     } else {
       // Live edits; the persistent side is edited the same way unless a define above covers it.
-      const configByEdit = configUpdates !== undefined && !ownerStale;
+      const configByEdit = !redefine;
       const sameEdit = (a: NetUpdate, b: NetUpdate) => a.xml === b.xml && a.command === b.command && a.section === b.section;
       for (const update of runningUpdates) {
         const both = configByEdit && configUpdates.some((u) => sameEdit(u, update));
@@ -104,7 +108,7 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
       }
     }
   } else {
-    if (configUpdates !== undefined && !ownerStale) {
+    if (!redefine && configUpdates) {
       for (const update of configUpdates) steps.push({ action: { type: "update", update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
     }
     steps.push({ action: { type: "start" }, message: "network is stopped: start it" });

@@ -22,12 +22,12 @@ const publicSpec = {
 const owner = { manifest: "Network/public", file: "networks/public.yaml", specHash: "h1" };
 
 /** What libvirt would report for an owned network defined from `spec` (plus its own additions). */
-function liveFrom(spec: Record<string, unknown>, opts: { active?: boolean; autostart?: boolean; specHash?: string } = {}): LiveNetwork {
+function liveFrom(spec: Record<string, unknown>, opts: { active?: boolean; autostart?: boolean; specHash?: string; persistent?: boolean } = {}): LiveNetwork {
   const xml = buildNetworkXml("public", net(spec).spec, { ...owner, specHash: opts.specHash ?? "h1" });
   // libvirt adds a bridge name, a MAC and DNS defaults: none of them is drift.
   const withAdditions = xml.replace("</network>", "  <bridge name='virbr7' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>\n</network>");
   const config = parseNetworkXml(withAdditions);
-  return { uuid: networkUuid("public"), name: "public", config, running: opts.active === false ? undefined : config, active: opts.active ?? true, autostart: opts.autostart ?? true };
+  return { uuid: networkUuid("public"), name: "public", config, running: opts.active === false ? undefined : config, active: opts.active ?? true, autostart: opts.autostart ?? true, persistent: opts.persistent ?? true };
 }
 
 function input(spec: Record<string, unknown>, live: LiveNetwork | undefined, overrides: Partial<NetworkPlanInput> = {}): NetworkPlanInput {
@@ -93,6 +93,10 @@ test("drift: a stopped network is started, an undefined one defined and started,
   assert.deepEqual(stopped.kind === "converge" && stopped.steps.map((s) => s.action.type), ["start", "autostart"]);
   const gone = planNetwork(input(publicSpec, undefined));
   assert.deepEqual(gone.kind === "converge" && gone.steps.map((s) => s.action.type), ["define", "start", "autostart"]);
+  // net-undefine on the running network leaves it transient: defined again, not restarted.
+  const transient = planNetwork(input(publicSpec, liveFrom(publicSpec, { persistent: false, autostart: false })));
+  assert.deepEqual(transient.kind === "converge" && transient.steps.map((s) => s.action.type), ["define", "autostart"]);
+  assert.match(transient.kind === "converge" ? transient.steps[0]!.message : "", /undefined by hand/);
 });
 
 test("a network kvmctl does not own is never touched", () => {
