@@ -56,3 +56,13 @@ export async function markKept(deps: ReconcilerDeps, key: string, kept: { phase:
     await deps.store.recordEvent(key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: kept.message });
   }
 }
+
+/**
+ * The manifest's deletion is handled: one Deleted event saying what happened, even when
+ * libvirt held nothing to remove (or nothing kvmctl owns): `kvmctl delete --wait` waits for it.
+ * A repeated look at the same deletion adds no second event.
+ */
+export async function recordDeleted(deps: ReconcilerDeps, key: string, message: string): Promise<void> {
+  if ((await deps.store.readEvents(key)).at(-1)?.reason === "Deleted") return;
+  await deps.store.recordEvent(key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message });
+}

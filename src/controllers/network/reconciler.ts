@@ -5,7 +5,7 @@ import type { Network } from "../../api/network.js";
 import type { VirtualMachine } from "../../api/virtualmachine.js";
 import { markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
 import { observedFields } from "../../store/index.js";
-import { markKept, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { markKept, recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, type NetworkAction } from "./plan.js";
 import type { LiveDomain } from "../../adapters/observer.js";
 
@@ -84,8 +84,8 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
         log.info({ step: step.action.type }, step.message);
         await act(deps, name, step.action);
       }
-      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message: "network removed from libvirt" });
     }
+    await recordDeleted(deps, input.key, plan.kind === "prune" ? "network removed from libvirt" : plan.kind === "notOwned" ? `libvirt network "${name}" was not created by kvmctl: left alone` : "no network in libvirt to remove");
     await deps.syncFirewall?.(Date.now());
     await deps.store.setTerminating(input.key, undefined);
     return { ready: true };

@@ -5,9 +5,9 @@ import type { StoragePool } from "../../api/storagepool.js";
 import { observedFields } from "../../store/index.js";
 import { markReady, markReconciling, TerminalError } from "../../runtime/index.js";
 import type { Condition } from "../../runtime/index.js";
-import { markKept, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { markKept, recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { poolPhaseFor } from "./lifecycle.js";
-import { planPool, planPoolDeletion, type PoolAction } from "./plan.js";
+import { isOwnedPool, planPool, planPoolDeletion, type PoolAction } from "./plan.js";
 
 async function act(deps: ReconcilerDeps, name: string, action: PoolAction): Promise<void> {
   switch (action.type) {
@@ -55,8 +55,9 @@ export async function reconcileStoragePool(deps: ReconcilerDeps, input: Reconcil
         log.info({ step: step.action.type, phase: poolPhaseFor({ deleting: true, defining: false, starting: false, active: live?.active }) }, step.message);
         await act(deps, name, step.action);
       }
-      if (plan.steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message: "pool removed from libvirt" });
     }
+    const owned = live !== undefined && isOwnedPool(name, live);
+    await recordDeleted(deps, input.key, owned ? "pool removed from libvirt" : live ? `storage pool "${name}" was not created by kvmctl: left alone` : "no pool in libvirt to remove");
     await deps.store.setTerminating(input.key, undefined);
     return { ready: true };
   }

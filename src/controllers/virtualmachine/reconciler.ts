@@ -6,7 +6,7 @@ import { convertImage, imageInfo } from "../../adapters/qemu-img.js";
 import { buildVolumeXml, parseVolumeXml } from "../../libvirt/index.js";
 import { observedFields } from "../../store/index.js";
 import { DependencyNotReadyError, markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
-import { withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { phaseFor } from "./lifecycle.js";
 import { isActive, planVm, planVmDeletion, type VmAction } from "./plan.js";
 
@@ -105,7 +105,7 @@ export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: Recon
       log.info({ step: step.action.type }, step.message);
       await act(deps, name, step.action);
     }
-    if (steps.length) await event(deps, key, "Normal", "Deleted", steps.map((s) => s.message).join("; "));
+    await recordDeleted(deps, key, steps.length ? steps.map((s) => s.message).join("; ") : live ? `domain "${name}" was not created by kvmctl: left alone` : "no domain in libvirt to remove");
     return { ready: true };
   }
 
