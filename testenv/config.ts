@@ -20,3 +20,13 @@ export const STATE_DIR = "/var/lib/kvmctl-testenv";
 export const VETH_GUEST_SIDE = { name: "kt-veth0", address: "198.51.100.2/24" };
 export const VETH_GATEWAY_SIDE = { name: "kt-veth1", address: "198.51.100.1/24" };
 export const DEFAULT_GATEWAY = "198.51.100.1";
+
+// "Outside": a second sealed namespace linked only to the test namespace, standing for the
+// world beyond the host. Connections from it arrive at the host from outside (port forwards'
+// prerouting path), and guests' egress reaches it through the host's forwarding and NAT.
+// Two addresses, so a test can deny one (203.0.113.128/25) and allow the other.
+export const OUTSIDE_NETNS = "kvmctl-test-outside";
+export const OUTSIDE_LINK = {
+  inside: { name: "kt-out0", address: "203.0.113.1/24" },
+  outside: { name: "kt-out1", addresses: ["203.0.113.2/24", "203.0.113.130/24"] },
+};

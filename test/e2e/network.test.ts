@@ -13,6 +13,7 @@ import { VETH_GUEST_SIDE } from "../../testenv/config.js";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
 import { E2eDirs, virsh } from "./harness.js";
+import { firstLineFromOutside, OUTSIDE, startOutsideServer } from "./outside.js";
 import { freePort, sshWhenReady } from "./ssh.js";
 
 const HOST_ADDRESS = VETH_GUEST_SIDE.address.split("/")[0]!;
@@ -60,7 +61,7 @@ spec:
 ${extraHost}  portForwards:
     - {hostPort: ${port}, guestAddress: 192.0.2.10, guestPort: 22}
   egress:
-    - {action: deny, to: [203.0.113.0/24]}
+    - {action: deny, to: [${OUTSIDE.deniedRange}]}
 ---
 apiVersion: kvmctl.dev/v1alpha1
 kind: Network
@@ -114,6 +115,7 @@ after(async () => {
     await virsh("net-destroy", name);
     await virsh("net-undefine", name);
   }
+  await nft("delete", "table", "inet", "kvt-admin");
   run?.cleanUp();
 });
 
@@ -142,6 +144,23 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     const xml = String((await virsh("net-dumpxml", publicNet)).stdout);
     assert.match(xml, /<forward mode='open'\/>/, "libvirt writes no NAT rules of its own for it");
     assert.match(xml, /kvmctl:owner/);
+  });
+
+  await t.test("from outside the host the forwarded port reaches the guest's sshd; egress is masqueraded, and denied where the rules say", async () => {
+    // prerouting: a connection arriving on the host's link to the outside namespace.
+    const banner = await firstLineFromOutside(OUTSIDE.hostAddress, port);
+    assert.ok(banner.ok, banner.error);
+    assert.match(banner.line, /^SSH-2\.0-dropbear/);
+    const server = await startOutsideServer();
+    try {
+      const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 30_000);
+      // Allowed: leaves through the host, masqueraded to the host's address on that link.
+      assert.equal((await guest(`nc -w 5 ${OUTSIDE.allowed} ${server.port} </dev/null`)).trim(), `outside saw ${OUTSIDE.hostAddress}`);
+      // Denied by the network's egress rule: the same server, its other address.
+      assert.equal((await guest(`nc -w 5 ${OUTSIDE.denied} ${server.port} </dev/null || echo refused-or-dropped`)).trim(), "refused-or-dropped");
+    } finally {
+      await server.stop();
+    }
   });
 
   await t.test("invalid networks are rejected with clear errors and change nothing", async () => {
@@ -178,14 +197,32 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.equal(still.trim(), "ok");
   });
 
-  await t.test("the kvmctl table flushed, then deleted, by hand: repaired", async () => {
+  await t.test("the kvmctl table edited, flushed, then deleted, by hand: repaired; the admin's own table is never touched", async () => {
     const expected = (await kvmctlRules())!.get(`Network/${publicNet}`);
     assert.ok(expected && expected > 0);
+    // An admin's table next to ours, with a rule at the same hook.
+    const adminTable = ["table", "inet", "kvt-admin"];
+    assert.equal((await nft("add", ...adminTable)).exitCode, 0);
+    assert.equal((await nft("add", "chain", "inet", "kvt-admin", "input", "{ type filter hook input priority 10 ; policy accept ; }")).exitCode, 0);
+    assert.equal((await nft("add", "rule", "inet", "kvt-admin", "input", "tcp", "dport", "9", "accept", "comment", '"the admin\'s"')).exitCode, 0);
+    const adminBefore = String((await nft("list", ...adminTable)).stdout);
+    const tableText = async () => String((await nft("list", "table", "inet", "kvmctl")).stdout);
+    const original = await tableText();
+    // Edited by hand: one of kvmctl's rules deleted, a stranger's rule added to its chain.
+    const listed = JSON.parse(String((await nft("-j", "-a", "list", "chain", "inet", "kvmctl", "forward")).stdout)).nftables as { rule?: { handle: number } }[];
+    const handle = listed.find((item) => item.rule)!.rule!.handle;
+    assert.equal((await nft("delete", "rule", "inet", "kvmctl", "forward", "handle", String(handle))).exitCode, 0);
+    assert.equal((await nft("add", "rule", "inet", "kvmctl", "input", "tcp", "dport", "7", "accept")).exitCode, 0);
+    assert.notEqual(await tableText(), original);
+    const editMs = await run.waitUntil("the edited table to be restored", async () => (await tableText()) === original, 30_000);
     assert.equal((await nft("flush", "table", "inet", "kvmctl")).exitCode, 0);
     const flushMs = await run.waitUntil("the flushed table to be refilled", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
     assert.equal((await nft("delete", "table", "inet", "kvmctl")).exitCode, 0);
     const deleteMs = await run.waitUntil("the deleted table to come back", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
-    process.stdout.write(`# firewall repaired after flush in ${flushMs} ms, after delete in ${deleteMs} ms\n`);
+    process.stdout.write(`# firewall repaired after an edit in ${editMs} ms, a flush in ${flushMs} ms, a delete in ${deleteMs} ms\n`);
+    assert.equal(await tableText(), original);
+    assert.equal(String((await nft("list", ...adminTable)).stdout), adminBefore, "kvmctl touched the admin's table");
+    assert.equal((await nft("delete", ...adminTable)).exitCode, 0);
     const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
     assert.equal(still.trim(), "ok");
   });
