@@ -40,10 +40,11 @@ export class E2eDirs {
     return path.join(this.root, "controller.log");
   }
 
-  /** `kvmctl controller` from source, debug-logging to controller.log; extra options appended. */
-  startController(extra: string[] = []): ResultPromise {
+  /** `kvmctl controller` from source, debug-logging to controller.log; extra options appended, `env` added. */
+  startController(extra: string[] = [], env: Record<string, string> = {}): ResultPromise {
     return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...extra], {
       reject: false,
+      env,
       stdout: { file: this.logFile, append: true },
       stderr: { file: this.logFile, append: true },
     });

@@ -3,7 +3,8 @@
 // both, its address from a static DHCP host. SSH through the forwarded port; the table flushed
 // or deleted by hand and `virsh net-destroy` are repaired; a DHCP host is added without a
 // restart; deletion while in use is refused; deleting everything leaves no rule; invalid
-// networks change nothing; the iptables backend does the same job.
+// networks change nothing. Traffic comes from the outside namespace and guests' egress goes
+// there. Without nft, the iptables backend does the same job.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -12,7 +13,7 @@ import { execa, type ResultPromise } from "execa";
 import { VETH_GUEST_SIDE } from "../../testenv/config.js";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, virsh } from "./harness.js";
+import { E2eDirs, sleep, virsh } from "./harness.js";
 import { firstLineFromOutside, OUTSIDE, startOutsideServer } from "./outside.js";
 import { freePort, sshWhenReady } from "./ssh.js";
 
@@ -273,28 +274,73 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
   });
 });
 
-test("the iptables backend holds the same rules in its own chains, and removes them", async () => {
+test("without nft the iptables backend is chosen: its own chains carry the same forwards and egress rules, repaired and removed", async () => {
   const iptablesLines = async () => {
     const out = [];
     for (const table of ["nat", "filter"]) out.push(...String((await execa("iptables-save", ["-t", table])).stdout).split("\n").filter((l) => l.includes("KVMCTL")));
     return out;
   };
-  const once = () => kvmctl(["--dir", dir, "controller", "--once", "--firewall-backend", "iptables", "--default-domain-type", "qemu", "--console-log-dir", path.join(root, "console")]);
-  const file = path.join(root, "extra.yaml");
-  fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${extraNet}\nspec:\n  mode: nat\n  ipv4: {address: 198.19.0.1, prefix: 24}\n  portForwards:\n    - {hostPort: ${port}, guestAddress: 198.19.0.5, guestPort: 80}\n`);
+  // A host without nftables' tool: PATH without /usr/sbin, the iptables tools linked in.
+  const bin = path.join(root, "bin-without-nft");
+  fs.mkdirSync(bin);
+  for (const tool of ["iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"]) fs.symlinkSync(`/usr/sbin/${tool}`, path.join(bin, tool));
+  const guestMac = "52:54:00:00:0a:05";
+  const file = path.join(root, "iptables.yaml");
+  fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1
+kind: Network
+metadata:
+  name: ${extraNet}
+spec:
+  mode: nat
+  ipv4:
+    address: 198.19.0.1
+    prefix: 24
+    dhcp: {start: 198.19.0.100, end: 198.19.0.150, hosts: [{mac: "${guestMac}", ip: 198.19.0.5}]}
+  portForwards:
+    - {hostPort: ${port}, guestAddress: 198.19.0.5, guestPort: 22}
+  egress:
+    - {action: deny, to: [${OUTSIDE.deniedRange}]}
+---
+${vmManifest().replace(/^  interfaces:\n[\s\S]*$/m, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}"}\n`)}`);
   assert.equal((await kvmctl(["--dir", dir, "apply", "-f", file])).exitCode, 0);
-  const first = await once();
-  assert.equal(first.exitCode, 0, first.stderr);
-  assert.match(first.stderr + first.stdout, /"firewall":"iptables"/, "the log names the backend");
-  const lines = await iptablesLines();
-  assert.ok(lines.includes("-A PREROUTING -j KVMCTL-PREROUTING"), lines.join("\n"));
-  assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:80")), lines.join("\n"));
-  assert.equal((await run.getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
-  // A second pass changes nothing: no duplicate rules or jumps.
-  assert.equal((await once()).exitCode, 0);
-  assert.deepEqual(await iptablesLines(), lines);
-  assert.equal((await kvmctl(["--dir", dir, "delete", "network", extraNet])).exitCode, 0);
-  assert.equal((await once()).exitCode, 0);
-  assert.deepEqual(await iptablesLines(), [], "kvmctl's chains and jumps are gone");
-  assert.notEqual((await virsh("net-info", extraNet)).exitCode, 0);
+  const daemon = run.startController(["--firewall-check", "1s"], { PATH: `${bin}:/usr/bin:/bin` });
+  try {
+    for (const key of [`network/${extraNet}`, `vm/${vm}`]) {
+      const ready = await kvmctl(["--dir", dir, "wait", key, "--for=condition=Ready", "--timeout=120s"]);
+      assert.equal(ready.exitCode, 0, `${key}: ${ready.stderr}`);
+    }
+    assert.match(fs.readFileSync(run.logFile, "utf8"), /firewall backend: iptables/, "the log names the backend");
+    assert.equal((await run.getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
+    const lines = await iptablesLines();
+    assert.ok(lines.includes("-A PREROUTING -j KVMCTL-PREROUTING"), lines.join("\n"));
+    assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:22")), lines.join("\n"));
+
+    // The same traffic as with nftables: from outside to the guest's sshd, egress allowed and denied.
+    const banner = await firstLineFromOutside(OUTSIDE.hostAddress, port);
+    assert.ok(banner.ok, banner.error);
+    assert.match(banner.line, /^SSH-2\.0-dropbear/);
+    const server = await startOutsideServer();
+    try {
+      const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 60_000);
+      assert.equal((await guest(`nc -w 5 ${OUTSIDE.allowed} ${server.port} </dev/null`)).trim(), `outside saw ${OUTSIDE.hostAddress}`);
+      assert.equal((await guest(`nc -w 5 ${OUTSIDE.denied} ${server.port} </dev/null || echo refused-or-dropped`)).trim(), "refused-or-dropped");
+    } finally {
+      await server.stop();
+    }
+
+    // Flushed by hand: refilled, with no duplicate rule or jump.
+    assert.equal((await execa("iptables", ["-t", "nat", "-F", "KVMCTL-PREROUTING"], { reject: false })).exitCode, 0);
+    await run.waitUntil("the flushed chain refilled", async () => JSON.stringify(await iptablesLines()) === JSON.stringify(lines), 30_000);
+    await sleep(2500);
+    assert.deepEqual(await iptablesLines(), lines);
+
+    const deleted = await kvmctl(["--dir", dir, "delete", "-f", file, "--wait", "--timeout=120s"]);
+    assert.equal(deleted.exitCode, 0, deleted.stderr);
+    await run.waitUntil("kvmctl's chains and jumps gone", async () => (await iptablesLines()).length === 0, 30_000);
+    assert.notEqual((await virsh("net-info", extraNet)).exitCode, 0);
+    daemon.kill("SIGTERM");
+    assert.equal((await daemon).exitCode, 0);
+  } finally {
+    if (daemon.exitCode === null) daemon.kill("SIGKILL");
+  }
 });
