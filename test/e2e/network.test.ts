@@ -186,7 +186,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the firewall changed");
   });
 
-  await t.test("a static DHCP host added to the running network: net-update, no restart", async () => {
+  await t.test("a static DHCP host added to the running network, then removed: net-update, no restart", async () => {
     const uuid = (await run.getJson(`network/${publicNet}`)).status.uuid;
     fs.writeFileSync(path.join(root, "networks.yaml"), networks(`        - {mac: "52:54:00:00:0a:02", ip: 192.0.2.11, name: db}\n`));
     assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "networks.yaml")])).exitCode, 0);
@@ -194,6 +194,12 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.match(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), /ip='192\.0\.2\.11'/);
     assert.equal((await run.getJson(`network/${publicNet}`)).status.uuid, uuid);
     // The guest kept its link: a restart would have cut it off the bridge.
+    // And removed again, the same way.
+    fs.writeFileSync(path.join(root, "networks.yaml"), networks());
+    assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "networks.yaml")])).exitCode, 0);
+    await run.waitUntil("the host gone from the live network", async () => !/ip='192\.0\.2\.11'/.test(String((await virsh("net-dumpxml", publicNet)).stdout)));
+    assert.doesNotMatch(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), /ip='192\.0\.2\.11'/);
+    assert.equal((await run.getJson(`network/${publicNet}`)).status.uuid, uuid);
     const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
     assert.equal(still.trim(), "ok");
   });
