@@ -22,8 +22,6 @@ export interface LivePool {
   facts: PoolFacts;
   active: boolean;
   autostart: boolean;
-  /** False once `pool-undefine` ran on the running pool: it is gone at its next stop. */
-  persistent: boolean;
   /** By volume name; only for active pools. */
   volumes: Map<string, VolumeFacts>;
 }
@@ -146,15 +144,14 @@ export class Observer {
       ["pool-list", "--all", "--uuid"],
       ["pool-list", "--uuid"],
       ["pool-list", "--all", "--uuid", "--autostart"],
-      ["pool-list", "--all", "--uuid", "--transient"],
       ["net-list", "--all", "--uuid"],
       ["net-list", "--uuid"],
       ["net-list", "--all", "--uuid", "--autostart"],
       ["net-list", "--all", "--uuid", "--transient"],
     ]);
     const uuids = (text: string | undefined) => (text ?? "").split("\n").map((s) => s.trim()).filter((s) => SAFE.test(s));
-    const [domainUuids, activeDomains, autostartDomains, transientDomains, poolUuids, activePools, autostartPools, transientPools, netUuids, activeNets, autostartNets, transientNets] = lists.map(uuids) as string[][];
-    const [isActiveDomain, isAutostartDomain, isTransientDomain, isActivePool, isAutostartPool, isTransientPool, isActiveNet, isAutostartNet, isTransientNet] = [activeDomains, autostartDomains, transientDomains, activePools, autostartPools, transientPools, activeNets, autostartNets, transientNets].map((list) => new Set(list));
+    const [domainUuids, activeDomains, autostartDomains, transientDomains, poolUuids, activePools, autostartPools, netUuids, activeNets, autostartNets, transientNets] = lists.map(uuids) as string[][];
+    const [isActiveDomain, isAutostartDomain, isTransientDomain, isActivePool, isAutostartPool, isActiveNet, isAutostartNet, isTransientNet] = [activeDomains, autostartDomains, transientDomains, activePools, autostartPools, activeNets, autostartNets, transientNets].map((list) => new Set(list));
 
     // --security-info: the definition's VNC password, so a changed password file is seen.
     const domainCommands = (u: string) => [["dumpxml", "--inactive", "--security-info", u], ["domstate", "--reason", u], ...(isActiveDomain!.has(u) ? [["dumpxml", u]] : [])];
@@ -177,7 +174,7 @@ export class Observer {
       if (!xml) continue;
       const facts = poolFacts(xml);
       const active = isActivePool!.has(uuid);
-      pools.set(facts.name, { facts, active, autostart: isAutostartPool!.has(uuid), persistent: !isTransientPool!.has(uuid), volumes: new Map() });
+      pools.set(facts.name, { facts, active, autostart: isAutostartPool!.has(uuid), volumes: new Map() });
       if (active && facts.uuid) {
         for (const line of (volList ?? "").split("\n").slice(2)) {
           const name = line.trim().split(/\s+/)[0];

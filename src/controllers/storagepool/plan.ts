@@ -27,8 +27,7 @@ export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | u
     return { kind: "notOwned", message: `a storage pool named "${name}" exists in libvirt and was not created by kvmctl; kvmctl will not change it` };
   }
   const steps: Step<PoolAction>[] = [];
-  // Undefined by hand while running, a pool is transient: defined again, it outlives its next stop.
-  const drift = live ? [...comparePool(name, spec, live.facts), ...(live.persistent ? [] : ["undefined by hand while running"])] : [];
+  const drift = live ? comparePool(name, spec, live.facts) : [];
   if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
   // dir: creates the directory. logical: builds the volume group only when the manifest
   // names devices for it, and never over existing data (--no-overwrite).

@@ -15,7 +15,6 @@ function live(name: string, opts: Partial<LivePool> & { uuid?: string; path?: st
     facts: { name, uuid: opts.uuid ?? poolUuid(name), type: "dir", targetPath: opts.path ?? "/var/lib/kvmctl/images" },
     active: opts.active ?? true,
     autostart: opts.autostart ?? true,
-    persistent: opts.persistent ?? true,
     volumes: opts.volumes ?? new Map(),
   };
 }
@@ -42,7 +41,6 @@ test("a converged pool needs nothing; drift is repaired", () => {
   assert.deepEqual(actions(planPool("images", dirSpec, live("images"))), []);
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { active: false }))), ["start"], "stopped by hand");
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { autostart: false }))), ["autostart"]);
-  assert.deepEqual(actions(planPool("images", dirSpec, live("images", { persistent: false, autostart: false }))), ["define", "autostart"], "undefined by hand while running");
   const moved = planPool("images", dirSpec, live("images", { path: "/srv/elsewhere" }));
   assert.deepEqual(actions(moved), ["define"]);
   assert.match(moved.kind === "converge" ? moved.steps[0]!.message : "", /target path: \/srv\/elsewhere → \/var\/lib\/kvmctl\/images/);

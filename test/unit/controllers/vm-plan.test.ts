@@ -17,7 +17,6 @@ const pool = (volumes: [string, number][] = []): LivePool => ({
   facts: { name: "default", uuid: "u", type: "dir", targetPath: "/p" },
   active: true,
   autostart: true,
-  persistent: true,
   volumes: new Map(volumes.map(([name, capacity]) => [name, { name, capacity }])),
 });
 
