@@ -150,6 +150,8 @@ export interface InterfaceFacts {
   mac?: string;
   model?: string;
   backend?: string;
+  /** The host-side device (tap) of a running domain's interface. */
+  target?: string;
   ip?: { address: string; prefix: number };
   portForwards: { protocol: string; address?: string; hostPort: number; guestPort: number }[];
 }
@@ -229,6 +231,7 @@ export function parseDomainXml(xml: string): DomainFacts {
         mac: attr(child(nic, "mac"), "address"),
         model: attr(child(nic, "model"), "type"),
         backend: attr(child(nic, "backend"), "type"),
+        target: attr(child(nic, "target"), "dev"),
         ip: ip && attr(ip, "address") ? { address: attr(ip, "address")!, prefix: Number(attr(ip, "prefix") ?? "0") } : undefined,
         portForwards: children(nic, "portForward").flatMap((pf) =>
           children(pf, "range").map((r) => ({

@@ -54,17 +54,31 @@ export interface NetworkFacts {
   /** libvirt's forward mode (open, route, bridge, nat ...), "none" without <forward>. */
   forwardMode: string;
   bridge?: string;
+  /** The bridge's MAC address (libvirt picks one when the definition has none). */
+  mac?: string;
   ipv4?: IpFacts;
   ipv6?: IpFacts;
   owner?: OwnerMetadata;
 }
 
+/**
+ * What libvirt chose for a network when it was first defined (the bridge name and its MAC).
+ * A redefinition carries them over: without them libvirt picks new ones, and after the next
+ * restart guests would find their gateway on another MAC (their ARP caches hold the old one).
+ */
+export interface LibvirtChoices {
+  bridge?: string;
+  mac?: string;
+}
+
 // ---------------------------------------------------------------------------------------
 // Build
 
-export function buildNetworkXml(name: string, spec: NetworkSpec, owner?: OwnerMetadata): string {
+export function buildNetworkXml(name: string, spec: NetworkSpec, owner?: OwnerMetadata, kept: LibvirtChoices = {}): string {
   const forward = libvirtForwardMode(spec.mode);
   const bridgeMode = spec.mode === "bridge";
+  const bridge = spec.bridge ?? (bridgeMode ? undefined : kept.bridge);
+  const mac = bridgeMode ? undefined : kept.mac;
   const ips = bridgeMode ? [] : [ipv4Element(spec.ipv4), ipv6Element(spec.ipv6)].filter((ip): ip is XmlNode => ip !== undefined);
   return buildXml({
     network: {
@@ -73,7 +87,8 @@ export function buildNetworkXml(name: string, spec: NetworkSpec, owner?: OwnerMe
       ...(owner ? { metadata: ownerMetadataNode(owner) } : {}),
       ...(forward ? { forward: { "@_mode": forward } } : {}),
       // bridge mode joins an existing host bridge; other modes may name the bridge libvirt creates.
-      ...(spec.bridge ? { bridge: bridgeMode ? { "@_name": spec.bridge } : { "@_name": spec.bridge, "@_stp": "on", "@_delay": "0" } } : {}),
+      ...(bridge ? { bridge: bridgeMode ? { "@_name": bridge } : { "@_name": bridge, "@_stp": "on", "@_delay": "0" } } : {}),
+      ...(mac ? { mac: { "@_address": mac } } : {}),
       ...(ips.length ? { ip: ips } : {}),
     },
   });
@@ -130,6 +145,7 @@ export function parseNetworkXml(xml: string): NetworkFacts {
     uuid: textOf(net, "uuid"),
     forwardMode: forward ? (attr(forward, "mode") ?? "nat") : "none",
     bridge: attr(child(net, "bridge"), "name"),
+    mac: attr(child(net, "mac"), "address"),
     ipv4: v4 >= 0 ? parseIp(ips[v4]!, v4) : undefined,
     ipv6: v6 >= 0 ? parseIp(ips[v6]!, v6) : undefined,
     owner: parseOwnerMetadata(child(net, "metadata")),

@@ -234,7 +234,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.equal(still.trim(), "ok");
   });
 
-  await t.test("virsh net-destroy by hand: the network is started again and the rules follow its bridge", async () => {
+  await t.test("virsh net-destroy by hand: the network is started again, the rules follow its bridge, the guest is plugged back in", async () => {
     assert.equal((await virsh("net-destroy", privateNet)).exitCode, 0);
     const ms = await run.waitUntil("the private network to be active again", () => netActive(privateNet), 30_000);
     process.stdout.write(`# net-destroy → active: ${ms} ms\n`);
@@ -245,6 +245,12 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
       const listed = String((await nft("list", "chain", "inet", "kvmctl", "forward")).stdout);
       return !!bridge && listed.includes(`oifname "${bridge}" ct status dnat accept`);
     }, 30_000);
+    // libvirt leaves the guest's taps off the new bridge: kvmctl plugs them back in. The
+    // redefinitions above kept the bridge's MAC, so the guest's ARP entry for its gateway holds.
+    const started = Date.now();
+    const still = await sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["echo", "ok"], 20_000);
+    assert.equal(still.trim(), "ok");
+    process.stdout.write(`# guest reachable again ${Date.now() - started} ms after the rules followed the bridge\n`);
   });
 
   await t.test("deleting a Network the VM uses is refused; removed by hand it is kept, shown as Terminating", async () => {
@@ -322,12 +328,13 @@ ${vmManifest().replace(/^  interfaces:\n[\s\S]*$/m, `  interfaces:\n    - {netwo
     assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:22")), lines.join("\n"));
 
     // The same traffic as with nftables: from outside to the guest's sshd, egress allowed and denied.
+    const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 90_000);
+    assert.equal((await guest("echo booted")).trim(), "booted"); // Ready is the domain running, not the guest up
     const banner = await firstLineFromOutside(OUTSIDE.hostAddress, port);
     assert.ok(banner.ok, banner.error);
     assert.match(banner.line, /^SSH-2\.0-dropbear/);
     const server = await startOutsideServer();
     try {
-      const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 60_000);
       assert.equal((await guest(`nc -w 5 ${OUTSIDE.allowed} ${server.port} </dev/null`)).trim(), `outside saw ${OUTSIDE.hostAddress}`);
       assert.equal((await guest(`nc -w 5 ${OUTSIDE.denied} ${server.port} </dev/null || echo refused-or-dropped`)).trim(), "refused-or-dropped");
     } finally {

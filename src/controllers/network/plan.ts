@@ -46,6 +46,22 @@ export function networkUsers(network: string, domains: Iterable<LiveDomain>): st
   return users.sort();
 }
 
+/**
+ * Taps of running kvmctl-owned guests on `network` that are not ports of its `bridge`: a network
+ * stopped and started by hand comes back with an empty bridge, and libvirt does not plug the
+ * guests back in. Guests kvmctl does not own are left as they are.
+ */
+export function tapsOffBridge(network: string, bridge: string, domains: Iterable<LiveDomain>, bridgeOfDevice: (device: string) => string | undefined): { domain: string; device: string }[] {
+  const off: { domain: string; device: string }[] = [];
+  for (const domain of domains) {
+    if (!domain.config.owner || !domain.running) continue;
+    for (const nic of domain.running.interfaces) {
+      if (nic.type === "network" && nic.source === network && nic.target && bridgeOfDevice(nic.target) !== bridge) off.push({ domain: domain.running.name, device: nic.target });
+    }
+  }
+  return off;
+}
+
 const describe = (diffs: NetworkDifference[]) => diffs.map((d) => `${d.field} ${JSON.stringify(d.live)} → ${JSON.stringify(d.desired)}`).join(", ");
 
 export function planNetwork(input: NetworkPlanInput): NetworkPlan {
@@ -60,7 +76,9 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   if (live && !ownsNetwork(input.key, name, live)) {
     return { kind: "notOwned", message: `libvirt network "${name}" exists and was not created by kvmctl; it is left alone (rename the manifest or remove the network by hand)` };
   }
-  const xml = buildNetworkXml(name, spec, { manifest: input.key, file: input.file, specHash: input.specHash });
+  // A redefinition keeps the bridge name and MAC libvirt chose (the running network's first).
+  const kept = live ? { bridge: live.running?.bridge ?? live.config.bridge, mac: live.running?.mac ?? live.config.mac } : {};
+  const xml = buildNetworkXml(name, spec, { manifest: input.key, file: input.file, specHash: input.specHash }, kept);
   const desired = parseNetworkXml(xml);
   const steps: Step<NetworkAction>[] = [];
   if (!live) {

@@ -6,7 +6,8 @@ import type { VirtualMachine } from "../../api/virtualmachine.js";
 import { markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
 import { observedFields } from "../../store/index.js";
 import { markKept, recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
-import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, type NetworkAction } from "./plan.js";
+import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, tapsOffBridge, type NetworkAction } from "./plan.js";
+import { attachToBridge, bridgeOfDevice } from "../../adapters/netdev.js";
 import type { LiveDomain } from "../../adapters/observer.js";
 
 async function act(deps: ReconcilerDeps, name: string, action: NetworkAction): Promise<void> {
@@ -104,6 +105,14 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
   if (steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Converged", message: steps.map((s) => s.message).join("; ") });
 
   const after = steps.length ? (await deps.live(Date.now())).networks.get(name) : live;
+  const bridge = bridgeOf(after);
+  if (after?.active && bridge && network.spec.mode !== "user") {
+    for (const tap of tapsOffBridge(name, bridge, state.domains.values(), bridgeOfDevice)) {
+      log.info({ domain: tap.domain, device: tap.device, bridge }, "guest interface not on the network's bridge (network restarted by hand?): plugging it back");
+      await attachToBridge(tap.device, bridge);
+      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Reconnected", message: `${tap.domain}'s ${tap.device} plugged back into ${bridge}` });
+    }
+  }
   const firewall = await deps.syncFirewall?.(steps.length ? Date.now() : input.since);
   const isUser = network.spec.mode === "user";
   const pendingRules = firewall?.pending.get(input.key);

@@ -7,7 +7,7 @@ import { validateDocument, type Network } from "../../../src/api/index.js";
 import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates } from "../../../src/libvirt/index.js";
 import { guestMacsWithoutLease, parseLeases } from "../../../src/controllers/network/reconciler.js";
 import type { DomainFacts } from "../../../src/libvirt/index.js";
-import { planNetwork, planNetworkDeletion, type NetworkPlanInput } from "../../../src/controllers/network/plan.js";
+import { planNetwork, planNetworkDeletion, tapsOffBridge, type NetworkPlanInput } from "../../../src/controllers/network/plan.js";
 
 function net(spec: Record<string, unknown>, name = "public"): Network {
   const result = validateDocument({ apiVersion: "kvmctl.dev/v1alpha1", kind: "Network", metadata: { name }, spec });
@@ -149,4 +149,34 @@ test("running guests on the network without a lease are found by MAC, in any cas
   assert.deepEqual(guestMacsWithoutLease("public", domains, leases), ["52:54:00:00:0a:02"]);
   assert.deepEqual(guestMacsWithoutLease("public", domains, [...leases, { mac: "52:54:00:00:0A:02", ip: "192.0.2.11", expiry: "x" }]), []);
   assert.deepEqual(guestMacsWithoutLease("private", domains, leases), ["52:54:00:00:0b:01"]);
+});
+
+test("taps of running owned guests that are off the network's bridge are found; foreign guests are not", () => {
+  const nic = (source: string, target: string) => ({ type: "network", source, target, model: "virtio" });
+  const domain = (name: string, nics: ReturnType<typeof nic>[], owned = true) => {
+    const facts = { name, interfaces: nics, ...(owned ? { owner: { manifest: `VirtualMachine/${name}` } } : {}) } as unknown as DomainFacts;
+    return { config: facts, running: facts, state: "running", reason: "", autostart: false, persistent: true };
+  };
+  const domains = [domain("web", [nic("public", "vnet0"), nic("private", "vnet1")]), domain("db", [nic("public", "vnet2")]), domain("foreign", [nic("public", "vnet3")], false)];
+  const masters: Record<string, string> = { vnet0: "virbr1", vnet1: "virbr2" };
+  assert.deepEqual(tapsOffBridge("public", "virbr1", domains, (dev) => masters[dev]), [{ domain: "db", device: "vnet2" }]);
+  assert.deepEqual(tapsOffBridge("private", "virbr2", domains, (dev) => masters[dev]), []);
+});
+
+test("a redefinition keeps the bridge name and MAC libvirt chose, so guests keep their gateway's MAC", () => {
+  const live = liveFrom(publicSpec);
+  const changed = structuredClone(publicSpec);
+  changed.ipv4.dhcp.hosts.push({ mac: "52:54:00:00:0a:02", ip: "192.0.2.11", name: "db" });
+  const plan = planNetwork(input(changed, live, { specHash: "h2" }));
+  const define = plan.kind === "converge" ? plan.steps.find((s) => s.action.type === "define")?.action : undefined;
+  assert.ok(define?.type === "define");
+  const facts = parseNetworkXml(define.xml);
+  assert.equal(facts.bridge, "virbr7");
+  assert.equal(facts.mac, "52:54:00:aa:bb:cc");
+  // A new network leaves both to libvirt.
+  const fresh = planNetwork(input(changed, undefined));
+  const first = fresh.kind === "converge" ? fresh.steps[0]?.action : undefined;
+  assert.ok(first?.type === "define");
+  assert.equal(parseNetworkXml(first.xml).mac, undefined);
+  assert.equal(parseNetworkXml(first.xml).bridge, undefined);
 });
