@@ -21,6 +21,8 @@ export interface FirewallBackend {
   readonly name: BackendName;
   observe(): Promise<Observed>;
   apply(rules: readonly Rule[]): Promise<void>;
+  /** The rules as this backend stores them, so an observation can be checked against them. */
+  placed(rules: readonly Rule[]): readonly { owner: string }[];
 }
 
 const TIMEOUT = 30_000;
@@ -32,6 +34,10 @@ async function run(file: string, args: string[], input?: string): Promise<{ ok: 
 
 export class NftBackend implements FirewallBackend {
   readonly name = "nftables" as const;
+
+  placed(rules: readonly Rule[]): readonly Rule[] {
+    return rules; // table inet: one rule serves both families
+  }
 
   async observe(): Promise<Observed> {
     const result = await run("nft", ["-j", "list", "table", NFT_FAMILY, NFT_TABLE]);
@@ -59,6 +65,11 @@ export class NftBackend implements FirewallBackend {
 
 export class IptablesBackend implements FirewallBackend {
   readonly name = "iptables" as const;
+
+  placed(rules: readonly Rule[]): Rule[] {
+    // A rule for both families is one in iptables and one in ip6tables.
+    return [...rulesFor(rules, "ip"), ...rulesFor(rules, "ip6")];
+  }
 
   private async save(family: "ip" | "ip6", table: string): Promise<ObservedIptables> {
     const tool = family === "ip" ? "iptables-save" : "ip6tables-save";

@@ -2,7 +2,7 @@
 // kvmctl's table (or chains) holds, and replace it in one transaction when they differ —
 // because a manifest changed or someone flushed, deleted or edited the table by hand.
 import { createHash } from "node:crypto";
-import { detectBackend, ensureIpv4Forwarding, qemuUid, type BackendName, type FirewallBackend } from "../../adapters/firewall.js";
+import { detectBackend, ensureIpv4Forwarding, qemuUid, type BackendName, type FirewallBackend, type Observed } from "../../adapters/firewall.js";
 import type { LiveState } from "../../adapters/observer.js";
 import type { Network } from "../../api/network.js";
 import type { VirtualMachine } from "../../api/virtualmachine.js";
@@ -28,6 +28,8 @@ export interface FirewallState {
 export interface FirewallOptions {
   backend: "auto" | BackendName;
   logger: Logger;
+  /** How the backend is found; the host's nft/iptables unless a test supplies one. */
+  detect?: (preference: "auto" | BackendName) => Promise<FirewallBackend | undefined>;
 }
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
@@ -69,7 +71,7 @@ export class Firewall {
 
   private async chooseBackend(): Promise<FirewallBackend | undefined> {
     if (!this.detected) {
-      this.backend = await detectBackend(this.options.backend);
+      this.backend = await (this.options.detect ?? detectBackend)(this.options.backend);
       this.detected = true;
       this.options.logger.info({ backend: this.backend?.name ?? "none", preference: this.options.backend }, this.backend ? `firewall backend: ${this.backend.name}` : "no usable firewall backend (neither nft nor iptables works); firewall rules are not applied");
     }
@@ -92,12 +94,18 @@ export class Firewall {
     try {
       if (rendered.needsForwarding && ensureIpv4Forwarding()) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
+      const wanted = JSON.stringify([...countByOwner(backend.placed(rules))].sort());
+      // Rules per owner as the backend reports them equal the wanted ones: a cheap check that
+      // does not depend on how the backend prints rules back.
+      const holdsWanted = (o: Observed) => JSON.stringify([...countByOwner(o.rules)].sort()) === wanted;
       let observed = await backend.observe();
-      if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint) {
+      if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint || !holdsWanted(observed)) {
         const reason = !this.applied ? "first sync" : this.applied.desired !== desired ? "manifests changed" : "the table was changed by hand";
         await backend.apply(rules);
         observed = await backend.observe();
-        this.applied = { desired, fingerprint: observed.fingerprint };
+        // A hand edit between our apply and this read must not become the reference the next
+        // checks compare with: remember the reading only if it holds what was applied.
+        this.applied = holdsWanted(observed) ? { desired, fingerprint: observed.fingerprint } : undefined;
         this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${rules.length ? "applied" : "emptied"} (${reason})`);
       }
       this.lastRules = new Map();
