@@ -186,6 +186,30 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the firewall changed");
   });
 
+  await t.test("an overlapping network dropped into the directory (a git checkout) is held with its neighbour: nothing changes, the controller keeps running", async (t) => {
+    const rulesBefore = JSON.stringify([...((await kvmctlRules()) ?? new Map())]);
+    const xmlBefore = String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout);
+    const overlap = path.join(dir, "overlap.yaml");
+    fs.writeFileSync(overlap, `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${extraNet}\nspec:\n  mode: nat\n  ipv4: {address: 192.0.2.129, prefix: 25}\n`);
+    t.after(() => fs.rmSync(overlap, { force: true })); // the later steps need it gone
+    const listed = await kvmctl(["--dir", dir, "get", "networks"]);
+    assert.match(listed.stdout, new RegExp(`${extraNet}\\s+False\\s+Invalid`));
+    assert.match(listed.stdout, new RegExp(`${publicNet}\\s+False\\s+Invalid`));
+    assert.match(listed.stderr, /overlap\.yaml: document 1, line 7:19: spec\.ipv4\.address: ipv4 subnet 192\.0\.2\.129\/25 overlaps Network\/kvt-/);
+    assert.match(listed.stderr, new RegExp(`${publicNet}\\.yaml: document 1, line \\d+:\\d+: spec\\.ipv4\\.address: .*overlaps Network/${extraNet}`));
+    // The controller marks the held network Stalled in its manifest's status.
+    await run.waitUntil("public Stalled with InvalidSpec", async () => /reason: InvalidSpec/.test(fs.readFileSync(path.join(dir, "networks", `${publicNet}.yaml`), "utf8")), 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // two firewall checks
+    assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the held network's rules changed");
+    assert.equal(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), xmlBefore);
+    assert.notEqual((await virsh("net-info", extraNet)).exitCode, 0, "the overlapping network reached libvirt");
+    assert.match(String((await virsh("domstate", vm)).stdout), /running/);
+    assert.equal(controller!.exitCode, null, "the controller exited");
+    fs.rmSync(overlap);
+    const ready = await kvmctl(["--dir", dir, "wait", `network/${publicNet}`, "--for=condition=Ready", "--timeout=60s"]);
+    assert.equal(ready.exitCode, 0, ready.stderr);
+  });
+
   await t.test("a static DHCP host added to the running network, then removed: net-update, no restart", async () => {
     const uuid = (await run.getJson(`network/${publicNet}`)).status.uuid;
     fs.writeFileSync(path.join(root, "networks.yaml"), networks(`        - {mac: "52:54:00:00:0a:02", ip: 192.0.2.11, name: db}\n`));
