@@ -206,6 +206,8 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.match(String((await virsh("domstate", vm)).stdout), /running/);
     assert.equal(controller!.exitCode, null, "the controller exited");
     fs.rmSync(overlap);
+    // `kvmctl wait` gives up on a Stalled object, so first let the controller take the file's removal in.
+    await run.waitUntil("public no longer Stalled", async () => !/reason: InvalidSpec/.test(fs.readFileSync(path.join(dir, "networks", `${publicNet}.yaml`), "utf8")), 30_000);
     const ready = await kvmctl(["--dir", dir, "wait", `network/${publicNet}`, "--for=condition=Ready", "--timeout=60s"]);
     assert.equal(ready.exitCode, 0, ready.stderr);
   });
