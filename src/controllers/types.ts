@@ -46,6 +46,11 @@ export function withoutUndefined<T extends Record<string, unknown>>(value: T): R
   return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
 }
 
+/** One event on the object's record (`kvmctl describe` shows them), stamped now. */
+export function recordEvent(deps: ReconcilerDeps, key: string, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+  return deps.store.recordEvent(key, { time: new Date().toISOString(), type, reason, message });
+}
+
 /**
  * The manifest of `key` is gone but its libvirt object must stay for now (a pool holding
  * volumes, a network guests use): record it so get/describe/wait show it as kept, with one
@@ -53,7 +58,7 @@ export function withoutUndefined<T extends Record<string, unknown>>(value: T): R
  */
 export async function markKept(deps: ReconcilerDeps, key: string, kept: { phase: string; reason: string; message: string }): Promise<void> {
   if (await deps.store.setTerminating(key, kept)) {
-    await deps.store.recordEvent(key, { time: new Date().toISOString(), type: "Warning", reason: "DeletionBlocked", message: kept.message });
+    await recordEvent(deps, key, "Warning", "DeletionBlocked", kept.message);
   }
 }
 
@@ -64,5 +69,5 @@ export async function markKept(deps: ReconcilerDeps, key: string, kept: { phase:
  */
 export async function recordDeleted(deps: ReconcilerDeps, key: string, message: string): Promise<void> {
   if ((await deps.store.readEvents(key)).at(-1)?.reason === "Deleted") return;
-  await deps.store.recordEvent(key, { time: new Date().toISOString(), type: "Normal", reason: "Deleted", message });
+  await recordEvent(deps, key, "Normal", "Deleted", message);
 }

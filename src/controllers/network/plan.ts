@@ -2,7 +2,7 @@
 // virsh steps that converge it. Unit-tested without a host.
 import type { LiveDomain, LiveNetwork } from "../../adapters/observer.js";
 import type { NetworkSpec } from "../../api/network.js";
-import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates, type NetUpdate, type NetworkDifference, type NetworkFacts } from "../../libvirt/index.js";
+import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates, type InterfaceFacts, type NetUpdate, type NetworkDifference, type NetworkFacts } from "../../libvirt/index.js";
 import type { Step } from "../types.js";
 
 export type NetworkAction =
@@ -36,14 +36,18 @@ export function ownsNetwork(key: string, name: string, live: LiveNetwork): boole
   return live.config.owner?.manifest === key || live.uuid === networkUuid(name);
 }
 
+/** The interfaces running domains have on `network` (live definitions), with their domain. */
+export function guestNicsOn(network: string, domains: Iterable<LiveDomain>): { domain: LiveDomain; nic: InterfaceFacts }[] {
+  const found: { domain: LiveDomain; nic: InterfaceFacts }[] = [];
+  for (const domain of domains) {
+    for (const nic of domain.running?.interfaces ?? []) if (nic.type === "network" && nic.source === network) found.push({ domain, nic });
+  }
+  return found;
+}
+
 /** Running domains whose live definition has an interface on `network`. */
 export function networkUsers(network: string, domains: Iterable<LiveDomain>): string[] {
-  const users: string[] = [];
-  for (const domain of domains) {
-    const running = domain.running;
-    if (running?.interfaces.some((nic) => nic.type === "network" && nic.source === network)) users.push(running.name);
-  }
-  return users.sort();
+  return [...new Set(guestNicsOn(network, domains).map(({ domain }) => domain.running!.name))].sort();
 }
 
 /**
@@ -52,14 +56,9 @@ export function networkUsers(network: string, domains: Iterable<LiveDomain>): st
  * guests back in. Guests kvmctl does not own are left as they are.
  */
 export function tapsOffBridge(network: string, bridge: string, domains: Iterable<LiveDomain>, bridgeOfDevice: (device: string) => string | undefined): { domain: string; device: string }[] {
-  const off: { domain: string; device: string }[] = [];
-  for (const domain of domains) {
-    if (!domain.config.owner || !domain.running) continue;
-    for (const nic of domain.running.interfaces) {
-      if (nic.type === "network" && nic.source === network && nic.target && bridgeOfDevice(nic.target) !== bridge) off.push({ domain: domain.running.name, device: nic.target });
-    }
-  }
-  return off;
+  return guestNicsOn(network, domains).flatMap(({ domain, nic }) =>
+    domain.config.owner && nic.target && bridgeOfDevice(nic.target) !== bridge ? [{ domain: domain.running!.name, device: nic.target }] : [],
+  );
 }
 
 const describe = (diffs: NetworkDifference[]) => diffs.map((d) => `${d.field} ${JSON.stringify(d.live)} → ${JSON.stringify(d.desired)}`).join(", ");

@@ -5,8 +5,8 @@ import type { Network } from "../../api/network.js";
 import type { VirtualMachine } from "../../api/virtualmachine.js";
 import { markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
 import { observedFields } from "../../store/index.js";
-import { markKept, recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
-import { bridgeOf, networkUsers, planNetwork, planNetworkDeletion, tapsOffBridge, type NetworkAction } from "./plan.js";
+import { markKept, recordDeleted, recordEvent, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { bridgeOf, guestNicsOn, networkUsers, planNetwork, planNetworkDeletion, tapsOffBridge, type NetworkAction } from "./plan.js";
 import { attachToBridge, bridgeOfDevice } from "../../adapters/netdev.js";
 import type { LiveDomain } from "../../adapters/observer.js";
 
@@ -102,7 +102,7 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
     log.info({ step: step.action.type }, step.message);
     await act(deps, name, step.action);
   }
-  if (steps.length) await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Converged", message: steps.map((s) => s.message).join("; ") });
+  if (steps.length) await recordEvent(deps, input.key, "Normal", "Converged", steps.map((s) => s.message).join("; "));
 
   const after = steps.length ? (await deps.live(Date.now())).networks.get(name) : live;
   const bridge = bridgeOf(after);
@@ -110,7 +110,7 @@ export async function reconcileNetwork(deps: ReconcilerDeps, input: ReconcileInp
     for (const tap of tapsOffBridge(name, bridge, state.domains.values(), bridgeOfDevice)) {
       log.info({ domain: tap.domain, device: tap.device, bridge }, "guest interface not on the network's bridge (network restarted by hand?): plugging it back");
       await attachToBridge(tap.device, bridge);
-      await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Reconnected", message: `${tap.domain}'s ${tap.device} plugged back into ${bridge}` });
+      await recordEvent(deps, input.key, "Normal", "Reconnected", `${tap.domain}'s ${tap.device} plugged back into ${bridge}`);
     }
   }
   const firewall = await deps.syncFirewall?.(steps.length ? Date.now() : input.since);
@@ -151,11 +151,5 @@ const LEASE_POLL_MS = 5_000;
 /** MACs of running guests' interfaces on `network` that hold no DHCP lease. */
 export function guestMacsWithoutLease(network: string, domains: Iterable<LiveDomain>, leases: Lease[]): string[] {
   const leased = new Set(leases.map((l) => l.mac.toLowerCase()));
-  const missing: string[] = [];
-  for (const domain of domains) {
-    for (const nic of domain.running?.interfaces ?? []) {
-      if (nic.type === "network" && nic.source === network && nic.mac && !leased.has(nic.mac.toLowerCase())) missing.push(nic.mac.toLowerCase());
-    }
-  }
-  return missing;
+  return guestNicsOn(network, domains).flatMap(({ nic }) => (nic.mac && !leased.has(nic.mac.toLowerCase()) ? [nic.mac.toLowerCase()] : []));
 }

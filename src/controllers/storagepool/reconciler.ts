@@ -5,7 +5,7 @@ import type { StoragePool } from "../../api/storagepool.js";
 import { observedFields } from "../../store/index.js";
 import { markReady, markReconciling, TerminalError } from "../../runtime/index.js";
 import type { Condition } from "../../runtime/index.js";
-import { markKept, recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { markKept, recordDeleted, recordEvent, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { poolPhaseFor } from "./lifecycle.js";
 import { isOwnedPool, planPool, planPoolDeletion, type PoolAction } from "./plan.js";
 
@@ -74,7 +74,7 @@ export async function reconcileStoragePool(deps: ReconcilerDeps, input: Reconcil
     await act(deps, name, step.action);
   }
   if (plan.steps.length) {
-    await deps.store.recordEvent(input.key, { time: new Date().toISOString(), type: "Normal", reason: "Converged", message: plan.steps.map((s) => s.message).join("; ") });
+    await recordEvent(deps, input.key, "Normal", "Converged", plan.steps.map((s) => s.message).join("; "));
   }
   const after = plan.steps.length ? (await deps.live(Date.now())).pools.get(name) : live;
   const previous = ((stored.object as StoragePool).status?.conditions ?? []) as Condition[];

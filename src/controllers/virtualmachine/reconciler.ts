@@ -6,7 +6,7 @@ import { convertImage, imageInfo } from "../../adapters/qemu-img.js";
 import { buildVolumeXml, parseVolumeXml } from "../../libvirt/index.js";
 import { observedFields } from "../../store/index.js";
 import { DependencyNotReadyError, markReady, markReconciling, setExtraCondition, TerminalError, type Condition } from "../../runtime/index.js";
-import { recordDeleted, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
+import { recordDeleted, recordEvent, withoutUndefined, type KindResult, type ReconcileInput, type ReconcilerDeps } from "../types.js";
 import { phaseFor } from "./lifecycle.js";
 import { isActive, planVm, planVmDeletion, type VmAction } from "./plan.js";
 
@@ -89,9 +89,6 @@ async function act(deps: ReconcilerDeps, name: string, action: VmAction): Promis
   }
 }
 
-function event(deps: ReconcilerDeps, key: string, type: "Normal" | "Warning", reason: string, message: string) {
-  return deps.store.recordEvent(key, { time: new Date().toISOString(), type, reason, message });
-}
 
 export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: ReconcileInput): Promise<KindResult> {
   const { key, name, log } = input;
@@ -158,9 +155,9 @@ export async function reconcileVirtualMachine(deps: ReconcilerDeps, input: Recon
   remembered.startedOnce = started;
   if (plan.beginStop) remembered.stopRequestedAt = Date.now();
   memory.set(key, remembered);
-  if (plan.steps.length) await event(deps, key, "Normal", plan.steps.some((s) => s.action.type === "start") ? "Started" : "Converged", plan.steps.map((s) => s.message).join("; "));
+  if (plan.steps.length) await recordEvent(deps, key, "Normal", plan.steps.some((s) => s.action.type === "start") ? "Started" : "Converged", plan.steps.map((s) => s.message).join("; "));
   if (plan.restartRequired.length && !status.conditions?.some((c) => c.type === "RestartRequired")) {
-    await event(deps, key, "Warning", "RestartRequired", plan.message);
+    await recordEvent(deps, key, "Warning", "RestartRequired", plan.message);
   }
 
   // After its own steps a reconcile reads back only its domain; the next event brings the rest.
