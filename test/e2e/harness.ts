@@ -5,12 +5,29 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
-import { LIBVIRT_URI } from "../../testenv/env.js";
+import { LIBVIRT_URI, testGuest } from "../../testenv/env.js";
 import { kvmctl, tempDir } from "../cli/helpers.js";
 
 const MAIN = path.resolve("src/cli/main.ts");
 
 export const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
+
+/**
+ * A VirtualMachine manifest that boots the test guest (1 CPU, 256Mi, direct kernel boot,
+ * 10 s grace period); `spec` holds the test's own spec fields, indented by two spaces.
+ */
+export function testGuestVm(name: string, spec: string): string {
+  const guest = testGuest();
+  return `apiVersion: kvmctl.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: ${name}}
+spec:
+  cpus: 1
+  memory: 256Mi
+  terminationGracePeriodSeconds: 10
+  boot: {kernel: ${guest.kernel}, initrd: ${guest.initrd}, cmdline: "console=ttyS0 quiet"}
+${spec}`;
+}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

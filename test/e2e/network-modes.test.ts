@@ -8,9 +8,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
-import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
+import { assertInTestEnv, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, virsh } from "./harness.js";
+import { E2eDirs, testGuestVm, virsh } from "./harness.js";
 
 const routed = testName("mode-route");
 const open = testName("mode-open");
@@ -58,18 +58,10 @@ spec:
   mode: bridge
   bridge: ${HOST_BRIDGE}
 ---
-apiVersion: kvmctl.dev/v1alpha1
-kind: VirtualMachine
-metadata: {name: ${vm}}
-spec:
-  cpus: 1
-  memory: 256Mi
-  terminationGracePeriodSeconds: 10
-  boot: {kernel: ${testGuest().kernel}, initrd: ${testGuest().initrd}, cmdline: "console=ttyS0 quiet"}
-  interfaces:
+${testGuestVm(vm, `  interfaces:
     - {network: ${routed}, mac: "${ROUTED_MAC}"}
     - {network: ${bridged}, mac: "${BRIDGED_MAC}"}
-`;
+`)}`;
 
 before(async () => {
   await assertInTestEnv();

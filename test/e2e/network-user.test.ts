@@ -9,9 +9,9 @@ import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, virsh } from "./harness.js";
-import { OUTSIDE, startOutsideServer, type OutsideServer } from "./outside.js";
-import { freePort, sshWhenReady } from "./ssh.js";
+import { E2eDirs, testGuestVm, virsh } from "./harness.js";
+import { connectFromGuest, firstLineAsUser, OUTSIDE, startOutsideServer, type OutsideServer } from "./outside.js";
+import { freePort, guestShell } from "./ssh.js";
 
 const egressNet = testName("user-egress");
 const vm = testName("user-vm");
@@ -48,28 +48,14 @@ spec:
     - {action: deny, to: [${OUTSIDE.deniedRange}]}
 `);
   const vmFile = path.join(run.root, "vm.yaml");
-  fs.writeFileSync(vmFile, `apiVersion: kvmctl.dev/v1alpha1
-kind: VirtualMachine
-metadata: {name: ${vm}}
-spec:
-  cpus: 1
-  memory: 256Mi
-  terminationGracePeriodSeconds: 10
-  boot: {kernel: ${testGuest().kernel}, initrd: ${testGuest().initrd}, cmdline: "console=ttyS0 quiet"}
-  interfaces:
+  fs.writeFileSync(vmFile, testGuestVm(vm, `  interfaces:
     - user: {portForwards: [{hostPort: ${port}, guestPort: 22}]}
   consoles:
     vnc: {listen: 127.0.0.1}
-`);
+`));
   for (const file of [networkFile, vmFile]) assert.equal((await kvmctl(["--dir", run.dir, "apply", "-f", file])).exitCode, 0);
   controller = run.startController(["--firewall-check", "1s"]);
-  const guest = (command: string) => sshWhenReady({ port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 60_000);
-  const asQemuUser = async (address: string) => {
-    const script = `require("node:net").connect(${server!.port}, "${address}").on("data", (d) => { process.stdout.write(String(d)); process.exit(0); }).on("error", (e) => { console.error(e.message); process.exit(1); })`;
-    const r = await execa("runuser", ["-u", "libvirt-qemu", "--", process.execPath, "-e", script], { reject: false, timeout: 15_000 });
-    return { exitCode: r.exitCode, stdout: String(r.stdout).trim(), stderr: String(r.stderr) };
-  };
-  const reach = (address: string) => guest(`nc -w 5 ${address} ${server!.port} </dev/null || echo refused-or-dropped`).then((s) => s.trim());
+  const reach = (address: string) => guestShell({ port, key: testGuest().sshKey }, connectFromGuest(address, server!), 60_000);
 
   await t.test("Ready; the egress rules match the QEMU user's sockets on the output hook", async () => {
     for (const key of [`network/${egressNet}`, `vm/${vm}`]) {
@@ -95,8 +81,8 @@ spec:
     assert.equal(await reach(OUTSIDE.allowed), `outside saw ${OUTSIDE.hostAddress}`);
     assert.equal(await reach(OUTSIDE.denied), "refused-or-dropped");
     // The same rule stops any socket of the QEMU user on the host.
-    const probe = await asQemuUser(OUTSIDE.denied);
-    assert.notEqual(probe.exitCode, 0, probe.stdout);
+    const probe = await firstLineAsUser("libvirt-qemu", OUTSIDE.denied, server!.port);
+    assert.equal(probe.ok, false, probe.line);
   });
 
   await t.test("the Network deleted: its rules go, and the QEMU user reaches the denied address again", async () => {
@@ -104,8 +90,8 @@ spec:
     await run.waitUntil("no output rule left", async () => !(await nftChain("output")).includes(`Network/${egressNet}`), 30_000);
     // Checked as the QEMU user on the host: passt itself does not always connect again to an
     // address it was once refused (seen in 2 of 4 CI runs), so the guest is not asked.
-    const probe = await asQemuUser(OUTSIDE.denied);
-    assert.equal(probe.stdout, `outside saw ${OUTSIDE.hostAddress}`, probe.stderr);
+    const probe = await firstLineAsUser("libvirt-qemu", OUTSIDE.denied, server!.port);
+    assert.equal(probe.line, `outside saw ${OUTSIDE.hostAddress}`, probe.error);
   });
 
   await t.test("the VM deleted: no rule of kvmctl's left; SIGTERM exits 0", async () => {

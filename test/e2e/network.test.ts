@@ -13,9 +13,9 @@ import { execa, type ResultPromise } from "execa";
 import { VETH_GUEST_SIDE } from "../../testenv/config.js";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, sleep, virsh } from "./harness.js";
-import { firstLineFromOutside, OUTSIDE, startOutsideServer } from "./outside.js";
-import { freePort, sshWhenReady } from "./ssh.js";
+import { E2eDirs, sleep, testGuestVm, virsh } from "./harness.js";
+import { connectFromGuest, firstLineFromOutside, OUTSIDE, startOutsideServer } from "./outside.js";
+import { freePort, guestShell, sshWhenReady } from "./ssh.js";
 
 const HOST_ADDRESS = VETH_GUEST_SIDE.address.split("/")[0]!;
 const nft = (...args: string[]) => execa("nft", args, { reject: false, timeout: 30_000 });
@@ -74,22 +74,7 @@ spec:
 `;
 }
 
-function vmManifest(): string {
-  const guest = testGuest();
-  return `apiVersion: kvmctl.dev/v1alpha1
-kind: VirtualMachine
-metadata:
-  name: ${vm}
-spec:
-  cpus: 1
-  memory: 256Mi
-  terminationGracePeriodSeconds: 10
-  boot: {kernel: ${guest.kernel}, initrd: ${guest.initrd}, cmdline: "console=ttyS0 quiet"}
-  interfaces:
-    - {network: ${publicNet}, mac: "${MAC}"}
-    - {network: ${privateNet}}
-`;
-}
+const vmManifest = () => testGuestVm(vm, `  interfaces:\n    - {network: ${publicNet}, mac: "${MAC}"}\n    - {network: ${privateNet}}\n`);
 
 /**
  * Every file of the manifest directory with its content, to prove "nothing changed". Status
@@ -154,11 +139,11 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.match(banner.line, /^SSH-2\.0-dropbear/);
     const server = await startOutsideServer();
     try {
-      const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 30_000);
+      const guest = (commandLine: string) => guestShell({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, commandLine, 30_000);
       // Allowed: leaves through the host, masqueraded to the host's address on that link.
-      assert.equal((await guest(`nc -w 5 ${OUTSIDE.allowed} ${server.port} </dev/null`)).trim(), `outside saw ${OUTSIDE.hostAddress}`);
+      assert.equal(await guest(connectFromGuest(OUTSIDE.allowed, server)), `outside saw ${OUTSIDE.hostAddress}`);
       // Denied by the network's egress rule: the same server, its other address.
-      assert.equal((await guest(`nc -w 5 ${OUTSIDE.denied} ${server.port} </dev/null || echo refused-or-dropped`)).trim(), "refused-or-dropped");
+      assert.equal(await guest(connectFromGuest(OUTSIDE.denied, server)), "refused-or-dropped");
     } finally {
       await server.stop();
     }
@@ -339,7 +324,7 @@ spec:
   egress:
     - {action: deny, to: [${OUTSIDE.deniedRange}]}
 ---
-${vmManifest().replace(/^  interfaces:\n[\s\S]*$/m, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}"}\n`)}`);
+${testGuestVm(vm, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}"}\n`)}`);
   assert.equal((await kvmctl(["--dir", dir, "apply", "-f", file])).exitCode, 0);
   const daemon = run.startController(["--firewall-check", "1s"], { PATH: `${bin}:/usr/bin:/bin` });
   try {
@@ -354,15 +339,15 @@ ${vmManifest().replace(/^  interfaces:\n[\s\S]*$/m, `  interfaces:\n    - {netwo
     assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:22")), lines.join("\n"));
 
     // The same traffic as with nftables: from outside to the guest's sshd, egress allowed and denied.
-    const guest = (command: string) => sshWhenReady({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, ["sh", "-c", `'${command}'`], 90_000);
-    assert.equal((await guest("echo booted")).trim(), "booted"); // Ready is the domain running, not the guest up
+    const guest = (commandLine: string) => guestShell({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, commandLine, 90_000);
+    assert.equal(await guest("echo booted"), "booted"); // Ready is the domain running, not the guest up
     const banner = await firstLineFromOutside(OUTSIDE.hostAddress, port);
     assert.ok(banner.ok, banner.error);
     assert.match(banner.line, /^SSH-2\.0-dropbear/);
     const server = await startOutsideServer();
     try {
-      assert.equal((await guest(`nc -w 5 ${OUTSIDE.allowed} ${server.port} </dev/null`)).trim(), `outside saw ${OUTSIDE.hostAddress}`);
-      assert.equal((await guest(`nc -w 5 ${OUTSIDE.denied} ${server.port} </dev/null || echo refused-or-dropped`)).trim(), "refused-or-dropped");
+      assert.equal(await guest(connectFromGuest(OUTSIDE.allowed, server)), `outside saw ${OUTSIDE.hostAddress}`);
+      assert.equal(await guest(connectFromGuest(OUTSIDE.denied, server)), "refused-or-dropped");
     } finally {
       await server.stop();
     }

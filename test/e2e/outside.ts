@@ -1,6 +1,6 @@
 // The "outside" namespace of the test environment (testenv/config.ts OUTSIDE_NETNS): a TCP
 // server there that says who connected, and a client that reads a service's first line from
-// there. Both are small Node scripts run with `ip netns exec`.
+// there (or as another user on the host). Both are small Node scripts.
 import { execa, type ResultPromise } from "execa";
 import { OUTSIDE_LINK, OUTSIDE_NETNS } from "../../testenv/config.js";
 
@@ -14,13 +14,17 @@ export const OUTSIDE = {
   deniedRange: "203.0.113.128/25",
 };
 
-const inOutside = (script: string, args: string[]) => execa("ip", ["netns", "exec", OUTSIDE_NETNS, process.execPath, "-e", script, ...args], { reject: false });
-
 const SERVER = `
 const net = require("node:net");
 const server = net.createServer((s) => s.end("outside saw " + s.remoteAddress.replace(/^::ffff:/, "") + "\\n"));
 server.listen(0, "0.0.0.0", () => console.log(server.address().port));
 `;
+
+/**
+ * Shell command for the guest: connect to the outside server at `address` and print its answer,
+ * or "refused-or-dropped" when no connection is made.
+ */
+export const connectFromGuest = (address: string, server: OutsideServer) => `nc -w 5 ${address} ${server.port} </dev/null || echo refused-or-dropped`;
 
 export interface OutsideServer {
   port: number;
@@ -29,7 +33,7 @@ export interface OutsideServer {
 
 /** A server on every outside address that answers "outside saw <client address>". */
 export async function startOutsideServer(): Promise<OutsideServer> {
-  const child: ResultPromise = inOutside(SERVER, []);
+  const child: ResultPromise = execa("ip", ["netns", "exec", OUTSIDE_NETNS, process.execPath, "-e", SERVER], { reject: false });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once("data", (chunk: Buffer) => resolve(Number(String(chunk).trim())));
     void child.then((r) => reject(new Error(`the outside server exited: ${String(r.stderr)}`)));
@@ -51,8 +55,14 @@ socket.on("data", (d) => { process.stdout.write(String(d).split("\\n")[0]); proc
 socket.on("error", (e) => { console.error(e.message); process.exit(1); });
 `;
 
-/** The first line a TCP service at host:port sends, read from the outside namespace. */
-export async function firstLineFromOutside(host: string, port: number): Promise<{ ok: boolean; line: string; error: string }> {
-  const result = await inOutside(FIRST_LINE, [host, String(port)]);
+async function firstLine(launcher: string[], host: string, port: number): Promise<{ ok: boolean; line: string; error: string }> {
+  const [file, ...args] = [...launcher, process.execPath, "-e", FIRST_LINE, host, String(port)];
+  const result = await execa(file!, args, { reject: false, timeout: 15_000 });
   return { ok: result.exitCode === 0, line: String(result.stdout), error: String(result.stderr).trim() };
 }
+
+/** The first line a TCP service at host:port sends, read from the outside namespace. */
+export const firstLineFromOutside = (host: string, port: number) => firstLine(["ip", "netns", "exec", OUTSIDE_NETNS], host, port);
+
+/** The same, read by a process of `user` on the host (e.g. the QEMU user, whose sockets passt uses). */
+export const firstLineAsUser = (user: string, host: string, port: number) => firstLine(["runuser", "-u", user, "--"], host, port);

@@ -45,6 +45,11 @@ export async function sshWhenReady(target: SshTarget, command: string[], timeout
   throw new Error(`ssh to ${target.host ?? "127.0.0.1"}:${target.port} did not succeed within ${timeoutMs} ms: ${last}`);
 }
 
+/** Runs a shell command line in the guest (as `sh -c`), retrying until SSH answers; output trimmed. */
+export async function guestShell(target: SshTarget, commandLine: string, timeoutMs?: number): Promise<string> {
+  return (await sshWhenReady(target, ["sh", "-c", `'${commandLine}'`], timeoutMs)).trim();
+}
+
 /** A free TCP port on loopback, for host-side forwards. */
 export async function freePort(): Promise<number> {
   const net = await import("node:net");
