@@ -9,7 +9,7 @@ import { Virsh } from "../adapters/virsh.js";
 import { parseObjectKey, type KindName } from "../api/kind-names.js";
 import type { VirtualMachine } from "../api/virtualmachine.js";
 import { networkUuid, poolUuid } from "../libvirt/index.js";
-import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileReport } from "../runtime/index.js";
+import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileContext, type ReconcileReport } from "../runtime/index.js";
 import { formatProblem, observedFields, type ManifestStore, type Snapshot } from "../store/index.js";
 import { Firewall, FIREWALL_KEY } from "./firewall/reconciler.js";
 import { reconcileNetwork } from "./network/reconciler.js";
@@ -79,7 +79,7 @@ export class Manager {
       concurrency: options.concurrency,
       resyncMs: options.resyncMs,
       listKeys: () => this.listKeys(),
-      reconcile: (key, ctx) => this.reconcile(key, ctx.queuedAt, ctx.log),
+      reconcile: (key, ctx) => this.reconcile(key, ctx),
       onReport: (report) => this.recordFailure(report),
     });
   }
@@ -122,12 +122,20 @@ export class Manager {
     return Math.min(queuedAt, Math.max(this.lastEventAt, this.virsh.lastMutationAt, queuedAt - toleranceMs));
   }
 
-  private async reconcile(key: string, queuedAt: number, log: Logger): Promise<KindResult> {
+  private async reconcile(key: string, ctx: ReconcileContext): Promise<KindResult> {
+    const { queuedAt, log } = ctx;
     const snapshot = this.snapshot ?? (await this.options.store.read());
+    const observe = async (since: number) => {
+      const picture = await this.observer.get(since);
+      ctx.observedAt = Math.max(ctx.observedAt ?? 0, picture.takenAt);
+      return picture;
+    };
     if (key === FIREWALL_KEY) {
       // Bridges and VNC ports change only with events or our own commands: no tolerance
       // needed, so the periodic firewall check does not re-read libvirt.
-      const state = await this.firewall.sync(snapshot, await this.observer.get(this.freshness(queuedAt, Infinity)));
+      const live = await observe(this.freshness(queuedAt, Infinity));
+      ctx.observedAt = Date.now(); // the table itself is read from here on
+      const state = await this.firewall.sync(snapshot, live);
       if (state.error) throw new Error(state.error);
       return { ready: true };
     }
@@ -144,7 +152,7 @@ export class Manager {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };
     }
-    return reconciler(this.deps, { key, name, stored, since: this.freshness(queuedAt), log });
+    return reconciler({ ...this.deps, live: observe }, { key, name, stored, since: this.freshness(queuedAt), log });
   }
 
   /** Failures become conditions; the reconcilers write status for successes themselves. */

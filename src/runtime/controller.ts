@@ -19,6 +19,12 @@ export interface ReconcileContext {
   log: Logger;
   /** When the key was queued: observe the world as of this time or later. */
   queuedAt: number;
+  /**
+   * The newest picture of the world this reconcile decided on (ms epoch), set by the reconcile.
+   * Logged with every outcome: a test that checks something did *not* happen waits for a
+   * reconcile that saw the world after its change.
+   */
+  observedAt?: number;
 }
 
 export interface ReconcileReport {
@@ -114,7 +120,7 @@ export class Controller {
   async reconcileOnce(key: string, queuedAt = Date.now()): Promise<ReconcileReport & { requeueAfterMs?: number }> {
     const reconcileId = randomBytes(4).toString("hex");
     const log = this.options.logger.child({ object: key, reconcileId });
-    const ctx = { reconcileId, log, queuedAt };
+    const ctx: ReconcileContext = { reconcileId, log, queuedAt };
     const started = Date.now();
     let report: ReconcileReport & { requeueAfterMs?: number };
     try {
@@ -136,6 +142,8 @@ export class Controller {
       }
     }
     this.outcomes.set(key, report);
+    // One line per reconcile whatever its outcome: the signal that the controller looked.
+    log.debug({ outcome: report.outcome, startedAt: started, observedAt: ctx.observedAt, ms: Date.now() - started }, "reconcile finished");
     try {
       await this.options.onReport?.(report, ctx);
     } catch (error) {
