@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { pino } from "pino";
+import { hostPorts } from "../src/adapters/host-ports.js";
 import { Observer } from "../src/adapters/observer.js";
 import { Virsh } from "../src/adapters/virsh.js";
 import { Manager } from "../src/controllers/manager.js";
@@ -199,19 +200,19 @@ async function noopPass(): Promise<void> {
   try {
     for (const count of [30, NOOP_OBJECTS]) {
       writeManifests(dir, names.slice(0, count), true);
+      const ports = hostPorts({ uri: LIBVIRT_URI });
       const manager = new Manager({
         store: new ManifestStore({ dir }),
-        uri: LIBVIRT_URI,
+        ports,
         logger,
-        defaultDomainType: "qemu",
+        settings: { defaultDomainType: "qemu", consoleLogDir: path.join(root, "console") },
         concurrency: 8,
         resyncMs: 300_000,
-        consoleLogDir: path.join(root, "console"),
         firewallBackend: "auto",
         firewallCheckMs: 5_000,
       });
       await manager.runOnce(); // converges: defines what is missing
-      const spawnedBefore = manager.virsh.spawned;
+      const spawnedBefore = ports.hypervisor.virsh.spawned;
       const t0 = process.hrtime.bigint();
       const reports = await manager.runOnce();
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -220,7 +221,8 @@ async function noopPass(): Promise<void> {
       const t1 = process.hrtime.bigint();
       await new Observer(virsh).get(Date.now());
       const observeMs = Number(process.hrtime.bigint() - t1) / 1e6;
-      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${manager.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready; observing libvirt alone ${observeMs.toFixed(0)} ms (${virsh.spawned} processes)`);
+      await ports.hypervisor.close();
+      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${ports.hypervisor.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready; observing libvirt alone ${observeMs.toFixed(0)} ms (${virsh.spawned} processes)`);
     }
   } finally {
     await removeDomains(names);

@@ -2,28 +2,11 @@
 // / `iptables-save`, and ip6tables for IPv6 rules). Each observes what kvmctl's own table or
 // chains hold and replaces them in one transaction per table. Nothing else is read or written.
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { execa } from "execa";
 import { IPT_TABLES, readIptablesSave, restoreInput, rulesFor, ownersOf, type ObservedIptables } from "../firewall/iptables.js";
 import { NFT_FAMILY, NFT_TABLE, nftTransaction, readNftTable } from "../firewall/nftables.js";
 import type { Rule } from "../firewall/rules.js";
-
-export type BackendName = "nftables" | "iptables";
-
-export interface Observed {
-  /** Equal strings mean equal firewall content. */
-  fingerprint: string;
-  rules: { owner: string }[];
-}
-
-export interface FirewallBackend {
-  readonly name: BackendName;
-  observe(): Promise<Observed>;
-  apply(rules: readonly Rule[]): Promise<void>;
-  /** The rules as this backend stores them, so an observation can be checked against them. */
-  placed(rules: readonly Rule[]): readonly { owner: string }[];
-}
+import type { BackendName, FirewallBackend, FirewallHost, Observed, ScratchFiles } from "../ports/index.js";
 
 const TIMEOUT = 30_000;
 
@@ -34,6 +17,8 @@ async function run(file: string, args: string[], input?: string): Promise<{ ok: 
 
 export class NftBackend implements FirewallBackend {
   readonly name = "nftables" as const;
+
+  constructor(private readonly scratch: ScratchFiles) {}
 
   placed(rules: readonly Rule[]): readonly Rule[] {
     return rules; // table inet: one rule serves both families
@@ -51,14 +36,12 @@ export class NftBackend implements FirewallBackend {
   async apply(rules: readonly Rule[]): Promise<void> {
     // libnftables JSON from a file (nft cannot read a socket as /dev/stdin); one
     // transaction: all of it or nothing.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-nft-"));
+    const file = await this.scratch.write("ruleset.json", JSON.stringify(nftTransaction(rules)));
     try {
-      const file = path.join(dir, "ruleset.json");
-      fs.writeFileSync(file, JSON.stringify(nftTransaction(rules)), { mode: 0o600 });
       const result = await run("nft", ["-j", "-f", file]);
       if (!result.ok) throw new Error(`nft -j -f: ${result.stderr.trim()}`);
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      await this.scratch.remove(file);
     }
   }
 }
@@ -103,15 +86,28 @@ export class IptablesBackend implements FirewallBackend {
   }
 }
 
-/** nftables when `nft` can list tables here, else iptables when it works, else none. */
-export async function detectBackend(preference: "auto" | BackendName): Promise<FirewallBackend | undefined> {
-  const nftWorks = async () => (await run("nft", ["list", "tables"]).catch(() => ({ ok: false }))).ok;
-  const iptablesWorks = async () => (await run("iptables-save", ["-t", "filter"]).catch(() => ({ ok: false }))).ok;
-  if (preference === "nftables") return (await nftWorks()) ? new NftBackend() : undefined;
-  if (preference === "iptables") return (await iptablesWorks()) ? new IptablesBackend() : undefined;
-  if (await nftWorks()) return new NftBackend();
-  if (await iptablesWorks()) return new IptablesBackend();
-  return undefined;
+/** The host's firewall tools and the user QEMU runs as (for passt's egress rules). */
+export class HostFirewall implements FirewallHost {
+  constructor(
+    private readonly scratch: ScratchFiles,
+    private readonly files = { qemuConf: "/etc/libvirt/qemu.conf", passwd: "/etc/passwd" },
+  ) {}
+
+  /** nftables when `nft` can list tables here, else iptables when it works, else none. */
+  async detect(preference: "auto" | BackendName): Promise<FirewallBackend | undefined> {
+    const nftWorks = async () => (await run("nft", ["list", "tables"]).catch(() => ({ ok: false }))).ok;
+    const iptablesWorks = async () => (await run("iptables-save", ["-t", "filter"]).catch(() => ({ ok: false }))).ok;
+    if (preference === "nftables") return (await nftWorks()) ? new NftBackend(this.scratch) : undefined;
+    if (preference === "iptables") return (await iptablesWorks()) ? new IptablesBackend() : undefined;
+    if (await nftWorks()) return new NftBackend(this.scratch);
+    if (await iptablesWorks()) return new IptablesBackend();
+    return undefined;
+  }
+
+  /** qemu.conf's `user`, else Debian's libvirt-qemu; undefined when unknown. */
+  qemuUid(): number | undefined {
+    return qemuUid(this.files.qemuConf, this.files.passwd);
+  }
 }
 
 /** The uid QEMU runs as: qemu.conf's `user`, else Debian's libvirt-qemu; undefined when unknown. */
@@ -131,12 +127,4 @@ export function qemuUid(qemuConf = "/etc/libvirt/qemu.conf", passwd = "/etc/pass
   } catch {
     return undefined;
   }
-}
-
-/** Turns on IPv4 forwarding (NAT and routed networks need it); true when it was off. */
-export function ensureIpv4Forwarding(file = path.join("/proc/sys/net/ipv4", "ip_forward")): boolean {
-  const current = fs.readFileSync(file, "utf8").trim();
-  if (current === "1") return false;
-  fs.writeFileSync(file, "1" + os.EOL);
-  return true;
 }

@@ -3,48 +3,11 @@
 // parallel batches, then the volumes' XML likewise). Concurrent requests share one refresh;
 // a caller asks for a picture taken after a given time, so an event or an action of its own
 // is always reflected.
-import { parsedOnce, parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml, type DomainFacts, type NetworkFacts, type PoolFacts, type VolumeFacts } from "../libvirt/index.js";
+import { parsedOnce, parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml } from "../libvirt/index.js";
+import type { LiveDomain, LiveNetwork, LivePool, LiveState } from "../ports/index.js";
 import type { Virsh } from "./virsh.js";
 
-export interface LiveDomain {
-  /** Persistent (next boot) definition. */
-  config: DomainFacts;
-  /** Running definition, when active. */
-  running?: DomainFacts;
-  /** virsh domstate --reason: "running (booted)", "shut off (destroyed)" ... */
-  state: string;
-  reason: string;
-  autostart: boolean;
-  persistent: boolean;
-}
-
-export interface LivePool {
-  facts: PoolFacts;
-  active: boolean;
-  autostart: boolean;
-  /** By volume name; only for active pools. */
-  volumes: Map<string, VolumeFacts>;
-}
-
-export interface LiveNetwork {
-  uuid: string;
-  name: string;
-  /** Persistent (next start) definition. */
-  config: NetworkFacts;
-  /** Running definition, when active (the bridge libvirt picked is here). */
-  running?: NetworkFacts;
-  active: boolean;
-  autostart: boolean;
-  /** False once `net-undefine` ran on the running network: it is gone at its next stop. */
-  persistent: boolean;
-}
-
-export interface LiveState {
-  takenAt: number;
-  domains: Map<string, LiveDomain>;
-  pools: Map<string, LivePool>;
-  networks: Map<string, LiveNetwork>;
-}
+export type { LiveDomain, LiveNetwork, LivePool, LiveState } from "../ports/index.js";
 
 const SAFE = /^[A-Za-z0-9_.:+@-]+$/;
 
@@ -111,15 +74,16 @@ export class Observer {
   }
 
   /**
-   * One domain as it is now, in one virsh process: what a reconcile reports in status after
+   * One domain (by UUID) as it is now, in one virsh process: what a reconcile reports in status after
    * its own steps, without re-reading every other object. Undefined when it does not exist.
    */
-  async readDomain(name: string): Promise<LiveDomain | undefined> {
+  async readDomain(uuid: string): Promise<LiveDomain | undefined> {
+    if (!SAFE.test(uuid)) throw new Error(`not a UUID: ${JSON.stringify(uuid)}`);
     const [inactiveXml, state, activeXml, info] = await this.virsh.batch([
-      ["dumpxml", "--inactive", "--security-info", name],
-      ["domstate", "--reason", name],
-      ["dumpxml", name],
-      ["dominfo", name],
+      ["dumpxml", "--inactive", "--security-info", uuid],
+      ["domstate", "--reason", uuid],
+      ["dumpxml", uuid],
+      ["dominfo", uuid],
     ]);
     if (!inactiveXml || !state) return undefined;
     return liveDomain(inactiveXml, state, activeXml, {

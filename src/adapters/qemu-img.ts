@@ -1,20 +1,17 @@
-// qemu-img through execa: `info` to learn an image's format and virtual size before
-// importing it into a pool, and `convert` when the volume wants another format.
+// The ImageTool port with qemu-img through execa: `info` to learn an image's format and virtual
+// size before importing it into a pool, and `convert` when the volume wants another format.
 import { execa } from "execa";
+import type { ImageInfo, ImageTool } from "../ports/index.js";
 
-export interface ImageInfo {
-  format: string;
-  virtualSize: number;
-}
+export class QemuImg implements ImageTool {
+  async info(file: string): Promise<ImageInfo> {
+    const result = await execa("qemu-img", ["info", "--output=json", "--", file], { timeout: 60_000 });
+    const info = JSON.parse(String(result.stdout)) as { format: string; "virtual-size": number };
+    return { format: info.format, virtualSize: info["virtual-size"] };
+  }
 
-export async function imageInfo(file: string): Promise<ImageInfo> {
-  const result = await execa("qemu-img", ["info", "--output=json", "--", file], { timeout: 60_000 });
-  const info = JSON.parse(String(result.stdout)) as { format: string; "virtual-size": number };
-  return { format: info.format, virtualSize: info["virtual-size"] };
-}
-
-/** Writes `source` converted to `targetFormat` into the existing `target` (file or LV). */
-export async function convertImage(source: string, sourceFormat: string, target: string, targetFormat: "qcow2" | "raw"): Promise<void> {
-  // -n: the target exists (libvirt made it, with the owner and size it wants); never recreate it.
-  await execa("qemu-img", ["convert", "-n", "-f", sourceFormat, "-O", targetFormat, "--", source, target], { timeout: 30 * 60_000 });
+  async convert(source: string, sourceFormat: string, target: string, targetFormat: "qcow2" | "raw"): Promise<void> {
+    // -n: the target exists (libvirt made it, with the owner and size it wants); never recreate it.
+    await execa("qemu-img", ["convert", "-n", "-f", sourceFormat, "-O", targetFormat, "--", source, target], { timeout: 30 * 60_000 });
+  }
 }

@@ -26,7 +26,7 @@ export const quantity = z
 
 export const conditionStatus = z.enum(["True", "False", "Unknown"]);
 
-export const condition = z.looseObject({
+const conditionFields = z.object({
   type: z.string(),
   status: conditionStatus,
   reason: z.string(),
@@ -34,7 +34,10 @@ export const condition = z.looseObject({
   lastTransitionTime: z.string(),
   observedGeneration: z.number().int().optional(),
 });
-export type Condition = z.infer<typeof condition>;
+/** A kstatus condition; read leniently (a field kvmctl does not know is kept). */
+export const condition = z.looseObject(conditionFields.shape);
+export type Condition = z.output<typeof conditionFields>;
+export type ConditionStatus = z.infer<typeof conditionStatus>;
 
 /**
  * Status fields common to every kind. Status is written by the controller only, so it is

@@ -113,14 +113,20 @@ export const networkSpec = z
     reportDuplicates(ctx, spec.portForwards.map((pf) => `${pf.protocol}/${pf.hostPort}`), (i) => ["portForwards", i, "hostPort"], "host port");
   });
 
-export const networkStatus = z.looseObject({
+/** Every status field the controller writes; kvmctl writes no other (a unit test checks). */
+export const networkStatusFields = z.object({
   ...statusBase,
   uuid: z.string().optional(),
   bridge: z.string().optional(),
   active: z.boolean().optional(),
   leases: z.array(z.looseObject({ mac: z.string(), ip: z.string(), hostname: z.string().optional(), expiry: z.string().optional() })).optional(),
   firewall: z.looseObject({ backend: z.string(), rules: z.number() }).optional(),
+  /** The forward mode libvirt holds (mode nat is defined as libvirt's open: see docs/networking.md). */
+  libvirtForwardMode: z.string().optional(),
 });
+
+/** Status as read: parsed leniently (unknown fields kept), a hand edit never blocks the spec. */
+export const networkStatus = z.looseObject(networkStatusFields.shape);
 
 export const network = z.strictObject({
   apiVersion: z.literal(API_VERSION),

@@ -29,7 +29,8 @@ export const storagePoolSpec = z
 
 export const poolPhases = ["Pending", "Building", "Starting", "Active", "Inactive", "Terminating", "Retained"] as const;
 
-export const storagePoolStatus = z.looseObject({
+/** Every status field the controller writes; kvmctl writes no other (a unit test checks). */
+export const storagePoolStatusFields = z.object({
   ...statusBase,
   phase: z.enum(poolPhases).optional(),
   uuid: z.string().optional(),
@@ -40,6 +41,9 @@ export const storagePoolStatus = z.looseObject({
   path: z.string().optional(),
   volumes: z.number().int().optional(),
 });
+
+/** Status as read: parsed leniently (unknown fields kept), a hand edit never blocks the spec. */
+export const storagePoolStatus = z.looseObject(storagePoolStatusFields.shape);
 
 export const storagePool = z.strictObject({
   apiVersion: z.literal(API_VERSION),

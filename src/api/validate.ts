@@ -3,7 +3,7 @@
 import { closest, distance } from "fastest-levenshtein";
 import type { z } from "zod";
 import { API_GROUP, API_VERSION } from "./common.js";
-import { isKindName, KIND_NAMES, KINDS, type KvmObject } from "./kinds.js";
+import { isKindName, kindInfo, kindNameList, type KvmObject } from "./kinds.js";
 
 export type FieldPath = (string | number)[];
 
@@ -19,17 +19,17 @@ export function validateDocument(raw: unknown): ValidationResult {
     return fail([], "a manifest must be a mapping with apiVersion, kind, metadata and spec");
   }
   const doc = raw as Record<string, unknown>;
-  if (doc.kind === undefined) return fail(["kind"], `kind is required (one of ${KIND_NAMES.join(", ")})`);
+  if (doc.kind === undefined) return fail(["kind"], `kind is required (one of ${kindNameList().join(", ")})`);
   if (!isKindName(doc.kind)) {
-    const hint = typeof doc.kind === "string" ? didYouMean(doc.kind, [...KIND_NAMES]) : "";
-    return fail(["kind"], `unknown kind ${JSON.stringify(doc.kind)}; expected one of ${KIND_NAMES.join(", ")}${hint}`);
+    const hint = typeof doc.kind === "string" ? didYouMean(doc.kind, kindNameList()) : "";
+    return fail(["kind"], `unknown kind ${JSON.stringify(doc.kind)}; expected one of ${kindNameList().join(", ")}${hint}`);
   }
   if (doc.apiVersion !== API_VERSION) {
     const what = doc.apiVersion === undefined ? "apiVersion is required" : `wrong apiVersion ${JSON.stringify(doc.apiVersion)}`;
     const group = typeof doc.apiVersion === "string" && doc.apiVersion.startsWith(`${API_GROUP}/`) ? " (this kvmctl serves only v1alpha1)" : "";
     return fail(["apiVersion"], `${what}; expected ${API_VERSION}${group}`);
   }
-  const schema = KINDS[doc.kind].schema;
+  const schema = kindInfo(doc.kind).schema;
   const parsed = schema.safeParse(raw);
   if (parsed.success) return { ok: true, object: parsed.data as KvmObject };
   return { ok: false, issues: parsed.error.issues.flatMap((issue) => describeIssue(schema, issue)) };

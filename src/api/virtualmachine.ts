@@ -152,7 +152,8 @@ export const virtualMachineSpec = z
 
 export const vmPhases = ["Pending", "Provisioning", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"] as const;
 
-export const virtualMachineStatus = z.looseObject({
+/** Every status field the controller writes; kvmctl writes no other (a unit test checks). */
+export const virtualMachineStatusFields = z.object({
   ...statusBase,
   phase: z.enum(vmPhases).optional(),
   domain: z.looseObject({ uuid: z.string(), state: z.string(), reason: z.string().optional() }).optional(),
@@ -163,7 +164,12 @@ export const virtualMachineStatus = z.looseObject({
   ssh: z.looseObject({ host: z.string(), port: z.number() }).optional(),
   vnc: z.looseObject({ listen: z.string(), port: z.number() }).optional(),
   consoleLog: z.string().optional(),
+  /** runStrategy Once / RerunOnFailure: the domain has run (kept across controller restarts). */
+  startedOnce: z.boolean().optional(),
 });
+
+/** Status as read: parsed leniently (unknown fields kept), a hand edit never blocks the spec. */
+export const virtualMachineStatus = z.looseObject(virtualMachineStatusFields.shape);
 
 export const virtualMachine = z.strictObject({
   apiVersion: z.literal(API_VERSION),

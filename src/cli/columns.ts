@@ -1,35 +1,30 @@
-// The columns `kvmctl get` prints per kind (`-o wide` adds the second set).
-import { formatBytes, formatBytesApprox } from "../api/quantity.js";
+// The columns `kvmctl get` prints per kind (`-o wide` adds the wide ones), and the CRD's
+// printer columns (scripts/crds.ts) from the same list. A kind without columns here does not
+// compile. Every table is NAME, READY, the kind's own columns, AGE; -o wide adds the kind's
+// wide columns and MESSAGE.
+import type { Condition } from "../api/common.js";
 import type { KindName } from "../api/kind-names.js";
+import { formatBytes, formatBytesApprox } from "../api/quantity.js";
 import type { StoredObject } from "../store/index.js";
 import { formatAge } from "./duration.js";
 
-interface ConditionLike {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-  observedGeneration?: number;
+export interface Column {
+  header: string;
+  /** Shown only with -o wide (a printer column of priority 1). */
+  wide?: boolean;
+  /** As a CRD printer column: its name, type and the field it shows (absent: computed, not in the CRD). */
+  printer?: { name: string; type: "string" | "integer" | "date"; jsonPath: string };
+  cell(stored: StoredObject, now: number): string;
 }
-type Status = Record<string, unknown> & { conditions?: ConditionLike[]; phase?: string };
 
-export interface Columns {
-  headers: string[];
-  wideHeaders: string[];
-  row(stored: StoredObject, now: number): { cells: string[]; wide: string[] };
-}
+type Status = Record<string, unknown> & { conditions?: Condition[]; phase?: string };
 
 function statusOf(stored: StoredObject): Status {
   return ((stored.object as { status?: Status }).status ?? {}) as Status;
 }
 
-export function conditionOf(stored: StoredObject, type: string): ConditionLike | undefined {
+export function conditionOf(stored: StoredObject, type: string): Condition | undefined {
   return statusOf(stored).conditions?.find((c) => c.type === type);
-}
-
-/** READY as kubectl-for-Flux prints it; "Unknown" until the controller has written status. */
-function ready(stored: StoredObject): string {
-  return conditionOf(stored, "Ready")?.status ?? "Unknown";
 }
 
 /** Why it is (not) ready, with a hint when the status describes an older spec. */
@@ -43,50 +38,64 @@ function reason(stored: StoredObject): string {
 }
 
 const dash = (value: unknown): string => (value === undefined || value === null || value === "" ? "-" : String(value));
-
 const spec = (stored: StoredObject): Record<string, unknown> => (stored.object as { spec: Record<string, unknown> }).spec;
+const bytes = (v: unknown) => (typeof v === "number" ? formatBytesApprox(v) : "-");
 
-export const COLUMNS: Record<KindName, Columns> = {
-  VirtualMachine: {
-    headers: ["NAME", "READY", "STATUS", "CPUS", "MEMORY", "AGE"],
-    wideHeaders: ["RUNSTRATEGY", "DOMAIN", "SSH", "MESSAGE"],
-    row(stored, now) {
-      const s = spec(stored);
-      const status = statusOf(stored);
-      const ssh = status.ssh as { host: string; port: number } | undefined;
-      const domain = status.domain as { state?: string } | undefined;
-      return {
-        cells: [stored.name, ready(stored), dash(status.phase ?? "Pending"), dash(s.cpus), formatBytes(Number(s.memory)), formatAge(stored.createdAt, now)],
-        wide: [dash(s.runStrategy), dash(domain?.state), ssh ? `${ssh.host}:${ssh.port}` : "-", dash(reason(stored))],
-      };
+export const NAME: Column = { header: "NAME", cell: (stored) => stored.name };
+/** READY as kubectl-for-Flux prints it; "Unknown" until the controller has written status. */
+export const READY: Column = { header: "READY", printer: { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' }, cell: (stored) => conditionOf(stored, "Ready")?.status ?? "Unknown" };
+export const AGE: Column = { header: "AGE", printer: { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }, cell: (stored, now) => formatAge(stored.createdAt, now) };
+export const MESSAGE: Column = { header: "MESSAGE", wide: true, cell: (stored) => dash(reason(stored)) };
+
+/** Each kind's own columns, between READY and AGE (and, wide ones, before MESSAGE). */
+export const KIND_COLUMNS: Record<KindName, Column[]> = {
+  VirtualMachine: [
+    { header: "STATUS", printer: { name: "Status", type: "string", jsonPath: ".status.phase" }, cell: (s) => dash(statusOf(s).phase ?? "Pending") },
+    { header: "CPUS", printer: { name: "CPUs", type: "integer", jsonPath: ".spec.cpus" }, cell: (s) => dash(spec(s).cpus) },
+    { header: "MEMORY", printer: { name: "Memory", type: "string", jsonPath: ".spec.memory" }, cell: (s) => formatBytes(Number(spec(s).memory)) },
+    { header: "RUNSTRATEGY", wide: true, cell: (s) => dash(spec(s).runStrategy) },
+    { header: "DOMAIN", wide: true, cell: (s) => dash((statusOf(s).domain as { state?: string } | undefined)?.state) },
+    {
+      header: "SSH",
+      wide: true,
+      cell: (s) => {
+        const ssh = statusOf(s).ssh as { host: string; port: number } | undefined;
+        return ssh ? `${ssh.host}:${ssh.port}` : "-";
+      },
     },
-  },
-  Network: {
-    headers: ["NAME", "READY", "MODE", "BRIDGE", "SUBNET", "AGE"],
-    wideHeaders: ["ACTIVE", "LEASES", "MESSAGE"],
-    row(stored, now) {
-      const s = spec(stored);
-      const status = statusOf(stored);
-      const ipv4 = s.ipv4 as { address: string; prefix: number } | undefined;
-      const leases = status.leases as unknown[] | undefined;
-      return {
-        cells: [stored.name, ready(stored), dash(s.mode), dash(status.bridge ?? s.bridge), ipv4 ? `${ipv4.address}/${ipv4.prefix}` : "-", formatAge(stored.createdAt, now)],
-        wide: [dash(status.active), leases ? String(leases.length) : "-", dash(reason(stored))],
-      };
+  ],
+  Network: [
+    { header: "MODE", printer: { name: "Mode", type: "string", jsonPath: ".spec.mode" }, cell: (s) => dash(spec(s).mode) },
+    { header: "BRIDGE", printer: { name: "Bridge", type: "string", jsonPath: ".status.bridge" }, cell: (s) => dash(statusOf(s).bridge ?? spec(s).bridge) },
+    {
+      header: "SUBNET",
+      cell: (s) => {
+        const ipv4 = spec(s).ipv4 as { address: string; prefix: number } | undefined;
+        return ipv4 ? `${ipv4.address}/${ipv4.prefix}` : "-";
+      },
     },
-  },
-  StoragePool: {
-    headers: ["NAME", "READY", "PHASE", "TYPE", "TARGET", "AGE"],
-    wideHeaders: ["CAPACITY", "AVAILABLE", "VOLUMES", "MESSAGE"],
-    row(stored, now) {
-      const s = spec(stored);
-      const status = statusOf(stored);
-      const target = s.type === "logical" ? `vg:${String(s.volumeGroup)}` : dash(s.path);
-      const bytes = (v: unknown) => (typeof v === "number" ? formatBytesApprox(v) : "-");
-      return {
-        cells: [stored.name, ready(stored), dash(status.phase), dash(s.type), target, formatAge(stored.createdAt, now)],
-        wide: [bytes(status.capacity), bytes(status.available), dash(status.volumes), dash(reason(stored))],
-      };
+    { header: "ACTIVE", wide: true, cell: (s) => dash(statusOf(s).active) },
+    {
+      header: "LEASES",
+      wide: true,
+      cell: (s) => {
+        const leases = statusOf(s).leases as unknown[] | undefined;
+        return leases ? String(leases.length) : "-";
+      },
     },
-  },
+  ],
+  StoragePool: [
+    { header: "PHASE", printer: { name: "Phase", type: "string", jsonPath: ".status.phase" }, cell: (s) => dash(statusOf(s).phase) },
+    { header: "TYPE", printer: { name: "Type", type: "string", jsonPath: ".spec.type" }, cell: (s) => dash(spec(s).type) },
+    { header: "TARGET", printer: { name: "Path", type: "string", jsonPath: ".status.path" }, cell: (s) => (spec(s).type === "logical" ? `vg:${String(spec(s).volumeGroup)}` : dash(spec(s).path)) },
+    { header: "CAPACITY", wide: true, cell: (s) => bytes(statusOf(s).capacity) },
+    { header: "AVAILABLE", wide: true, cell: (s) => bytes(statusOf(s).available) },
+    { header: "VOLUMES", wide: true, cell: (s) => dash(statusOf(s).volumes) },
+  ],
 };
+
+/** A kind's whole table: NAME, READY, its columns, AGE; then its wide columns and MESSAGE. */
+export function columnsOf(kind: KindName): { columns: Column[]; wideColumns: Column[] } {
+  const own = KIND_COLUMNS[kind] ?? [];
+  return { columns: [NAME, READY, ...own.filter((c) => !c.wide), AGE], wideColumns: [...own.filter((c) => c.wide), MESSAGE] };
+}

@@ -2,6 +2,7 @@
 // kvmctl's entry point. Only commander is loaded up front; each command's module (and the
 // store, yaml, zod behind it) is imported when that command runs, so `--help` stays fast.
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { kindAliasesText, kindChoicesText } from "../api/kind-names.js";
 import { resolveContext, type CliContext } from "./context.js";
 import { CliError, EXIT_FAILURE, EXIT_USAGE, ExitCode } from "./errors.js";
 
@@ -32,8 +33,8 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
 
   program
     .command("get")
-    .description("list objects: vm, net, pool, or all")
-    .argument("<kind>", "vm|vms|virtualmachine(s), net|network(s), pool|storagepool(s), all")
+    .description(`list objects: ${kindChoicesText()}, or all`)
+    .argument("<kind>", `${kindAliasesText()}, all`)
     .argument("[names...]", "object names")
     .addOption(new Option("-o, --output <format>", "table|wide|yaml|json|name").default("table"))
     .action(async (kind, names, options) => (await import("./commands/get.js")).runGet(context(), kind, names, options));

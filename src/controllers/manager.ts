@@ -1,111 +1,85 @@
-// Wires the parts into the running controller: the manifest store (watched), libvirt
-// (observed and evented), and one work queue over all kinds. Keys are "Kind/name".
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { EventStreams } from "../adapters/events.js";
-import { Observer } from "../adapters/observer.js";
-import { Virsh } from "../adapters/virsh.js";
-import { parseObjectKey, type KindName } from "../api/kind-names.js";
-import type { VirtualMachine } from "../api/virtualmachine.js";
-import { networkUuid, poolUuid } from "../libvirt/index.js";
-import { Controller, markReconciling, markStalled, TerminalError, DependencyNotReadyError, type Condition, type Logger, type ReconcileContext, type ReconcileReport } from "../runtime/index.js";
-import { formatProblem, observedFields, type ManifestStore, type Snapshot } from "../store/index.js";
-import { Firewall, FIREWALL_KEY } from "./firewall/reconciler.js";
-import { reconcileNetwork } from "./network/reconciler.js";
-import { reconcileStoragePool } from "./storagepool/reconciler.js";
-import type { KindResult, ReconcileInput, ReconcilerDeps } from "./types.js";
-import { reconcileVirtualMachine } from "./virtualmachine/reconciler.js";
+// Wires the parts into the running controller: the manifest store (watched), the host ports
+// (libvirt observed and evented), the registry's kind controllers and singletons, and one work
+// queue over all of them. Keys are "Kind/name" (and each singleton's key).
+import { isKindName, parseObjectKey } from "../api/index.js";
+import type { HypervisorEvent, LiveState, Ports } from "../ports/index.js";
+import { Controller, every, TerminalError, type Logger, type ReconcileContext, type ReconcileReport, type ReconcileResult } from "../runtime/index.js";
+import { formatProblem, type ManifestStore, type Snapshot } from "../store/index.js";
+import type { AnyKindController, ControllerSettings, KindContext, ObjectMemory } from "./kind.js";
+import { objectRecorder } from "./recorder.js";
+import { builtinControllers, createSingletons, type Singleton, type Singletons } from "./registry.js";
+import { failureEvent, statusFromFailure, statusFromReport } from "./status.js";
 
 export interface ManagerOptions {
   store: ManifestStore;
-  uri: string;
+  ports: Ports;
   logger: Logger;
-  defaultDomainType: "kvm" | "qemu";
+  settings: ControllerSettings & { consoleLogDir: string };
   concurrency: number;
   resyncMs: number;
-  consoleLogDir: string;
   firewallBackend: "auto" | "nftables" | "iptables";
   /** How often the firewall is compared with what it should hold (drift by hand). */
   firewallCheckMs: number;
+  /** The kinds reconciled; default every built-in kind (src/controllers/registry.ts). */
+  controllers?: readonly AnyKindController[];
 }
-
-type KindReconciler = (deps: ReconcilerDeps, input: ReconcileInput) => Promise<KindResult>;
-
-const RECONCILERS: Partial<Record<KindName, KindReconciler>> = {
-  StoragePool: reconcileStoragePool,
-  Network: reconcileNetwork,
-  VirtualMachine: reconcileVirtualMachine,
-};
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
 const STALE_MS = 2_000;
 
-/** Order of a full pass: what others depend on first. */
-export const KIND_ORDER: KindName[] = ["StoragePool", "Network", "VirtualMachine"];
-
 export class Manager {
-  readonly virsh: Virsh;
-  readonly observer: Observer;
   readonly controller: Controller;
+  readonly services: Singletons["services"];
+  private readonly ports: Ports;
+  private readonly kinds: Map<string, AnyKindController>;
+  private readonly singletons: Map<string, Singleton>;
+  private readonly memories = new Map<string, Map<string, unknown>>();
   private snapshot: Snapshot | undefined;
-  private readonly deps: ReconcilerDeps;
-  private events: EventStreams | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
-  private firewallTimer: NodeJS.Timeout | undefined;
-  /** When libvirt last told us something changed (an event, a reconnected stream). */
-  private lastEventAt = 0;
-  readonly firewall: Firewall;
+  private events: { stop(): void } | undefined;
+  private timers: (() => void)[] = [];
 
   constructor(private readonly options: ManagerOptions) {
-    this.virsh = new Virsh({ uri: options.uri });
-    this.observer = new Observer(this.virsh);
-    const scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-controller-"));
-    fs.mkdirSync(options.consoleLogDir, { recursive: true });
-    this.firewall = new Firewall({ backend: options.firewallBackend, logger: options.logger });
-    this.deps = {
-      store: options.store,
-      virsh: this.virsh,
-      live: (since) => this.observer.get(since),
-      readDomain: (name) => this.observer.readDomain(name),
-      snapshot: () => this.snapshot!,
-      defaultDomainType: options.defaultDomainType,
-      consoleLogDir: options.consoleLogDir,
-      scratchDir,
-      syncFirewall: async (since) => this.firewall.sync(this.snapshot ?? (await this.options.store.read()), await this.observer.get(since)),
-    };
+    this.ports = options.ports;
+    this.kinds = new Map((options.controllers ?? builtinControllers()).map((c) => [c.kind as string, c]));
+    const { services, singletons } = createSingletons({
+      ports: options.ports,
+      logger: options.logger,
+      snapshot: async () => this.snapshot ?? (await options.store.read()),
+      observe: (since) => options.ports.hypervisor.observe(since),
+      firewallBackend: options.firewallBackend,
+      firewallCheckMs: options.firewallCheckMs,
+    });
+    this.services = services;
+    this.singletons = new Map(singletons.map((s) => [s.key, s]));
     this.controller = new Controller({
       logger: options.logger,
       concurrency: options.concurrency,
       resyncMs: options.resyncMs,
+      clock: options.ports.clock,
       listKeys: () => this.listKeys(),
       reconcile: (key, ctx) => this.reconcile(key, ctx),
       onReport: (report) => this.recordFailure(report),
     });
   }
 
-  /** Every key worth a look: all manifests, owned libvirt objects whose manifest is gone, kept objects. */
+  /** Kind controllers in full-pass order. */
+  private get ordered(): AnyKindController[] {
+    return [...this.kinds.values()].sort((a, b) => a.order - b.order);
+  }
+
+  /** Every key worth a look: all manifests, owned libvirt objects whose manifest is gone, kept objects; singletons last. */
   async listKeys(since = 0): Promise<string[]> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
     const keys = new Set<string>([...snapshot.objects.keys(), ...snapshot.invalid.keys()]);
-    const live = await this.observer.get(since);
-    for (const domain of live.domains.values()) if (domain.config.owner) keys.add(domain.config.owner.manifest);
-    for (const pool of live.pools.values()) if (pool.facts.uuid === poolUuid(pool.facts.name)) keys.add(`StoragePool/${pool.facts.name}`);
-    for (const net of live.networks.values()) {
-      if (net.config.owner?.manifest === `Network/${net.name}` || net.uuid === networkUuid(net.name)) keys.add(`Network/${net.name}`);
-    }
+    const live = await this.ports.hypervisor.observe(since);
+    for (const kind of this.kinds.values()) for (const key of kind.ownedKeys(live)) keys.add(key);
     // A kept object removed by hand meanwhile: its reconcile clears the record.
     for (const record of await this.options.store.listTerminating()) keys.add(`${record.kind}/${record.name}`);
-    const rank = (key: string) => KIND_ORDER.indexOf(parseObjectKey(key).kind);
-    const sorted = [...keys].filter((k) => k.includes("/")).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-    // The firewall last: it renders from every object and the bridges libvirt picked.
-    return [...sorted, FIREWALL_KEY];
-  }
-
-  /** Networks named by the interfaces of VM manifest `name`. */
-  private networksOf(name: string): string[] {
-    const vm = this.snapshot?.objects.get(`VirtualMachine/${name}`)?.object as VirtualMachine | undefined;
-    return [...new Set((vm?.spec.interfaces ?? []).flatMap((nic) => (nic.network ? [nic.network] : [])))];
+    const rank = (key: string) => this.kinds.get(parseObjectKey(key).kind)?.order ?? -1;
+    const sorted = [...keys].filter((k) => isKindName(k.slice(0, k.indexOf("/")))).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    // Singletons last: the firewall renders from every object and the bridges libvirt picked.
+    return [...sorted, ...this.singletons.keys()];
   }
 
   private protectedKeys(snapshot: Snapshot): Set<string> {
@@ -115,69 +89,85 @@ export class Manager {
 
   /**
    * How fresh a picture of libvirt a reconcile needs: taken after the last change we know of
-   * (our own virsh commands, libvirt events) and at most STALE_MS before the key was queued.
+   * (our own commands, libvirt events) and at most `toleranceMs` before the key was queued.
    * A pass over many objects then shares one observation instead of taking one per group.
    */
   private freshness(queuedAt: number, toleranceMs = STALE_MS): number {
-    return Math.min(queuedAt, Math.max(this.lastEventAt, this.virsh.lastMutationAt, queuedAt - toleranceMs));
+    return Math.min(queuedAt, Math.max(this.ports.hypervisor.changedAt, queuedAt - toleranceMs));
   }
 
-  private async reconcile(key: string, ctx: ReconcileContext): Promise<KindResult> {
-    const { queuedAt, log } = ctx;
+  private memoryOf(kind: string): ObjectMemory<unknown> {
+    let memory = this.memories.get(kind);
+    if (!memory) this.memories.set(kind, (memory = new Map()));
+    return memory;
+  }
+
+  private async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult & { ready: boolean }> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
-    const observe = async (since: number) => {
-      const picture = await this.observer.get(since);
+    // What the reconcile decided on: logged with its outcome (tests wait for it).
+    const observe = async (since: number): Promise<LiveState> => {
+      const picture = await this.ports.hypervisor.observe(since);
       ctx.observedAt = Math.max(ctx.observedAt ?? 0, picture.takenAt);
       return picture;
     };
-    if (key === FIREWALL_KEY) {
-      // Bridges and VNC ports change only with events or our own commands: no tolerance
-      // needed, so the periodic firewall check does not re-read libvirt.
-      const live = await observe(this.freshness(queuedAt, Infinity));
-      ctx.observedAt = Date.now(); // the table itself is read from here on
-      const state = await this.firewall.sync(snapshot, live);
-      if (state.error) throw new Error(state.error);
-      return { ready: true };
+    const singleton = this.singletons.get(key);
+    if (singleton) {
+      return singleton.reconcile({ snapshot, live: observe, since: this.freshness(ctx.queuedAt, singleton.staleToleranceMs), observed: (at) => (ctx.observedAt = at), log: ctx.log });
     }
     const { kind, name } = parseObjectKey(key);
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const stored = snapshot.objects.get(key);
     if (!stored && this.protectedKeys(snapshot).has(key)) {
-      log.warn({}, "manifest file cannot be read; keeping the object as it is");
+      ctx.log.warn({}, "manifest file cannot be read; keeping the object as it is");
       return { ready: false };
     }
-    const reconciler = RECONCILERS[kind];
-    if (!reconciler) {
+    const controller = this.kinds.get(kind);
+    if (!controller) {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };
     }
-    return reconciler({ ...this.deps, live: observe }, { key, name, stored, since: this.freshness(queuedAt), log });
+    const kindContext: KindContext<unknown> = {
+      ports: this.ports,
+      settings: this.options.settings,
+      memory: this.memoryOf(kind),
+      now: this.ports.clock.now(),
+      snapshot,
+      live: observe,
+      record: objectRecorder(this.options.store, key, this.ports.clock),
+      services: this.services,
+      log: ctx.log,
+    };
+    const outcome = await controller.reconcile(kindContext, { key, name, stored, since: this.freshness(ctx.queuedAt) });
+    if (outcome.report && stored) {
+      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, new Date(this.ports.clock.now())));
+    }
+    return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
   }
 
-  /** Failures become conditions; the reconcilers write status for successes themselves. */
+  /** Failures become conditions (status.ts); successes were written by reconcile. */
   private async recordFailure(report: ReconcileReport): Promise<void> {
-    if (report.outcome === "ready") return;
-    if (report.key === FIREWALL_KEY) return; // logged by the runtime; networks carry it in status
-    const snapshot = this.snapshot;
-    const stored = snapshot?.objects.get(report.key);
-    const message = report.error instanceof Error ? report.error.message : String(report.error);
-    const previous = ((stored?.object as { status?: Record<string, unknown> } | undefined)?.status ?? {}) as Record<string, unknown> & { conditions?: Condition[] };
-    const generation = stored?.generation ?? 1;
-    let conditions: Condition[];
-    if (report.error instanceof TerminalError) conditions = markStalled(previous.conditions, generation, report.error.reason, message);
-    else if (report.error instanceof DependencyNotReadyError) conditions = markReconciling(previous.conditions, generation, "DependencyNotReady", message);
-    else conditions = markReconciling(previous.conditions, generation, "ReconcileFailed", message);
-    const phase = report.error instanceof DependencyNotReadyError ? "Pending" : report.error instanceof TerminalError ? "Failed" : previous.phase;
-    const status = { ...previous, ...(stored ? observedFields(stored) : {}), conditions, ...(parseObjectKey(report.key).kind === "VirtualMachine" && phase ? { phase } : {}) };
+    if (report.outcome === "ready" || this.singletons.has(report.key)) return; // singletons: logged by the runtime; networks carry the firewall in status
+    const { kind } = parseObjectKey(report.key);
+    const stored = this.snapshot?.objects.get(report.key);
+    const now = new Date(this.ports.clock.now());
     try {
-      await this.options.store.writeStatus(report.key, status);
+      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, this.kinds.get(kind)?.failurePhase, now));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }
-    if (report.outcome !== "waiting") {
-      await this.options.store.recordEvent(report.key, { time: new Date().toISOString(), type: "Warning", reason: report.error instanceof TerminalError ? report.error.reason : "ReconcileFailed", message }).catch(() => undefined);
+    const event = failureEvent(report.error);
+    if (event && report.outcome !== "waiting") {
+      await this.options.store.recordEvent(report.key, { time: now.toISOString(), type: "Warning", ...event }).catch(() => undefined);
     }
+  }
+
+  /** Keys a libvirt event wakes: each kind's, and every singleton. */
+  private route(event: HypervisorEvent): void {
+    this.options.logger.debug({ event }, "libvirt event");
+    const snapshot = this.snapshot ?? { objects: new Map() };
+    for (const kind of this.ordered) for (const key of kind.wakeFor(event, snapshot)) this.controller.enqueue(key);
+    for (const key of this.singletons.keys()) this.controller.enqueue(key);
   }
 
   /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs. */
@@ -190,57 +180,39 @@ export class Manager {
         this.controller.forget(key);
         this.controller.enqueue(key);
       }
-      this.controller.enqueue(FIREWALL_KEY);
+      for (const key of this.singletons.keys()) this.controller.enqueue(key);
     });
-    this.events = new EventStreams({
-      uri: this.options.uri,
-      onEvent: (event) => {
-        const kind: KindName = event.kind === "domain" ? "VirtualMachine" : event.kind === "pool" ? "StoragePool" : "Network";
-        // A domain that stopped (destroyed by hand, crashed) is restarted without a full
-        // re-read of libvirt when the picture missed nothing else: that is most of the time
-        // between the stop and the start.
-        const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
-        const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), Math.max(this.lastEventAt, this.virsh.lastMutationAt));
-        // "Shutdown Finished" only announces the Stopped event that follows it: it makes
-        // nothing stale by itself, so it must not spoil that event's shortcut.
-        const prelude = event.kind === "domain" && event.detail.startsWith("lifecycle: Shutdown");
-        if (!followed && !prelude) this.lastEventAt = Date.now();
-        this.options.logger.debug({ event }, "libvirt event");
-        this.controller.enqueue(`${kind}/${event.name}`);
-        // A guest that starts will take DHCP leases its networks report in status.
-        if (event.kind === "domain") for (const network of this.networksOf(event.name)) this.controller.enqueue(`Network/${network}`);
-        // VNC ports and bridges appear when domains and networks start.
-        this.controller.enqueue(FIREWALL_KEY);
-      },
+    this.events = this.ports.hypervisor.watch({
+      onEvent: (event) => this.route(event),
       onReconnect: (stream) => {
-        this.lastEventAt = Date.now();
         this.options.logger.info({ stream }, "libvirt event stream reconnected; resyncing");
-        void this.listKeys(Date.now()).then((keys) => keys.forEach((k) => this.controller.enqueue(k))).catch(() => undefined);
+        void this.listKeys(this.ports.clock.now()).then((keys) => keys.forEach((k) => this.controller.enqueue(k))).catch(() => undefined);
       },
       onError: (stream, message) => this.options.logger.warn({ stream, message }, "libvirt event stream ended; reconnecting"),
     });
-    this.events.start();
-    // Nothing reports a table flushed by hand: compare it with what it should hold, often.
-    this.firewallTimer = setInterval(() => this.controller.enqueue(FIREWALL_KEY), this.options.firewallCheckMs);
-    this.firewallTimer.unref();
+    for (const singleton of this.singletons.values()) {
+      if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
+    }
     await this.controller.start();
   }
 
   async stop(): Promise<void> {
     this.events?.stop();
-    if (this.firewallTimer) clearInterval(this.firewallTimer);
+    for (const stop of this.timers) stop();
     await this.watcher?.close();
     await this.controller.stop();
-    fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
   }
 
-  /** One full pass in dependency order; resolves with every key's report. */
+  /** One full pass in dependency order (kinds by order, then singletons); resolves with every key's report. */
   async runOnce(): Promise<ReconcileReport[]> {
     this.snapshot = await this.options.store.read();
-    const keys = await this.listKeys(Date.now());
-    const groups = [...KIND_ORDER.map((kind) => keys.filter((k) => k !== FIREWALL_KEY && parseObjectKey(k).kind === kind)), [FIREWALL_KEY]];
-    const reports = await this.controller.runOnce(groups);
-    fs.rmSync(this.deps.scratchDir, { recursive: true, force: true });
-    return reports;
+    const keys = (await this.listKeys(this.ports.clock.now())).filter((key) => !this.singletons.has(key));
+    // One group per kind order (keys come sorted by it): a group runs after the one before.
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      const order = this.kinds.get(parseObjectKey(key).kind)?.order ?? -1;
+      groups.set(order, [...(groups.get(order) ?? []), key]);
+    }
+    return this.controller.runOnce([...groups.values(), [...this.singletons.keys()]]);
   }
 }

@@ -1,16 +1,9 @@
 // kstatus conditions, Flux-style helpers: Ready is always present; Reconciling and Stalled
 // are present only while True. lastTransitionTime moves only when a status flips.
+// The Condition type is the API schema's (src/api/common.ts): status blocks hold exactly that.
+import type { Condition } from "../api/common.js";
 
-export type ConditionStatus = "True" | "False" | "Unknown";
-
-export interface Condition {
-  type: string;
-  status: ConditionStatus;
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
-}
+export type { Condition, ConditionStatus } from "../api/common.js";
 
 export function getCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);

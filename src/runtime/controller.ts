@@ -3,6 +3,7 @@
 // and a periodic resync re-checks every key for drift no event reported.
 import { randomBytes } from "node:crypto";
 import { Backoff } from "./backoff.js";
+import { every, systemClock, type Clock } from "./clock.js";
 import { DependencyNotReadyError, TerminalError, type Outcome, type ReconcileResult } from "./result.js";
 import { WorkQueue } from "./workqueue.js";
 
@@ -43,18 +44,22 @@ export interface ControllerOptions {
   concurrency?: number;
   resyncMs?: number;
   backoff?: Backoff;
+  clock?: Clock;
 }
 
 export class Controller {
-  readonly queue = new WorkQueue();
+  readonly queue: WorkQueue;
   readonly backoff: Backoff;
+  private readonly clock: Clock;
   private readonly outcomes = new Map<string, ReconcileReport>();
   private workers: Promise<void>[] = [];
-  private resyncTimer: NodeJS.Timeout | undefined;
+  private stopResync: (() => void) | undefined;
   private running = false;
 
   constructor(private readonly options: ControllerOptions) {
     this.backoff = options.backoff ?? new Backoff();
+    this.clock = options.clock ?? systemClock;
+    this.queue = new WorkQueue(this.clock);
   }
 
   enqueue(key: string): void {
@@ -75,14 +80,13 @@ export class Controller {
     for (const key of await this.options.listKeys()) this.queue.add(key);
     const concurrency = this.options.concurrency ?? 4;
     this.workers = Array.from({ length: concurrency }, () => this.worker());
-    const resyncMs = this.options.resyncMs ?? 5 * 60_000;
-    this.resyncTimer = setInterval(() => void this.resync(), resyncMs);
+    this.stopResync = every(this.clock, this.options.resyncMs ?? 5 * 60_000, () => void this.resync());
   }
 
   /** Stops taking new work and resolves when in-flight reconciles have finished. */
   async stop(): Promise<void> {
     this.running = false;
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.stopResync?.();
     this.queue.shutdown();
     await Promise.all(this.workers);
   }
@@ -117,33 +121,33 @@ export class Controller {
   }
 
   /** Reconciles `key` once, classifies the result, and reports it. */
-  async reconcileOnce(key: string, queuedAt = Date.now()): Promise<ReconcileReport & { requeueAfterMs?: number }> {
+  async reconcileOnce(key: string, queuedAt = this.clock.now()): Promise<ReconcileReport & { requeueAfterMs?: number }> {
     const reconcileId = randomBytes(4).toString("hex");
     const log = this.options.logger.child({ object: key, reconcileId });
     const ctx: ReconcileContext = { reconcileId, log, queuedAt };
-    const started = Date.now();
+    const started = this.clock.now();
     let report: ReconcileReport & { requeueAfterMs?: number };
     try {
       const result = await this.options.reconcile(key, ctx);
       this.backoff.reset(key);
       report = { key, outcome: "ready", ready: result.ready ?? true, requeueAfterMs: result.requeueAfterMs };
-      log.debug({ ms: Date.now() - started, ready: report.ready }, "reconciled");
+      log.debug({ ms: this.clock.now() - started, ready: report.ready }, "reconciled");
     } catch (error) {
       if (error instanceof TerminalError) {
         this.backoff.reset(key);
         report = { key, outcome: "terminal", error, ready: false };
-        log.warn({ ms: Date.now() - started, reason: error.reason, message: error.message }, "stalled");
+        log.warn({ ms: this.clock.now() - started, reason: error.reason, message: error.message }, "stalled");
       } else if (error instanceof DependencyNotReadyError) {
         report = { key, outcome: "waiting", error, ready: false };
         log.info({ message: error.message }, "waiting for a dependency");
       } else {
         report = { key, outcome: "error", error, ready: false };
-        log.warn({ ms: Date.now() - started, err: error, failures: this.backoff.failuresOf(key) + 1 }, "reconcile failed; will retry");
+        log.warn({ ms: this.clock.now() - started, err: error, failures: this.backoff.failuresOf(key) + 1 }, "reconcile failed; will retry");
       }
     }
     this.outcomes.set(key, report);
     // One line per reconcile whatever its outcome: the signal that the controller looked.
-    log.debug({ outcome: report.outcome, startedAt: started, observedAt: ctx.observedAt, ms: Date.now() - started }, "reconcile finished");
+    log.debug({ outcome: report.outcome, startedAt: started, observedAt: ctx.observedAt, ms: this.clock.now() - started }, "reconcile finished");
     try {
       await this.options.onReport?.(report, ctx);
     } catch (error) {
@@ -161,7 +165,7 @@ export class Controller {
     const concurrency = this.options.concurrency ?? 4;
     for (const group of groups) {
       const pending = [...group];
-      const queuedAt = Date.now();
+      const queuedAt = this.clock.now();
       await Promise.all(
         Array.from({ length: Math.min(concurrency, pending.length) }, async () => {
           for (let key = pending.shift(); key !== undefined; key = pending.shift()) reports.push(await this.reconcileOnce(key, queuedAt));

@@ -1,4 +1,5 @@
 export * from "./backoff.js";
+export * from "./clock.js";
 export * from "./conditions.js";
 export * from "./controller.js";
 export * from "./result.js";

@@ -1,6 +1,7 @@
 // A keyed work queue after client-go's: a key waiting in the queue is not queued twice
 // (bursts collapse), a key being processed is never handed out again until it is done,
 // and a key added while processing is marked dirty and queued again when done.
+import { systemClock, type Clock, type TimerHandle } from "./clock.js";
 
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -10,19 +11,21 @@ export class WorkQueue {
   /** When each waiting key was first added: a reconcile must see the world as of then or later. */
   private readonly addedAt = new Map<string, number>();
   private readonly processingSince = new Map<string, number>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly timers = new Map<string, { at: number; timer: TimerHandle }>();
   private waiters: (() => void)[] = [];
   private shuttingDown = false;
+
+  constructor(private readonly clock: Clock = systemClock) {}
 
   add(key: string): void {
     if (this.shuttingDown) return;
     if (this.processing.has(key)) {
-      if (!this.dirty.has(key)) this.dirty.set(key, Date.now());
+      if (!this.dirty.has(key)) this.dirty.set(key, this.clock.now());
       return;
     }
     if (this.queued.has(key)) return;
     this.queued.add(key);
-    if (!this.addedAt.has(key)) this.addedAt.set(key, Date.now());
+    if (!this.addedAt.has(key)) this.addedAt.set(key, this.clock.now());
     this.queue.push(key);
     this.wake();
   }
@@ -31,15 +34,15 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.shuttingDown) return;
     if (ms <= 0) return this.add(key);
-    const at = Date.now() + ms;
+    const at = this.clock.now() + ms;
     const pending = this.timers.get(key);
     if (pending && pending.at <= at) return;
-    if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
+    if (pending) this.clock.clearTimer(pending.timer);
+    const timer = this.clock.setTimer(() => {
       this.timers.delete(key);
       this.add(key);
     }, ms);
-    timer.unref();
+    timer.unref?.();
     this.timers.set(key, { at, timer });
   }
 
@@ -50,7 +53,7 @@ export class WorkQueue {
       if (key !== undefined) {
         this.queued.delete(key);
         this.processing.add(key);
-        this.processingSince.set(key, this.addedAt.get(key) ?? Date.now());
+        this.processingSince.set(key, this.addedAt.get(key) ?? this.clock.now());
         this.addedAt.delete(key);
         return key;
       }
@@ -76,6 +79,11 @@ export class WorkQueue {
     return this.processingSince.get(key);
   }
 
+  /** Keys waiting for a delay (addAfter) to pass. */
+  get delayed(): number {
+    return this.timers.size;
+  }
+
   get length(): number {
     return this.queue.length;
   }
@@ -95,7 +103,7 @@ export class WorkQueue {
     this.queued.clear();
     this.dirty.clear();
     this.addedAt.clear();
-    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    for (const { timer } of this.timers.values()) this.clock.clearTimer(timer);
     this.timers.clear();
     this.wake();
   }

@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { canonicalJson } from "../api/hash.js";
-import { KINDS, validateObjectSet, type KvmObject } from "../api/index.js";
+import { kindNames, validateObjectSet, type KvmObject } from "../api/index.js";
 import { ManifestEditError } from "./errors.js";
 import { appendDocument, locateInSource, replaceDocuments, type DocumentUpdate } from "./edit.js";
 import type { FileWriter } from "./file-writer.js";
@@ -61,7 +61,7 @@ export async function applyDocuments(ctx: ApplyContext, documents: SourceDocumen
       const same = existing !== undefined && existing.location.file === places[0]!.file && canonicalJson(existing.raw) === canonicalJson(source.raw);
       planned.push({ source, outcome: { key: source.key, action: same ? "unchanged" : "configured", file: places[0]!.file } });
     } else {
-      const file = `${KINDS[source.object.kind].plural}/${source.object.metadata.name}.yaml`;
+      const file = `${kindNames(source.object.kind).plural}/${source.object.metadata.name}.yaml`;
       const blocked = snapshot.unreadableFiles.get(file);
       if (blocked) problems.push(at(source, ["metadata", "name"], `would go to ${file}, which cannot be read now: ${blocked.problems[0]?.message ?? ""}`));
       planned.push({ source, outcome: { key: source.key, action: "created", file } });

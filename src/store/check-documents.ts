@@ -2,7 +2,7 @@
 // problem. This is the only module of the read path that needs zod and yaml, so the reader
 // imports it lazily: a CLI run whose files are all in the disk cache never loads them.
 import type { z } from "zod";
-import { DNS_LABEL, isKindName, KINDS, objectKey, specHash, validateDocument, type FieldPath, type KindName } from "../api/index.js";
+import { DNS_LABEL, isKindName, kindInfo, objectKey, specHash, validateDocument, type FieldPath, type KindName } from "../api/index.js";
 import type { DocumentEntry, FileEntry, StatusFileEntry } from "./entries.js";
 import { documentStart, locatePath, toPosition } from "./locate.js";
 import { parseYamlText, type ParsedYaml, type ParsedYamlDocument } from "./parse.js";
@@ -83,7 +83,7 @@ export function validateStatus(
   kind: KindName,
   status: unknown,
 ): { ok: true; status: Record<string, unknown> } | { ok: false; issues: { path: FieldPath; message: string }[] } {
-  const schema = (KINDS[kind].schema as unknown as { shape: { status: z.ZodType } }).shape.status;
+  const schema = (kindInfo(kind).schema as unknown as { shape: { status: z.ZodType } }).shape.status;
   const parsed = schema.safeParse(status);
   if (parsed.success && parsed.data && typeof parsed.data === "object") return { ok: true, status: parsed.data as Record<string, unknown> };
   if (parsed.success) return { ok: false, issues: [{ path: [], message: "must be a mapping" }] };

@@ -1,19 +1,21 @@
 // Recent events per object (what `kvmctl describe` shows), kept in
 // `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, trimmed to the last 50.
 import fs from "node:fs";
+import { isKindName } from "../api/kind-names.js";
 import path from "node:path";
 import { ensureDataDir } from "./disk-cache.js";
 import type { FileWriter } from "./file-writer.js";
 import type { ObjectEvent } from "./types.js";
 
 export const MAX_EVENTS = 50;
-const KEY = /^(VirtualMachine|Network|StoragePool)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/;
+const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-/** `<Kind>-<name>`, the file name stem of a key's data; refuses anything that is not Kind/dns-label (no path tricks). */
+/** `<Kind>-<name>`, the file name stem of a key's data; refuses anything that is not a registered Kind/dns-label (no path tricks). */
 export function keyFileStem(key: string): string {
-  const match = KEY.exec(key);
-  if (!match || match[2]!.length > 63) throw new Error(`not an object key: ${JSON.stringify(key)}`);
-  return `${match[1]}-${match[2]}`;
+  const slash = key.indexOf("/");
+  const [kind, name] = [key.slice(0, slash), key.slice(slash + 1)];
+  if (slash < 0 || !isKindName(kind) || name.length > 63 || !NAME.test(name)) throw new Error(`not an object key: ${JSON.stringify(key)}`);
+  return `${kind}-${name}`;
 }
 
 /** The events file of a key. */

@@ -97,6 +97,7 @@ export async function assembleSnapshot(input: AssembleInput): Promise<Snapshot> 
 function storedObject({ key, file, entry, object }: Candidate, input: AssembleInput): StoredObject {
   const status = input.statusOverlay ? input.statusOverlay.get(key) : entry.status;
   const hash = entry.specHash!;
+  // kind and object agree by construction (validateDocument dispatched on the kind).
   return {
     key,
     kind: object.kind,
@@ -107,7 +108,7 @@ function storedObject({ key, file, entry, object }: Candidate, input: AssembleIn
     specHash: hash,
     generation: deriveGeneration(status, hash),
     createdAt: createdAt(status, input.fileTimes.get(file)),
-  };
+  } as StoredObject;
 }
 
 /** See StoredObject.generation: nothing outside status is ever written, so generation is derived. */

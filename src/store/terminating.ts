@@ -5,6 +5,7 @@
 // `wait --for=delete` can show it. The controller removes it once the object is gone or its
 // manifest is back.
 import fs from "node:fs";
+import type { Condition } from "../api/common.js";
 import path from "node:path";
 import { ensureDataDir } from "./disk-cache.js";
 import { keyFileStem } from "./events.js";
@@ -17,7 +18,7 @@ export interface TerminatingRecord {
   since: string;
   phase: string;
   /** kstatus conditions, as a status block would hold them: Ready=False with the reason. */
-  conditions: { type: string; status: string; reason: string; message: string; lastTransitionTime: string }[];
+  conditions: Condition[];
 }
 
 function recordFile(dataDir: string, key: string): string {

@@ -1,7 +1,7 @@
 // The contract between the manifest directory (this module) and its users: the CLI
 // reads and edits manifests through it, the controller reads objects and writes status.
 
-import type { FieldPath, KindName, KvmObject } from "../api/index.js";
+import type { FieldPath, KindName, KvmObject, ObjectOfKind } from "../api/index.js";
 
 /** Where a document or a field sits. `file` is relative to the manifest directory when inside it. */
 export interface SourceLocation {
@@ -34,12 +34,13 @@ export interface ManifestProblem {
   severity?: "error" | "warning";
 }
 
-export interface StoredObject<T extends KvmObject = KvmObject> {
+/** One valid object of kind K as the directory holds it. */
+export interface StoredObjectOf<K extends KindName> {
   key: string;
-  kind: KindName;
+  kind: K;
   name: string;
   /** Validated, defaults applied, with the status as read (from the file or the status directory). */
-  object: T;
+  object: ObjectOfKind<K>;
   /** The document as written, without its status block. */
   raw: Record<string, unknown>;
   /** Start of the document. */
@@ -54,6 +55,9 @@ export interface StoredObject<T extends KvmObject = KvmObject> {
   /** status.createdAt when the controller has recorded it, else the file's birth (or modification) time. */
   createdAt: Date;
 }
+
+/** A valid object; narrowed by `kind` (`if (stored.kind === "Network") stored.object.spec.mode`). */
+export type StoredObject<K extends KindName = KindName> = { [P in K]: StoredObjectOf<P> }[K];
 
 export interface Snapshot {
   /** Valid objects by key ("Kind/name"). */
@@ -136,4 +140,17 @@ export interface ApplyResult {
   ok: boolean;
   outcomes: ApplyOutcome[];
   problems: ManifestProblem[];
+}
+
+/** The valid object of `kind` named `name`, typed by its kind; undefined when there is none. */
+export function objectOf<K extends KindName>(snapshot: Pick<Snapshot, "objects">, kind: K, name: string): StoredObject<K> | undefined {
+  const stored = snapshot.objects.get(`${kind}/${name}`);
+  return stored?.kind === kind ? (stored as StoredObject<K>) : undefined;
+}
+
+/** Every valid object of `kind`, typed by its kind, in key order. */
+export function objectsOf<K extends KindName>(snapshot: Pick<Snapshot, "objects">, kind: K): StoredObject<K>[] {
+  const found: StoredObject<K>[] = [];
+  for (const stored of snapshot.objects.values()) if (stored.kind === kind) found.push(stored as StoredObject<K>);
+  return found.sort((a, b) => a.key.localeCompare(b.key));
 }

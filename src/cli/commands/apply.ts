@@ -1,6 +1,6 @@
 // `kvmctl apply -f FILE|DIR|-`: validate everything, then create or update objects in the
 // manifest directory (status kept). Nothing is written when anything is invalid.
-import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
+import { kindNames, parseObjectKey } from "../../api/kind-names.js";
 import type { CliContext } from "../context.js";
 import { parseDuration } from "../duration.js";
 import { CliError } from "../errors.js";
@@ -27,7 +27,7 @@ export async function runApply(ctx: CliContext, options: ApplyOptions): Promise<
   const suffix = options.dryRun ? " (dry run)" : "";
   for (const outcome of result.outcomes) {
     const { kind, name } = parseObjectKey(outcome.key);
-    process.stdout.write(`${KIND_TABLE[kind].singular}/${name} ${outcome.action}${suffix}\n`);
+    process.stdout.write(`${kindNames(kind).singular}/${name} ${outcome.action}${suffix}\n`);
   }
   if (options.wait && !options.dryRun) {
     await Promise.all(result.outcomes.map((o) => waitForCondition(ctx, o.key, "Ready", timeoutMs)));

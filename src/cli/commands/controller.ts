@@ -58,16 +58,21 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore();
   const release = acquireLock(store.dataDir);
-  const [{ pino }, { Manager }] = await Promise.all([import("pino"), import("../../controllers/manager.js")]);
+  const [{ pino }, { Manager }, { hostPorts }] = await Promise.all([import("pino"), import("../../controllers/manager.js"), import("../../adapters/host-ports.js")]);
   const logger = pino({ level: options.logLevel, base: { pid: process.pid, dir: store.dir } });
+  const consoleLogDir = options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console";
+  fs.mkdirSync(consoleLogDir, { recursive: true });
+  const ports = hostPorts({ uri: ctx.connect });
   const manager = new Manager({
     store,
-    uri: ctx.connect,
+    ports,
     logger,
-    defaultDomainType: options.defaultDomainType ?? (process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? "qemu" : "kvm"),
+    settings: {
+      defaultDomainType: options.defaultDomainType ?? (process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? "qemu" : "kvm"),
+      consoleLogDir,
+    },
     concurrency,
     resyncMs,
-    consoleLogDir: options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console",
     firewallBackend,
     firewallCheckMs,
   });
@@ -76,7 +81,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       const reports = await manager.runOnce();
       const notReady = reports.filter((r) => !r.ready);
       for (const r of notReady) logger.warn({ object: r.key, outcome: r.outcome, message: r.error instanceof Error ? r.error.message : undefined }, "not ready");
-      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: manager.virsh.spawned, firewall: manager.firewall.state.backend, firewallRules: manager.firewall.state.total }, "pass complete");
+      const firewall = manager.services.firewall.state();
+      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: ports.hypervisor.virsh.spawned, firewall: firewall.backend, firewallRules: firewall.total }, "pass complete");
       if (notReady.length) throw new ExitCode(1);
       return;
     }
@@ -98,6 +104,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     await manager.stop();
     logger.info({}, "controller stopped");
   } finally {
+    await ports.hypervisor.close();
     release();
   }
 }

@@ -1,9 +1,8 @@
 // `kvmctl delete KIND NAME...` / `delete -f FILE`: remove manifests from the directory.
 // The controller then prunes what they owned in libvirt (disks stay unless the manifest
 // said deletionPolicy: Delete); `--wait` waits for that.
-import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
-import type { VirtualMachine } from "../../api/virtualmachine.js";
-import type { Snapshot } from "../../store/index.js";
+import { kindNames, parseObjectKey } from "../../api/kind-names.js";
+import { objectsOf, type Snapshot } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { parseDuration } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
@@ -29,9 +28,9 @@ function networksInUse(snapshot: Snapshot, keys: string[]): string[] {
   for (const key of keys) {
     const { kind, name } = parseObjectKey(key);
     if (kind !== "Network") continue;
-    const users = [...snapshot.objects.entries()]
-      .filter(([k, stored]) => !deleting.has(k) && stored.object.kind === "VirtualMachine" && (stored.object as VirtualMachine).spec.interfaces.some((nic) => nic.network === name))
-      .map(([k, stored]) => `${k} (${stored.location.file})`);
+    const users = objectsOf(snapshot, "VirtualMachine")
+      .filter((vm) => !deleting.has(vm.key) && vm.object.spec.interfaces.some((nic) => nic.network === name))
+      .map((vm) => `${vm.key} (${vm.location.file})`);
     if (users.length) problems.push(`network "${name}" is in use by ${users.join(", ")}: delete those or move them to another network first (--force deletes anyway; the controller keeps the network while running guests use it)`);
   }
   return problems;
@@ -68,9 +67,9 @@ export async function runDelete(ctx: CliContext, args: string[], options: Delete
   for (const key of keys) {
     const { kind, name } = parseObjectKey(key);
     if (await store.deleteObject(key)) {
-      process.stdout.write(`${KIND_TABLE[kind].singular} "${name}" deleted\n`);
+      process.stdout.write(`${kindNames(kind).singular} "${name}" deleted\n`);
       deleted.push(key);
-    } else notFound.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+    } else notFound.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
   }
   if (options.wait) await Promise.all(deleted.map((key) => waitForDeletion(ctx, key, started, timeoutMs)));
   if (notFound.length && !options.ignoreNotFound) throw new CliError(notFound.join("\nerror: "));

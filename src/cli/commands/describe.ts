@@ -1,6 +1,7 @@
 // `kvmctl describe KIND NAME`: what the manifest asks for, what the controller last saw,
 // its conditions and recent events — kubectl describe's layout.
-import { KIND_TABLE } from "../../api/kind-names.js";
+import type { Condition } from "../../api/common.js";
+import { kindNames } from "../../api/kind-names.js";
 import type { ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
 import { formatLocation } from "../../store/index.js";
 import type { CliContext } from "../context.js";
@@ -10,14 +11,6 @@ import { renderTable } from "../output.js";
 import { printProblems } from "../problems.js";
 import { kindsFor, select } from "./get.js";
 
-interface ConditionLike {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-  lastTransitionTime?: string;
-  observedGeneration?: number;
-}
 
 function indent(text: string, by: string): string {
   return text
@@ -34,7 +27,7 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
   };
   void status;
   const { conditions, observedGeneration, observedSpecHash, phase, ...facts } = rest as {
-    conditions?: ConditionLike[];
+    conditions?: Condition[];
     observedGeneration?: number;
     observedSpecHash?: string;
     phase?: string;
@@ -60,7 +53,7 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
   return lines.join("\n") + "\n";
 }
 
-function conditionsAndEvents(conditions: ConditionLike[] | undefined, events: ObjectEvent[], now: number): string[] {
+function conditionsAndEvents(conditions: Condition[] | undefined, events: ObjectEvent[], now: number): string[] {
   const lines = ["Conditions:"];
   if (conditions?.length) {
     const rows = conditions.map((c) => [
@@ -110,11 +103,11 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
     const kept = problems ? undefined : await store.readTerminating(key);
     if (problems) {
       printProblems(problems);
-      errors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid`);
+      errors.push(`${kindNames(kind).plural} "${name}" is invalid`);
     } else if (kept) {
       process.stdout.write((out.length ? "\n" : "") + describeTerminating(kept, await store.readEvents(key)));
       out.push("");
-    } else errors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+    } else errors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
   }
   if (errors.length) throw new CliError(errors.join("\nerror: "));
 }

@@ -1,7 +1,7 @@
 // `kvmctl diff -f FILE`: what applying would change. Exit 0 no changes, 1 changes, >1 error
 // (DESIGN.md §3, like `kubectl diff`). The manifest part compares documents as data, so a
 // comment or formatting edit is not a change.
-import { KIND_TABLE } from "../../api/kind-names.js";
+import { kindNames } from "../../api/kind-names.js";
 import type { SourceDocument, StoredObject } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { CliError, ExitCode } from "../errors.js";
@@ -21,7 +21,7 @@ export async function manifestDiff(source: SourceDocument, stored: StoredObject 
   const after = stringify(source.raw ?? {}, { lineWidth: 0, sortMapEntries: false });
   if (before === after) return "";
   const { kind, name } = source.object ? { kind: source.object.kind, name: source.object.metadata.name } : { kind: undefined, name: "?" };
-  const label = kind ? `${KIND_TABLE[kind].plural}/${name}` : name;
+  const label = kind ? `${kindNames(kind).plural}/${name}` : name;
   return createTwoFilesPatch(stored ? `a/${label} (${stored.location.file})` : "/dev/null", `b/${label}`, before, after, "", "", { context: 3 });
 }
 

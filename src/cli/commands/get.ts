@@ -1,8 +1,8 @@
 // `kvmctl get KIND [NAME...]`: list objects from the manifest directory with their status.
-import { API_VERSION, KIND_TABLE, resolveKind, type KindName } from "../../api/kind-names.js";
+import { API_VERSION, kindChoicesText, kindNames, resolveKind, type KindName } from "../../api/kind-names.js";
 import type { Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
 import { formatAge } from "../duration.js";
-import { COLUMNS } from "../columns.js";
+import { columnsOf } from "../columns.js";
 import type { CliContext } from "../context.js";
 import { CliError, UsageError } from "../errors.js";
 import { documentOf, OUTPUT_FORMATS, renderDocuments, renderTable, type OutputFormat } from "../output.js";
@@ -32,9 +32,7 @@ function terminatingDocument(record: TerminatingRecord): Record<string, unknown>
 export function kindsFor(alias: string): KindName[] {
   const kinds = resolveKind(alias);
   if (!kinds) {
-    throw new UsageError(
-      `unknown kind "${alias}" (expected vm/virtualmachine, net/network, pool/storagepool, or all)`,
-    );
+    throw new UsageError(`unknown kind "${alias}" (expected ${kindChoicesText()}, or all)`);
   }
   return kinds;
 }
@@ -75,37 +73,32 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
       .map((name) => terminating.get(`${kind}/${name}`))
       .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name));
     for (const name of missing) {
-      if (invalid.includes(name)) missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" is invalid (see the errors above)`);
-      else if (!terminating.has(`${kind}/${name}`)) missingErrors.push(`${KIND_TABLE[kind].plural} "${name}" not found in ${store.dir}`);
+      if (invalid.includes(name)) missingErrors.push(`${kindNames(kind).plural} "${name}" is invalid (see the errors above)`);
+      else if (!terminating.has(`${kind}/${name}`)) missingErrors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
     }
     if (format === "yaml" || format === "json") {
       documents.push(...found.map(documentOf), ...kept.map(terminatingDocument));
     } else if (format === "name") {
-      out.push(...[...found, ...kept].map((o) => `${KIND_TABLE[kind].singular}/${o.name}\n`));
+      out.push(...[...found, ...kept].map((o) => `${kindNames(kind).singular}/${o.name}\n`));
     } else {
-      const columns = COLUMNS[kind];
+      const { columns, wideColumns } = columnsOf(kind);
       const wide = format === "wide";
-      const rows = found.map((o) => {
-        const { cells, wide: extra } = columns.row(o, now);
-        return wide ? [...cells, ...extra] : cells;
-      });
+      const shown = wide ? [...columns, ...wideColumns] : columns;
+      const rows = found.map((o) => shown.map((column) => column.cell(o, now)));
       // Invalid objects are listed too, so nothing in the directory is silently hidden.
       if (names.length === 0) {
-        for (const name of invalid.sort()) {
-          const blanks = (wide ? [...columns.headers, ...columns.wideHeaders] : columns.headers).length - 3;
-          rows.push([name, "False", "Invalid", ...Array<string>(blanks).fill("-")]);
-        }
+        for (const name of invalid.sort()) rows.push([name, "False", "Invalid", ...Array<string>(shown.length - 3).fill("-")]);
       }
       // Kept objects too, as kubectl lists a Terminating one: the reason is in MESSAGE (-o wide) and describe.
       for (const record of kept) {
-        const cells = [record.name, "False", record.phase, ...Array<string>(columns.headers.length - 4).fill("-"), formatAge(new Date(record.since), now)];
-        rows.push(wide ? [...cells, ...Array<string>(columns.wideHeaders.length - 1).fill("-"), record.conditions[0]?.message ?? ""] : cells);
+        const cells = [record.name, "False", record.phase, ...Array<string>(columns.length - 4).fill("-"), formatAge(new Date(record.since), now)];
+        rows.push(wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), record.conditions[0]?.message ?? ""] : cells);
       }
       if (rows.length === 0) continue;
-      const headers = wide ? [...columns.headers, ...columns.wideHeaders] : [...columns.headers];
+      const headers = shown.map((column) => column.header);
       if (kinds.length > 1) {
         // `get all` prefixes names with the kind, as kubectl does.
-        for (const row of rows) row[0] = `${KIND_TABLE[kind].singular}/${row[0]}`;
+        for (const row of rows) row[0] = `${kindNames(kind).singular}/${row[0]}`;
       }
       out.push(renderTable(headers, rows));
     }

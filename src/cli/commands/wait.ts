@@ -1,7 +1,7 @@
 // `kvmctl wait KIND/NAME --for=condition=Ready --timeout=120s` (and --for=delete).
 // A condition counts only when it describes the current spec (its observedGeneration is
 // the object's generation), so a stale Ready from before an edit does not end the wait.
-import { KIND_TABLE, parseObjectKey } from "../../api/kind-names.js";
+import { kindNames, parseObjectKey } from "../../api/kind-names.js";
 import type { StoredObject } from "../../store/index.js";
 import { conditionOf } from "../columns.js";
 import type { CliContext } from "../context.js";
@@ -52,7 +52,7 @@ function currentCondition(stored: StoredObject, type: string): { status: string;
 
 function label(key: string): string {
   const { kind, name } = parseObjectKey(key);
-  return `${KIND_TABLE[kind].plural}/${name}`;
+  return `${kindNames(kind).plural}/${name}`;
 }
 
 export async function waitForCondition(ctx: CliContext, key: string, type: string, timeoutMs: number, value = "True"): Promise<void> {
@@ -113,7 +113,7 @@ export async function runWait(ctx: CliContext, args: string[], options: WaitOpti
       if ("delete" in waitFor) await waitForDeletion(ctx, key, started, timeoutMs);
       else await waitForCondition(ctx, key, waitFor.condition, timeoutMs, waitFor.value);
       const { kind, name } = parseObjectKey(key);
-      process.stdout.write(`${KIND_TABLE[kind].singular}/${name} condition met\n`);
+      process.stdout.write(`${kindNames(kind).singular}/${name} condition met\n`);
     }),
   );
 }

@@ -1,18 +1,19 @@
 // Network plans: pure functions from (manifest, what libvirt holds, who uses it) to the
 // virsh steps that converge it. Unit-tested without a host.
-import type { LiveDomain, LiveNetwork } from "../../adapters/observer.js";
 import type { NetworkSpec } from "../../api/network.js";
 import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates, type InterfaceFacts, type NetUpdate, type NetworkDifference, type NetworkFacts } from "../../libvirt/index.js";
-import type { Step } from "../types.js";
+import type { LiveDomain, LiveNetwork, NetworkUpdateScope } from "../../ports/index.js";
+import type { Step } from "../kind.js";
 
+/** Steps on the network, each naming it by UUID (the port never resolves a name). */
 export type NetworkAction =
   | { type: "define"; xml: string }
   /** net-update on the running network, its persistent definition, or both. */
-  | { type: "update"; update: NetUpdate; scope: "live" | "config" | "both" }
-  | { type: "start" }
-  | { type: "destroy" }
-  | { type: "undefine" }
-  | { type: "autostart"; enabled: boolean };
+  | { type: "update"; uuid: string; update: NetUpdate; scope: NetworkUpdateScope }
+  | { type: "start"; uuid: string }
+  | { type: "destroy"; uuid: string }
+  | { type: "undefine"; uuid: string }
+  | { type: "autostart"; uuid: string; enabled: boolean };
 
 export interface NetworkPlanInput {
   key: string;
@@ -29,7 +30,7 @@ export type NetworkPlan =
   | { kind: "notOwned"; message: string }
   /** mode user: nothing in libvirt; the firewall holds its rules. */
   | { kind: "firewallOnly" }
-  | { kind: "converge"; steps: Step<NetworkAction>[]; restartRequired?: string };
+  | { kind: "converge"; uuid: string; steps: Step<NetworkAction>[]; restartRequired?: string };
 
 /** Owned: our ownership metadata, or the UUID kvmctl derives from the name (metadata edited away by hand). */
 export function ownsNetwork(key: string, name: string, live: LiveNetwork): boolean {
@@ -68,7 +69,7 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   if (spec.mode === "user") {
     if (live && ownsNetwork(input.key, name, live)) {
       // The mode changed to user: the libvirt network it used to be goes away.
-      return { kind: "converge", steps: teardown(live, input.users) };
+      return { kind: "converge", uuid: live.uuid, steps: teardown(live, input.users) };
     }
     return { kind: "firewallOnly" };
   }
@@ -80,11 +81,13 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   const xml = buildNetworkXml(name, spec, { manifest: input.key, file: input.file, specHash: input.specHash }, kept);
   const desired = parseNetworkXml(xml);
   const steps: Step<NetworkAction>[] = [];
+  // The definition carries kvmctl's name-derived UUID; a network already there keeps its own.
+  const uuid = live?.uuid ?? networkUuid(name);
   if (!live) {
     steps.push({ action: { type: "define", xml }, message: "define network" });
-    steps.push({ action: { type: "start" }, message: "start network" });
-    if (spec.autostart) steps.push({ action: { type: "autostart", enabled: true }, message: "enable autostart" });
-    return { kind: "converge", steps };
+    steps.push({ action: { type: "start", uuid }, message: "start network" });
+    if (spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: true }, message: "enable autostart" });
+    return { kind: "converge", uuid, steps };
   }
 
   let restartRequired: string | undefined;
@@ -107,8 +110,8 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
       if (input.users.length) {
         restartRequired = `the running network differs (${what}); not restarted while ${input.users.join(", ")} use it`;
       } else {
-        steps.push({ action: { type: "destroy" }, message: `restart to apply: ${what}` });
-        steps.push({ action: { type: "start" }, message: "start network" });
+        steps.push({ action: { type: "destroy", uuid }, message: `restart to apply: ${what}` });
+        steps.push({ action: { type: "start", uuid }, message: "start network" });
       }
     } else {
       // Live edits; the persistent side is edited the same way unless a define above covers it.
@@ -116,22 +119,22 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
       const sameEdit = (a: NetUpdate, b: NetUpdate) => a.xml === b.xml && a.command === b.command && a.section === b.section;
       for (const update of runningUpdates) {
         const both = configByEdit && configUpdates.some((u) => sameEdit(u, update));
-        steps.push({ action: { type: "update", update, scope: both ? "both" : "live" }, message: `net-update --live${both ? " --config" : ""} ${update.command} ${update.section} ${update.xml}` });
+        steps.push({ action: { type: "update", uuid, update, scope: both ? "both" : "live" }, message: `net-update --live${both ? " --config" : ""} ${update.command} ${update.section} ${update.xml}` });
       }
       if (configByEdit) {
         for (const update of configUpdates.filter((u) => !runningUpdates.some((r) => sameEdit(r, u)))) {
-          steps.push({ action: { type: "update", update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+          steps.push({ action: { type: "update", uuid, update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
         }
       }
     }
   } else {
     if (!redefine && configUpdates) {
-      for (const update of configUpdates) steps.push({ action: { type: "update", update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
+      for (const update of configUpdates) steps.push({ action: { type: "update", uuid, update, scope: "config" }, message: `net-update --config ${update.command} ${update.section} ${update.xml}` });
     }
-    steps.push({ action: { type: "start" }, message: "network is stopped: start it" });
+    steps.push({ action: { type: "start", uuid }, message: "network is stopped: start it" });
   }
-  if (live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `${spec.autostart ? "enable" : "disable"} autostart` });
-  return { kind: "converge", steps, ...(restartRequired ? { restartRequired } : {}) };
+  if (live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `${spec.autostart ? "enable" : "disable"} autostart` });
+  return { kind: "converge", uuid, steps, ...(restartRequired ? { restartRequired } : {}) };
 }
 
 export type NetworkDeletionPlan =
@@ -154,10 +157,10 @@ export function planNetworkDeletion(key: string, name: string, live: LiveNetwork
 
 function teardown(live: LiveNetwork, users: string[]): Step<NetworkAction>[] {
   if (users.length) return [];
-  return [
-    ...(live.active ? [{ action: { type: "destroy" } as const, message: "stop network" }] : []),
-    { action: { type: "undefine" }, message: "undefine network" },
-  ];
+  const steps: Step<NetworkAction>[] = [];
+  if (live.active) steps.push({ action: { type: "destroy", uuid: live.uuid }, message: "stop network" });
+  steps.push({ action: { type: "undefine", uuid: live.uuid }, message: "undefine network" });
+  return steps;
 }
 
 /** The bridge a network's guests are on: the running definition's, else the configured one. */

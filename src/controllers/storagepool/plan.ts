@@ -1,16 +1,20 @@
 // What to do about one StoragePool: pure, from the manifest and the live pool.
 import type { StoragePoolSpec } from "../../api/storagepool.js";
-import type { LivePool } from "../../adapters/observer.js";
 import { buildPoolXml, comparePool, poolUuid } from "../../libvirt/index.js";
-import type { Step } from "../types.js";
+import type { LivePool } from "../../ports/index.js";
+import type { Step } from "../kind.js";
 
+/**
+ * Steps on the pool, each naming it by UUID: an owned pool's UUID is derived from its name
+ * (libvirt/pool.ts), so it is known before the pool exists and never resolved from a name.
+ */
 export type PoolAction =
   | { type: "define"; xml: string }
-  | { type: "build"; noOverwrite: boolean }
-  | { type: "start" }
-  | { type: "autostart"; enabled: boolean }
-  | { type: "destroy" }
-  | { type: "undefine" };
+  | { type: "build"; uuid: string; noOverwrite: boolean }
+  | { type: "start"; uuid: string }
+  | { type: "autostart"; uuid: string; enabled: boolean }
+  | { type: "destroy"; uuid: string }
+  | { type: "undefine"; uuid: string };
 
 export type PoolPlan =
   | { kind: "converge"; steps: Step<PoolAction>[]; drift: string[] }
@@ -27,14 +31,15 @@ export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | u
     return { kind: "notOwned", message: `a storage pool named "${name}" exists in libvirt and was not created by kvmctl; kvmctl will not change it` };
   }
   const steps: Step<PoolAction>[] = [];
+  const uuid = poolUuid(name);
   const drift = live ? comparePool(name, spec, live.facts) : [];
   if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
   // dir: creates the directory. logical: builds the volume group only when the manifest
   // names devices for it, and never over existing data (--no-overwrite).
-  if (!live && spec.type === "dir") steps.push({ action: { type: "build", noOverwrite: false }, message: `create directory ${spec.path}` });
-  if (!live && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
-  if (!live?.active) steps.push({ action: { type: "start" }, message: "start" });
-  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+  if (!live && spec.type === "dir") steps.push({ action: { type: "build", uuid, noOverwrite: false }, message: `create directory ${spec.path}` });
+  if (!live && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", uuid, noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
+  if (!live?.active) steps.push({ action: { type: "start", uuid }, message: "start" });
+  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
   return { kind: "converge", steps, drift };
 }
 
@@ -45,7 +50,8 @@ export function planPoolDeletion(name: string, live: LivePool | undefined): Pool
     return { kind: "keep", message: `pool still holds ${live.volumes.size} volume(s) (${[...live.volumes.keys()].slice(0, 5).join(", ")}); kept until they are removed` };
   }
   const steps: Step<PoolAction>[] = [];
-  if (live.active) steps.push({ action: { type: "destroy" }, message: "stop" });
-  steps.push({ action: { type: "undefine" }, message: "undefine" });
+  const uuid = live.facts.uuid;
+  if (live.active) steps.push({ action: { type: "destroy", uuid }, message: "stop" });
+  steps.push({ action: { type: "undefine", uuid }, message: "undefine" });
   return { kind: "prune", steps };
 }

@@ -2,23 +2,28 @@
 // and networks, and what this controller remembers (a stop in progress). Unit-tested
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
-import type { LiveDomain, LiveNetwork, LivePool } from "../../adapters/observer.js";
 import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
-import type { Step } from "../types.js";
+import type { LiveDomain, LiveNetwork, LivePool } from "../../ports/index.js";
+import type { Step } from "../kind.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
 
+/**
+ * Steps on libvirt objects, each naming its object by UUID (a domain's, a pool's): the port
+ * never resolves a name. `pool` is the pool's name, for messages.
+ */
 export type VmAction =
-  | { type: "createVolume"; pool: string; poolType: string; volume: string; capacity: number; format: "qcow2" | "raw" }
-  | { type: "cloneVolume"; pool: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromVolume: string }
-  | { type: "importImage"; pool: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
-  | { type: "resizeVolume"; pool: string; volume: string; capacity: number }
+  | { type: "createVolume"; pool: string; poolUuid: string; poolType: string; volume: string; capacity: number; format: "qcow2" | "raw" }
+  | { type: "cloneVolume"; pool: string; poolUuid: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromPoolUuid: string; fromVolume: string }
+  | { type: "importImage"; pool: string; poolUuid: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
+  | { type: "resizeVolume"; pool: string; poolUuid: string; volume: string; capacity: number }
   | { type: "define"; xml: string }
-  | { type: "autostart"; enabled: boolean }
-  | { type: "start" }
-  | { type: "shutdown" }
-  | { type: "destroy" }
-  | { type: "undefine" }
-  | { type: "deleteVolume"; pool: string; volume: string };
+  | { type: "autostart"; uuid: string; enabled: boolean }
+  | { type: "start"; uuid: string }
+  | { type: "shutdown"; uuid: string }
+  | { type: "destroy"; uuid: string }
+  | { type: "undefine"; uuid: string }
+  /** poolUuid undefined: the pool is gone from libvirt (the step then fails and says so). */
+  | { type: "deleteVolume"; pool: string; poolUuid: string | undefined; volume: string };
 
 export interface VmPlanInput {
   key: string;
@@ -42,6 +47,8 @@ export interface VmPlanInput {
 }
 
 export interface VmPlan {
+  /** The domain's UUID: libvirt's when it exists, else the one the definition gives it. */
+  uuid: string;
   steps: Step<VmAction>[];
   phase: VmPhase;
   ready: boolean;
@@ -98,7 +105,8 @@ function wantsRunning(input: VmPlanInput): boolean {
 export function planVm(input: VmPlanInput): VmPlan {
   const { spec, name, live } = input;
   const steps: Step<VmAction>[] = [];
-  const base = { restartPending: input.restartPending, restartRequired: [], disks: [] as ResolvedDisk[] };
+  const uuid = live?.config.uuid || ownedUuid("VirtualMachine", name);
+  const base = { uuid, restartPending: input.restartPending, restartRequired: [], disks: [] as ResolvedDisk[] };
 
   if (live && live.config.owner?.manifest !== input.key) {
     return {
@@ -138,6 +146,7 @@ export function planVm(input: VmPlanInput): VmPlan {
   const disks: ResolvedDisk[] = [];
   for (const disk of spec.disks) {
     const pool = input.pools.get(disk.pool)!;
+    const poolUuid = pool.facts.uuid;
     const format = disk.format ?? (pool.facts.type === "logical" ? "raw" : "qcow2");
     const volume = volumeNameFor(name, disk, format);
     disks.push({ name: disk.name, pool: disk.pool, volume, format, bus: disk.bus, cache: disk.cache, io: disk.io, readOnly: disk.readOnly });
@@ -145,22 +154,23 @@ export function planVm(input: VmPlanInput): VmPlan {
     if (!existing) {
       created.add(`${disk.pool}/${volume}`);
       if (disk.from?.volume) {
-        steps.push({ action: { type: "cloneVolume", pool: disk.pool, poolType: pool.facts.type, volume, format, fromPool: disk.from.pool ?? disk.pool, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
-        if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
+        const fromPool = disk.from.pool ?? disk.pool;
+        steps.push({ action: { type: "cloneVolume", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, format, fromPool, fromPoolUuid: input.pools.get(fromPool)!.facts.uuid, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
+        if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
       } else if (disk.from?.image) {
-        steps.push({ action: { type: "importImage", pool: disk.pool, poolType: pool.facts.type, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
+        steps.push({ action: { type: "importImage", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
       } else {
-        steps.push({ action: { type: "createVolume", pool: disk.pool, poolType: pool.facts.type, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
+        steps.push({ action: { type: "createVolume", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
       }
     } else if (disk.size !== undefined && existing.capacity < disk.size) {
-      steps.push({ action: { type: "resizeVolume", pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
+      steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
     }
   }
 
   // Definition: compare only what the manifest sets; redefine on drift or a new spec.
   const xml = buildDomainXml({
     name,
-    uuid: live?.config.uuid || ownedUuid("VirtualMachine", name),
+    uuid,
     spec,
     domainType: spec.domainType ?? input.defaultDomainType,
     disks,
@@ -180,7 +190,7 @@ export function planVm(input: VmPlanInput): VmPlan {
     steps.push({ action: { type: "define", xml }, message: what });
   }
   // A newly defined domain starts with autostart off: only turning it on costs a command then.
-  if (live ? live.autostart !== spec.autostart : spec.autostart) steps.push({ action: { type: "autostart", enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+  if (live ? live.autostart !== spec.autostart : spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
 
   // Power: what the runStrategy wants, against what the domain is doing.
   const active = isActive(live);
@@ -198,16 +208,16 @@ export function planVm(input: VmPlanInput): VmPlan {
   if (mustStop) {
     const grace = spec.terminationGracePeriodSeconds * 1000;
     if (input.stopRequestedAt === undefined) {
-      steps.push({ action: { type: "shutdown" }, message: restartPending ? "shut down to apply changes that need a restart" : "shut down (ACPI)" });
+      steps.push({ action: { type: "shutdown", uuid }, message: restartPending ? "shut down to apply changes that need a restart" : "shut down (ACPI)" });
       beginStop = true;
       requeueAfterMs = 1_000;
     } else if (input.now - input.stopRequestedAt >= grace) {
-      steps.push({ action: { type: "destroy" }, message: `force off: no shutdown after ${spec.terminationGracePeriodSeconds}s` });
+      steps.push({ action: { type: "destroy", uuid }, message: `force off: no shutdown after ${spec.terminationGracePeriodSeconds}s` });
     } else {
       requeueAfterMs = 1_000;
     }
   } else if (!active && want) {
-    steps.push({ action: { type: "start" }, message: live ? `start (was ${live.state}${live.reason ? `: ${live.reason}` : ""})` : "start" });
+    steps.push({ action: { type: "start", uuid }, message: live ? `start (was ${live.state}${live.reason ? `: ${live.reason}` : ""})` : "start" });
     restartPending = false;
   }
 
@@ -226,19 +236,23 @@ export function planVm(input: VmPlanInput): VmPlan {
       : mustStop
         ? "stopping"
         : "converging";
-  return { steps, phase, ready: settled, reason, message, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks };
+  return { uuid, steps, phase, ready: settled, reason, message, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks };
 }
 
-/** Manifest deleted: destroy and undefine the owned domain; delete only volumes it created, and only with deletionPolicy Delete. */
-export function planVmDeletion(key: string, live: LiveDomain | undefined): Step<VmAction>[] {
+/**
+ * Manifest deleted: destroy and undefine the owned domain; delete only volumes it created, and
+ * only with deletionPolicy Delete. `pools` gives the UUID of each volume's pool.
+ */
+export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>): Step<VmAction>[] {
   if (!live || live.config.owner?.manifest !== key) return [];
+  const uuid = live.config.uuid;
   const steps: Step<VmAction>[] = [];
-  if (isActive(live)) steps.push({ action: { type: "destroy" }, message: "power off" });
-  steps.push({ action: { type: "undefine" }, message: "undefine (with its NVRAM)" });
+  if (isActive(live)) steps.push({ action: { type: "destroy", uuid }, message: "power off" });
+  steps.push({ action: { type: "undefine", uuid }, message: "undefine (with its NVRAM)" });
   if (live.config.owner.deletionPolicy === "Delete") {
     for (const entry of live.config.owner.createdVolumes ?? []) {
       const [pool, volume] = entry.split("/") as [string, string];
-      steps.push({ action: { type: "deleteVolume", pool, volume }, message: `delete volume ${entry} (deletionPolicy: Delete)` });
+      steps.push({ action: { type: "deleteVolume", pool, poolUuid: pools.get(pool)?.facts.uuid, volume }, message: `delete volume ${entry} (deletionPolicy: Delete)` });
     }
   }
   return steps;

@@ -3,10 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import pino from "pino";
-import type { FirewallBackend, Observed } from "../../../src/adapters/firewall.js";
-import type { LiveState } from "../../../src/adapters/observer.js";
+import type { FirewallBackend, LiveState, Observed } from "../../../src/ports/index.js";
 import { validateDocument, type Network } from "../../../src/api/index.js";
-import { Firewall } from "../../../src/controllers/firewall/reconciler.js";
+import { Firewall } from "../../../src/controllers/firewall/controller.js";
 import type { Rule } from "../../../src/firewall/rules.js";
 import type { Snapshot, StoredObject } from "../../../src/store/index.js";
 
@@ -51,7 +50,12 @@ const live = (bridge: string): LiveState => ({
 
 function setUp() {
   const table = new MemoryTable();
-  const firewall = new Firewall({ backend: "auto", logger: pino({ level: "silent" }), detect: async () => table });
+  const firewall = new Firewall({
+    backend: "auto",
+    logger: pino({ level: "silent" }),
+    host: { detect: async () => table, qemuUid: () => 64055 },
+    sysctl: { ensureIpv4Forwarding: async () => false },
+  });
   return { table, firewall };
 }
 

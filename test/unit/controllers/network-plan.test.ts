@@ -2,10 +2,11 @@
 // becomes (net-update, no restart), what needs a restart, ownership, and deletion while in use.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { LiveNetwork } from "../../../src/adapters/observer.js";
+import type { LiveNetwork } from "../../../src/ports/index.js";
 import { validateDocument, type Network } from "../../../src/api/index.js";
 import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates } from "../../../src/libvirt/index.js";
-import { guestMacsWithoutLease, parseLeases } from "../../../src/controllers/network/reconciler.js";
+import { guestMacsWithoutLease } from "../../../src/controllers/network/controller.js";
+import { parseLeases } from "../../../src/adapters/virsh-hypervisor.js";
 import type { DomainFacts } from "../../../src/libvirt/index.js";
 import { planNetwork, planNetworkDeletion, tapsOffBridge, type NetworkPlanInput } from "../../../src/controllers/network/plan.js";
 

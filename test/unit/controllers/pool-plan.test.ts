@@ -1,7 +1,7 @@
 // StoragePool plans and lifecycle: pure, no host.
 import assert from "node:assert/strict";
 import test from "node:test";
-import type { LivePool } from "../../../src/adapters/observer.js";
+import type { LivePool } from "../../../src/ports/index.js";
 import { storagePoolSpec } from "../../../src/api/storagepool.js";
 import { poolPhaseFor } from "../../../src/controllers/storagepool/lifecycle.js";
 import { planPool, planPoolDeletion } from "../../../src/controllers/storagepool/plan.js";
@@ -32,7 +32,7 @@ test("a new dir pool is defined, its directory built, started and set to autosta
 test("a logical pool builds its volume group only with --no-overwrite, and only when devices are named", () => {
   const plan = planPool("vg0", lvmSpec, undefined);
   const build = plan.kind === "converge" ? plan.steps.find((s) => s.action.type === "build")?.action : undefined;
-  assert.deepEqual(build, { type: "build", noOverwrite: true });
+  assert.deepEqual(build, { type: "build", uuid: poolUuid("vg0"), noOverwrite: true }, "by the UUID the definition gives it");
   const existingGroup = planPool("vg0", storagePoolSpec.parse({ type: "logical", volumeGroup: "vg0" }), undefined);
   assert.deepEqual(actions(existingGroup), ["define", "start", "autostart"]);
 });

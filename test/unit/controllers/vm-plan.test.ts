@@ -2,7 +2,7 @@
 // dependencies, disks and deletion.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { LiveDomain, LivePool } from "../../../src/adapters/observer.js";
+import type { LiveDomain, LivePool } from "../../../src/ports/index.js";
 import { validateDocument, type VirtualMachine } from "../../../src/api/index.js";
 import { parseDomainXml } from "../../../src/libvirt/index.js";
 import { planVm, planVmDeletion, type VmPlanInput } from "../../../src/controllers/virtualmachine/plan.js";
@@ -99,9 +99,12 @@ test("missing pools and networks are waited for", () => {
 
 test("deletion keeps disks unless deletionPolicy is Delete, and only deletes what kvmctl created", () => {
   const retain = liveFrom(planVm(input(vm({ disks: [{ name: "root", size: "1Gi" }] }))), "running");
-  assert.deepEqual(planVmDeletion("VirtualMachine/web", retain).map((s) => s.action.type), ["destroy", "undefine"]);
+  const pools = new Map([["default", pool()]]);
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", retain, pools).map((s) => s.action.type), ["destroy", "undefine"]);
   const del = liveFrom(planVm(input(vm({ deletionPolicy: "Delete", disks: [{ name: "root", size: "1Gi" }, { name: "shared", volume: "base.img", size: "1Gi" }] }), { pools: new Map([["default", pool([["base.img", 1024 ** 3]])]]) })), "shut off");
-  assert.deepEqual(planVmDeletion("VirtualMachine/web", del).map((s) => s.action), [{ type: "undefine" }, { type: "deleteVolume", pool: "default", volume: "web-root.qcow2" }]);
-  assert.deepEqual(planVmDeletion("VirtualMachine/other", del), [], "never a domain of another manifest");
+  const uuid = del.config.uuid;
+  assert.match(uuid, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", del, pools).map((s) => s.action), [{ type: "undefine", uuid }, { type: "deleteVolume", pool: "default", poolUuid: "u", volume: "web-root.qcow2" }], "by UUID: the domain's, the pool's");
+  assert.deepEqual(planVmDeletion("VirtualMachine/other", del, pools), [], "never a domain of another manifest");
 });
 

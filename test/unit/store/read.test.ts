@@ -46,7 +46,7 @@ describe("read", () => {
       "web2.yaml": VM("web2"),
     });
     const snapshot = await new ManifestStore({ dir }).read();
-    const web1 = snapshot.objects.get("VirtualMachine/web1") as StoredObject<VirtualMachine>;
+    const web1 = snapshot.objects.get("VirtualMachine/web1") as StoredObject<"VirtualMachine">;
     assert.equal(web1.kind, "VirtualMachine");
     assert.equal(web1.name, "web1");
     assert.equal(web1.object.spec.runStrategy, "Always");

@@ -1,18 +1,15 @@
 // The firewall as reconciled state: render every rule the manifests imply, compare with what
 // kvmctl's table (or chains) holds, and replace it in one transaction when they differ —
 // because a manifest changed or someone flushed, deleted or edited the table by hand.
+//
+// A singleton (src/controllers/registry.ts): one per controller, woken by every manifest
+// change and libvirt event and every --firewall-check; Networks sync it when they change.
 import { createHash } from "node:crypto";
-import { detectBackend, ensureIpv4Forwarding, qemuUid, type BackendName, type FirewallBackend, type Observed } from "../../adapters/firewall.js";
-import type { LiveState } from "../../adapters/observer.js";
-import type { Network } from "../../api/network.js";
-import type { VirtualMachine } from "../../api/virtualmachine.js";
 import { countByOwner, renderFirewall, type FirewallInputs, type Rule } from "../../firewall/rules.js";
+import type { BackendName, FirewallBackend, FirewallHost, LiveState, Observed, Sysctl } from "../../ports/index.js";
 import type { Logger } from "../../runtime/index.js";
 import type { Snapshot } from "../../store/index.js";
 import { bridgeOf } from "../network/plan.js";
-
-/** The work-queue key of the firewall (not a manifest kind). */
-export const FIREWALL_KEY = "Firewall/host";
 
 export interface FirewallState {
   backend: BackendName | "none";
@@ -28,8 +25,9 @@ export interface FirewallState {
 export interface FirewallOptions {
   backend: "auto" | BackendName;
   logger: Logger;
-  /** How the backend is found; the host's nft/iptables unless a test supplies one. */
-  detect?: (preference: "auto" | BackendName) => Promise<FirewallBackend | undefined>;
+  /** The host's firewall tools: which backend works, and QEMU's uid. */
+  host: FirewallHost;
+  sysctl: Sysctl;
 }
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
@@ -37,14 +35,12 @@ export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number 
   const networks: FirewallInputs["networks"] = [];
   const vms: FirewallInputs["vms"] = [];
   for (const [key, stored] of snapshot.objects) {
-    const object = stored.object;
-    if (object.kind === "Network") {
-      const spec = (object as Network).spec;
-      const liveNet = live.networks.get(object.metadata.name);
-      networks.push({ key, spec, bridge: spec.mode === "bridge" ? spec.bridge : bridgeOf(liveNet) });
-    } else if (object.kind === "VirtualMachine") {
-      const running = live.domains.get(object.metadata.name)?.running;
-      vms.push({ key, spec: (object as VirtualMachine).spec, vncPort: running?.vnc?.port !== undefined && running.vnc.port > 0 ? running.vnc.port : undefined });
+    if (stored.kind === "Network") {
+      const spec = stored.object.spec;
+      networks.push({ key, spec, bridge: spec.mode === "bridge" ? spec.bridge : bridgeOf(live.networks.get(stored.name)) });
+    } else if (stored.kind === "VirtualMachine") {
+      const running = live.domains.get(stored.name)?.running;
+      vms.push({ key, spec: stored.object.spec, vncPort: running?.vnc?.port !== undefined && running.vnc.port > 0 ? running.vnc.port : undefined });
     }
   }
   return { networks, vms, qemuUid: uid };
@@ -57,10 +53,12 @@ export class Firewall {
   /** Rules per owner as last applied: kept for objects whose manifest is invalid right now. */
   private lastRules = new Map<string, Rule[]>();
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly uid = qemuUid();
+  private readonly uid: number | undefined;
   state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), total: 0 };
 
-  constructor(private readonly options: FirewallOptions) {}
+  constructor(private readonly options: FirewallOptions) {
+    this.uid = options.host.qemuUid();
+  }
 
   /** One sync at a time; callers share the order. */
   sync(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
@@ -71,7 +69,7 @@ export class Firewall {
 
   private async chooseBackend(): Promise<FirewallBackend | undefined> {
     if (!this.detected) {
-      this.backend = await (this.options.detect ?? detectBackend)(this.options.backend);
+      this.backend = await this.options.host.detect(this.options.backend);
       this.detected = true;
       this.options.logger.info({ backend: this.backend?.name ?? "none", preference: this.options.backend }, this.backend ? `firewall backend: ${this.backend.name}` : "no usable firewall backend (neither nft nor iptables works); firewall rules are not applied");
     }
@@ -92,7 +90,7 @@ export class Firewall {
       return this.state;
     }
     try {
-      if (rendered.needsForwarding && ensureIpv4Forwarding()) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+      if (rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
       const wanted = JSON.stringify([...countByOwner(backend.placed(rules))].sort());
       // Rules per owner as the backend reports them equal the wanted ones: a cheap check that

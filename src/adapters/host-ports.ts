@@ -1,0 +1,34 @@
+// The composition root of the host: the real adapter behind every port (src/ports). The
+// controller command and the benchmarks build their ports here; tests build fakes instead.
+import { systemClock } from "../runtime/clock.js";
+import type { Ports } from "../ports/index.js";
+import { HostFirewall } from "./firewall.js";
+import { HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
+import { LinuxNetDevices } from "./netdev.js";
+import { QemuImg } from "./qemu-img.js";
+import { Virsh } from "./virsh.js";
+import { VirshHypervisor } from "./virsh-hypervisor.js";
+
+export interface HostPortsOptions {
+  /** libvirt URI. */
+  uri: string;
+  /** Timeout of one virsh command. */
+  virshTimeoutMs?: number;
+}
+
+export interface HostPorts extends Ports {
+  hypervisor: VirshHypervisor;
+}
+
+export function hostPorts(options: HostPortsOptions): HostPorts {
+  const scratch = new TempScratchFiles("kvmctl-controller-");
+  return {
+    hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}) }), scratch),
+    secrets: new HostSecretFiles(),
+    images: new QemuImg(),
+    netdev: new LinuxNetDevices(),
+    sysctl: new ProcSysctl(),
+    firewall: new HostFirewall(scratch),
+    clock: systemClock,
+  };
+}

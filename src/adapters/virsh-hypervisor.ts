@@ -1,0 +1,238 @@
+// The Hypervisor port with virsh: every command the reconcilers issue, addressed by UUID
+// (see src/ports/hypervisor.ts for why), its failures turned into typed errors, plus the
+// observer (one picture of libvirt for a constant number of virsh processes) and libvirt's
+// event streams, which keep that picture honest the way an informer's watch does.
+import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
+import { EventStreams } from "./events.js";
+import { Observer } from "./observer.js";
+import { parseVolumeXml, type NetUpdate, type VolumeFacts } from "../libvirt/index.js";
+import { hypervisorError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
+
+/** UUIDs as libvirt prints them; anything else never reaches a command line. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function uuidArg(uuid: string): string {
+  if (!UUID.test(uuid)) throw hypervisorError("other", `not a UUID: ${JSON.stringify(uuid)}`);
+  return uuid;
+}
+
+/** `virsh net-dhcp-leases` table → leases (IPv4 and IPv6, address without prefix). */
+export function parseLeases(text: string): Lease[] {
+  const leases: Lease[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+([0-9a-f:]{17})\s+(ipv[46])\s+(\S+)\s+(\S+)/i.exec(line);
+    if (!m) continue;
+    const [, expiry, mac, , ip, hostname] = m;
+    leases.push({ mac: mac!.toLowerCase(), ip: ip!.split("/")[0]!, ...(hostname && hostname !== "-" ? { hostname } : {}), expiry: expiry! });
+  }
+  return leases;
+}
+
+export class VirshHypervisor implements Hypervisor {
+  readonly observer: Observer;
+  /** When libvirt last told us something changed (an event, a reconnected stream). */
+  private lastEventAt = 0;
+  private streams: EventStreams | undefined;
+
+  constructor(
+    readonly virsh: Virsh,
+    private readonly scratch: ScratchFiles,
+  ) {
+    this.observer = new Observer(virsh);
+  }
+
+  get changedAt(): number {
+    return Math.max(this.lastEventAt, this.virsh.lastMutationAt);
+  }
+
+  observe(since: number): Promise<LiveState> {
+    return this.observer.get(since);
+  }
+
+  readDomain(uuid: string): Promise<LiveDomain | undefined> {
+    return this.observer.readDomain(uuidArg(uuid));
+  }
+
+  watch(handlers: HypervisorEventHandlers): { stop(): void } {
+    const streams = new EventStreams({
+      uri: this.virsh.options.uri,
+      onEvent: (event) => {
+        // A domain that stopped (destroyed by hand, crashed) is applied to the current picture
+        // instead of making it stale, when the picture missed nothing else: most of the time
+        // between a stop and the restart is then not spent re-reading libvirt.
+        const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
+        const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), this.changedAt);
+        // "Shutdown Finished" only announces the Stopped event that follows it: it makes
+        // nothing stale by itself, so it must not spoil that event's shortcut.
+        const prelude = event.kind === "domain" && event.detail.startsWith("lifecycle: Shutdown");
+        if (!followed && !prelude) this.lastEventAt = Date.now();
+        handlers.onEvent(event);
+      },
+      onReconnect: (stream) => {
+        this.lastEventAt = Date.now();
+        handlers.onReconnect(stream);
+      },
+      onError: handlers.onError,
+    });
+    this.streams = streams;
+    streams.start();
+    return { stop: () => streams.stop() };
+  }
+
+  /** Runs a command; failures become typed HypervisorErrors with the VirshError as cause. */
+  private async run(args: string[]): Promise<string> {
+    try {
+      return await this.virsh.run(args);
+    } catch (error) {
+      if (error instanceof VirshError) throw hypervisorError(error.kind, error.message, error);
+      throw hypervisorError(classifyVirshError(String(error)), `virsh ${args[0]}: ${String((error as Error).message ?? error)}`, error);
+    }
+  }
+
+  /** Runs a command that reads the XML it is given from a private scratch file. */
+  private async withXmlFile(label: string, xml: string, args: (file: string) => string[]): Promise<void> {
+    const file = await this.scratch.write(`${label}.xml`, xml);
+    try {
+      await this.run(args(file));
+    } finally {
+      await this.scratch.remove(file);
+    }
+  }
+
+  defineDomain(xml: string): Promise<void> {
+    return this.withXmlFile("domain", xml, (file) => ["define", file]);
+  }
+
+  async startDomain(uuid: string): Promise<void> {
+    await this.run(["start", uuidArg(uuid)]);
+  }
+
+  async shutdownDomain(uuid: string): Promise<void> {
+    await this.run(["shutdown", uuidArg(uuid), "--mode", "acpi"]);
+  }
+
+  async destroyDomain(uuid: string): Promise<void> {
+    try {
+      await this.run(["destroy", uuidArg(uuid)]);
+    } catch (error) {
+      if (!/not running/i.test(String((error as Error).message))) throw error;
+    }
+  }
+
+  async undefineDomain(uuid: string): Promise<void> {
+    await this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]);
+  }
+
+  async setDomainAutostart(uuid: string, enabled: boolean): Promise<void> {
+    await this.run(["autostart", uuidArg(uuid), ...(enabled ? [] : ["--disable"])]);
+  }
+
+  createVolume(poolUuid: string, xml: string): Promise<void> {
+    return this.withXmlFile("volume", xml, (file) => ["vol-create", uuidArg(poolUuid), file]);
+  }
+
+  createVolumeFrom(poolUuid: string, xml: string, fromPoolUuid: string, fromVolume: string): Promise<void> {
+    // vol-create-from (not vol-clone): the copy gets the new volume's format (and, in a logical
+    // pool, is a plain LV); libvirt converts with qemu-img as needed.
+    return this.withXmlFile("volume", xml, (file) => ["vol-create-from", uuidArg(poolUuid), file, "--inputpool", uuidArg(fromPoolUuid), fromVolume]);
+  }
+
+  async readVolume(poolUuid: string, volume: string): Promise<VolumeFacts | undefined> {
+    try {
+      return parseVolumeXml(await this.run(["vol-dumpxml", "--pool", uuidArg(poolUuid), volume]));
+    } catch (error) {
+      if ((error as { kind?: string }).kind === "not-found") return undefined;
+      throw error;
+    }
+  }
+
+  async volumePath(poolUuid: string, volume: string): Promise<string> {
+    return (await this.run(["vol-path", "--pool", uuidArg(poolUuid), volume])).trim();
+  }
+
+  async uploadVolume(poolUuid: string, volume: string, file: string): Promise<void> {
+    await this.run(["vol-upload", "--pool", uuidArg(poolUuid), volume, file]);
+  }
+
+  async resizeVolume(poolUuid: string, volume: string, capacity: number): Promise<boolean> {
+    try {
+      await this.run(["vol-resize", "--pool", uuidArg(poolUuid), volume, String(capacity)]);
+      return true;
+    } catch (error) {
+      if (/shrink/i.test(String((error as Error).message))) return false;
+      throw error;
+    }
+  }
+
+  async deleteVolume(poolUuid: string, volume: string): Promise<void> {
+    await this.run(["vol-delete", "--pool", uuidArg(poolUuid), volume]);
+  }
+
+  defineNetwork(xml: string): Promise<void> {
+    return this.withXmlFile("network", xml, (file) => ["net-define", file]);
+  }
+
+  async updateNetwork(uuid: string, update: NetUpdate, scope: NetworkUpdateScope): Promise<void> {
+    const flags = scope === "both" ? ["--live", "--config"] : [`--${scope}`];
+    await this.run(["net-update", uuidArg(uuid), update.command, update.section, update.xml, "--parent-index", String(update.parentIndex), ...flags]);
+  }
+
+  async startNetwork(uuid: string): Promise<void> {
+    await this.run(["net-start", uuidArg(uuid)]);
+  }
+
+  async destroyNetwork(uuid: string): Promise<void> {
+    await this.run(["net-destroy", uuidArg(uuid)]);
+  }
+
+  async undefineNetwork(uuid: string): Promise<void> {
+    await this.run(["net-undefine", uuidArg(uuid)]);
+  }
+
+  async setNetworkAutostart(uuid: string, enabled: boolean): Promise<void> {
+    await this.run(["net-autostart", uuidArg(uuid), ...(enabled ? [] : ["--disable"])]);
+  }
+
+  async networkLeases(uuid: string): Promise<Lease[] | undefined> {
+    try {
+      return parseLeases(await this.run(["net-dhcp-leases", uuidArg(uuid)]));
+    } catch (error) {
+      if ((error as { kind?: string }).kind === "not-found") return undefined;
+      throw error;
+    }
+  }
+
+  definePool(xml: string): Promise<void> {
+    return this.withXmlFile("pool", xml, (file) => ["pool-define", file]);
+  }
+
+  async buildPool(uuid: string, options: { noOverwrite: boolean }): Promise<void> {
+    try {
+      await this.run(["pool-build", uuidArg(uuid), ...(options.noOverwrite ? ["--no-overwrite"] : [])]);
+    } catch (error) {
+      // An existing volume group on the devices is fine as it is.
+      if (!(options.noOverwrite && /already|existing|exists/i.test(String((error as Error).message)))) throw error;
+    }
+  }
+
+  async startPool(uuid: string): Promise<void> {
+    await this.run(["pool-start", uuidArg(uuid)]);
+  }
+
+  async destroyPool(uuid: string): Promise<void> {
+    await this.run(["pool-destroy", uuidArg(uuid)]);
+  }
+
+  async undefinePool(uuid: string): Promise<void> {
+    await this.run(["pool-undefine", uuidArg(uuid)]);
+  }
+
+  async setPoolAutostart(uuid: string, enabled: boolean): Promise<void> {
+    await this.run(["pool-autostart", uuidArg(uuid), ...(enabled ? [] : ["--disable"])]);
+  }
+
+  async close(): Promise<void> {
+    this.streams?.stop();
+    await this.scratch.close();
+  }
+}

@@ -1,0 +1,21 @@
+// ObjectRecorder (./kind.ts) over the manifest store: events and kept-object records.
+import type { Clock } from "../runtime/index.js";
+import type { ManifestStore } from "../store/index.js";
+import type { ObjectRecorder } from "./kind.js";
+
+export function objectRecorder(store: ManifestStore, key: string, clock: Clock): ObjectRecorder {
+  const event: ObjectRecorder["event"] = (type, reason, message) => store.recordEvent(key, { time: new Date(clock.now()).toISOString(), type, reason, message });
+  return {
+    event,
+    async deleted(message) {
+      if ((await store.readEvents(key)).at(-1)?.reason === "Deleted") return;
+      await event("Normal", "Deleted", message);
+    },
+    async kept(state) {
+      if (await store.setTerminating(key, state)) await event("Warning", "DeletionBlocked", state.message);
+    },
+    async notKept() {
+      await store.setTerminating(key, undefined);
+    },
+  };
+}

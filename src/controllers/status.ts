@@ -1,0 +1,65 @@
+// The one place a reconcile's outcome becomes the object's status (Flux's "one status patch
+// per reconcile"): the kind's facts plus kstatus conditions for success and progress, and for
+// the failures the runtime classifies — retry (ReconcileFailed), waiting (DependencyNotReady),
+// terminal (Stalled with the error's reason). Pure; the manager writes the result.
+import type { Condition } from "../api/index.js";
+import { DependencyNotReadyError, markReady, markReconciling, markStalled, setExtraCondition, TerminalError } from "../runtime/index.js";
+import { observedFields, type StoredObject } from "../store/index.js";
+import type { ObjectReport } from "./kind.js";
+
+type PreviousStatus = Record<string, unknown> & { conditions?: Condition[]; phase?: string };
+
+function previousStatus(stored: StoredObject | undefined): PreviousStatus {
+  return ((stored?.object as { status?: PreviousStatus } | undefined)?.status ?? {}) as PreviousStatus;
+}
+
+/** Status values as YAML will hold them: absent rather than undefined. */
+function withoutUndefined(value: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
+}
+
+/**
+ * The status after a reconcile that ran to its end: Ready when `ready`, else Reconciling with
+ * the report's reason; extra conditions set or cleared; the kind's facts as reported (a fact
+ * the report leaves out is no longer true, so the whole status is replaced).
+ */
+export function statusFromReport(stored: StoredObject, ready: boolean, report: ObjectReport<never>, now = new Date()): Record<string, unknown> {
+  const previous = previousStatus(stored);
+  let conditions = ready
+    ? markReady(previous.conditions, stored.generation, report.reason, report.message, now)
+    : markReconciling(previous.conditions, stored.generation, report.reason, report.message, now);
+  for (const extra of report.extraConditions ?? []) {
+    conditions = setExtraCondition(conditions, extra.type, extra.present, stored.generation, extra.reason, extra.message, now);
+  }
+  const { phase, ...facts } = report.facts as Record<string, unknown>;
+  return withoutUndefined({ ...observedFields(stored), phase, conditions, ...facts });
+}
+
+/**
+ * The status after a reconcile that failed: the last facts stay (they still describe libvirt),
+ * the conditions say what failed; `failurePhase` (a kind's) sets the phase for waiting/terminal.
+ * `stored` is undefined for a document that is invalid (it has no parsed status to keep).
+ */
+export function statusFromFailure(stored: StoredObject | undefined, error: unknown, failurePhase: { waiting: string; terminal: string } | undefined, now = new Date()): Record<string, unknown> {
+  const previous = previousStatus(stored);
+  const generation = stored?.generation ?? 1;
+  const message = error instanceof Error ? error.message : String(error);
+  let conditions: Condition[];
+  let phase = previous.phase;
+  if (error instanceof TerminalError) {
+    conditions = markStalled(previous.conditions, generation, error.reason, message, now);
+    phase = failurePhase?.terminal ?? phase;
+  } else if (error instanceof DependencyNotReadyError) {
+    conditions = markReconciling(previous.conditions, generation, "DependencyNotReady", message, now);
+    phase = failurePhase?.waiting ?? phase;
+  } else {
+    conditions = markReconciling(previous.conditions, generation, "ReconcileFailed", message, now);
+  }
+  return withoutUndefined({ ...previous, ...(stored ? observedFields(stored) : {}), conditions, ...(phase ? { phase } : {}) });
+}
+
+/** The event a failure records (none while waiting: waiting is not a failure). */
+export function failureEvent(error: unknown): { reason: string; message: string } | undefined {
+  if (error instanceof DependencyNotReadyError) return undefined;
+  return { reason: error instanceof TerminalError ? error.reason : "ReconcileFailed", message: error instanceof Error ? error.message : String(error) };
+}

@@ -1,0 +1,206 @@
+// VirtualMachine: observe → plan (pure, ./plan.ts) → act through the ports → report.
+import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
+import { buildVolumeXml } from "../../libvirt/index.js";
+import { NotFoundError, type LiveState, type Ports } from "../../ports/index.js";
+import { objectOf } from "../../store/index.js";
+import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget } from "../kind.js";
+import { phaseFor } from "./lifecycle.js";
+import { isActive, planVm, planVmDeletion, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
+
+/** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
+export interface VmMemory {
+  stopRequestedAt?: number;
+  restartPending: boolean;
+  /**
+   * runStrategy Once / RerunOnFailure: the domain has run. Also written to status (which a
+   * restarted controller reads back), but the controller's snapshot does not see its own
+   * status writes, so it is remembered here too.
+   */
+  startedOnce?: boolean;
+}
+
+const DEFAULT_CONSOLE_LOG_DIR = "/var/log/kvmctl/console";
+
+async function act(ports: Ports, action: VmAction): Promise<void> {
+  const hv = ports.hypervisor;
+  switch (action.type) {
+    case "createVolume":
+      return hv.createVolume(action.poolUuid, buildVolumeXml(action.volume, action.capacity, action.format, action.poolType));
+    case "cloneVolume": {
+      const source = await hv.readVolume(action.fromPoolUuid, action.fromVolume);
+      if (!source) throw new NotFoundError(`volume ${action.fromVolume} is not in pool ${action.fromPool}`);
+      return hv.createVolumeFrom(action.poolUuid, buildVolumeXml(action.volume, source.capacity, action.format, action.poolType), action.fromPoolUuid, action.fromVolume);
+    }
+    case "importImage": {
+      const info = await ports.images.info(action.image);
+      const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
+      await hv.createVolume(action.poolUuid, buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType));
+      if (info.format === action.format) {
+        await hv.uploadVolume(action.poolUuid, action.volume, action.image);
+      } else {
+        // Another format (a qcow2 image into an LV, a raw image into a qcow2 volume): qemu-img
+        // writes the converted disk into the volume libvirt just created.
+        await ports.images.convert(action.image, info.format, await hv.volumePath(action.poolUuid, action.volume), action.format);
+      }
+      if (capacity > info.virtualSize && action.poolType !== "logical") await hv.resizeVolume(action.poolUuid, action.volume, capacity);
+      return;
+    }
+    case "resizeVolume":
+      // A clone bigger than the size asked for stays as it is: disks never shrink.
+      await hv.resizeVolume(action.poolUuid, action.volume, action.capacity);
+      return;
+    case "define":
+      return hv.defineDomain(action.xml);
+    case "autostart":
+      return hv.setDomainAutostart(action.uuid, action.enabled);
+    case "start":
+      return hv.startDomain(action.uuid);
+    case "shutdown":
+      return hv.shutdownDomain(action.uuid);
+    case "destroy":
+      return hv.destroyDomain(action.uuid);
+    case "undefine":
+      return hv.undefineDomain(action.uuid);
+    case "deleteVolume":
+      if (!action.poolUuid) throw new NotFoundError(`pool ${action.pool} is not in libvirt: volume ${action.volume} cannot be deleted`);
+      return hv.deleteVolume(action.poolUuid, action.volume);
+  }
+}
+
+/** The VNC password from its secret file; a missing or unusable one is waited for (the file may be fixed without a spec change). */
+async function readVncPassword(ctx: PlanContext<VmMemory>, file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  let password: string;
+  try {
+    password = (await ctx.ports.secrets.read(file)).trim();
+  } catch (error) {
+    throw new DependencyNotReadyError(`cannot read the VNC password file ${file}: ${(error as Error).message}`, 15_000);
+  }
+  // The VNC protocol's DES challenge uses 8 bytes; libvirt refuses longer passwords.
+  if (password.length === 0 || password.length > 8) {
+    throw new DependencyNotReadyError(`the VNC password in ${file} is ${password.length} characters; VNC needs 1 to 8`, 15_000);
+  }
+  return password;
+}
+
+function hasStarted(memory: VmMemory | undefined, target: PlanTarget<"VirtualMachine">, live: LiveState): boolean {
+  return memory?.startedOnce === true || target.object.status?.startedOnce === true || isActive(live.domains.get(target.name));
+}
+
+export const virtualMachineController: KindController<"VirtualMachine", VmPlanInput, VmPlan, VmMemory> = {
+  kind: "VirtualMachine",
+  order: 30,
+  failurePhase: { waiting: "Pending", terminal: "Failed" },
+
+  ownedKeys(live) {
+    return [...live.domains.values()].flatMap((d) => (d.config.owner?.manifest.startsWith("VirtualMachine/") ? [d.config.owner.manifest] : []));
+  },
+
+  wakeFor(event) {
+    return event.kind === "domain" ? [`VirtualMachine/${event.name}`] : [];
+  },
+
+  async planInput(ctx, target, live) {
+    const domain = live.domains.get(target.name);
+    const remembered = ctx.memory.get(target.key);
+    const consoleLog = domain?.config.consoleLog;
+    return {
+      key: target.key,
+      name: target.name,
+      file: target.file ?? domain?.config.owner?.file ?? "",
+      spec: target.object.spec,
+      specHash: target.specHash,
+      live: domain,
+      pools: live.pools,
+      networks: live.networks,
+      defaultDomainType: ctx.settings.defaultDomainType,
+      consoleLogDir: ctx.settings.consoleLogDir ?? (consoleLog ? consoleLog.replace(/\/[^/]+$/, "") : DEFAULT_CONSOLE_LOG_DIR),
+      vncPassword: await readVncPassword(ctx, target.object.spec.consoles.vnc?.passwordSecretFile),
+      stopRequestedAt: remembered?.stopRequestedAt,
+      restartPending: remembered?.restartPending ?? false,
+      startedOnce: hasStarted(remembered, target, live),
+      now: ctx.now,
+    };
+  },
+
+  plan: planVm,
+
+  changes(plan) {
+    if (plan.invalid || plan.waitingFor) return [plan.message];
+    return [...plan.steps.map((s) => s.message), ...(plan.restartRequired.length ? [plan.message] : [])];
+  },
+
+  async reconcile(ctx: KindContext<VmMemory>, { key, name, stored, since }: KindRequest<"VirtualMachine">): Promise<KindOutcome<"VirtualMachine">> {
+    const state = await ctx.live(since);
+    const live = state.domains.get(name);
+
+    if (!stored) {
+      ctx.memory.delete(key);
+      const steps = planVmDeletion(key, live, state.pools);
+      for (const step of steps) {
+        ctx.log.info({ step: step.action.type }, step.message);
+        await act(ctx.ports, step.action);
+      }
+      await ctx.record.deleted(steps.length ? steps.map((s) => s.message).join("; ") : live ? `domain "${name}" was not created by kvmctl: left alone` : "no domain in libvirt to remove");
+      return { ready: true };
+    }
+
+    const remembered = ctx.memory.get(key) ?? { restartPending: false };
+    // A stop we asked for is over once the domain is off.
+    if (!isActive(live)) remembered.stopRequestedAt = undefined;
+    ctx.memory.set(key, remembered);
+    const target = { key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file };
+    const plan = planVm(await virtualMachineController.planInput(ctx, target, state));
+    if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
+    if (plan.waitingFor) throw new DependencyNotReadyError(plan.message, 3_000);
+
+    let started = hasStarted(remembered, target, state);
+    for (const step of plan.steps) {
+      ctx.log.info({ step: step.action.type }, step.message);
+      await act(ctx.ports, step.action);
+      if (step.action.type === "start") started = true;
+    }
+    remembered.restartPending = plan.restartPending;
+    remembered.startedOnce = started;
+    if (plan.beginStop) remembered.stopRequestedAt = ctx.ports.clock.now();
+    if (plan.steps.length) await ctx.record.event("Normal", plan.steps.some((s) => s.action.type === "start") ? "Started" : "Converged", plan.steps.map((s) => s.message).join("; "));
+    if (plan.restartRequired.length && !stored.object.status?.conditions?.some((c) => c.type === "RestartRequired")) {
+      await ctx.record.event("Warning", "RestartRequired", plan.message);
+    }
+
+    // After its own steps a reconcile reads back only its domain; the next event brings the rest.
+    const after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
+    const sshForward = stored.object.spec.interfaces.flatMap((nic) => nic.user?.portForwards ?? []).find((pf) => pf.guestPort === 22 && pf.protocol === "tcp");
+    const running = after?.running;
+    const vnc = running?.vnc;
+    return {
+      ready: plan.ready,
+      requeueAfterMs: plan.requeueAfterMs ?? (plan.ready ? undefined : 2_000),
+      report: {
+        reason: plan.ready ? "Succeeded" : plan.reason,
+        message: plan.message,
+        extraConditions: [{ type: "RestartRequired", present: plan.restartRequired.length > 0, reason: "RestartRequired", message: plan.message }],
+        facts: {
+          // The phase describes the domain after this reconcile's steps, not before.
+          phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
+          startedOnce: started || undefined,
+          domain: after ? { uuid: after.config.uuid, state: after.state, ...(after.reason ? { reason: after.reason } : {}) } : undefined,
+          disks: plan.disks.map((d) => {
+            const volume = state.pools.get(d.pool)?.volumes.get(d.volume);
+            return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}) };
+          }),
+          interfaces: (running ?? after?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),
+          ssh: sshForward ? { host: sshForward.address === "0.0.0.0" ? "127.0.0.1" : sshForward.address, port: sshForward.hostPort } : undefined,
+          vnc: vnc?.port ? { listen: vnc.listen ?? "127.0.0.1", port: vnc.port } : undefined,
+          consoleLog: after?.config.consoleLog,
+        },
+      },
+    };
+  },
+};
+
+/** The networks a VM manifest's interfaces name (a guest's start wakes them: its leases appear). */
+export function networksOfVm(snapshot: Parameters<typeof objectOf>[0], name: string): string[] {
+  const vm = objectOf(snapshot, "VirtualMachine", name);
+  return [...new Set((vm?.object.spec.interfaces ?? []).flatMap((nic) => (nic.network ? [nic.network] : [])))];
+}

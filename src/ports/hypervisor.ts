@@ -1,0 +1,93 @@
+// The Hypervisor port: everything the reconcilers ask of libvirt. Reconcilers and plans see
+// only this interface (src/adapters/virsh-hypervisor.ts implements it with virsh; the unit
+// tests use test/unit/helpers/fake-hypervisor.ts).
+//
+// Contract: once an object exists it is addressed by its UUID, never by its name. virsh reads
+// a domain argument as an ID first, then a UUID, then a name (networks and pools: UUID before
+// name), and a manifest name such as "1" or a UUID-shaped label is valid: by name, kvmctl
+// would act on someone else's object. Defining takes the XML (which carries the UUID).
+// Failures are HypervisorError (./errors.ts): NotFoundError, BusyError, ExistsError, or kind
+// "other"; `cause` holds the adapter's error.
+import type { NetUpdate } from "../libvirt/index.js";
+import type { Lease, LiveDomain, LiveState } from "./live.js";
+import type { VolumeFacts } from "../libvirt/index.js";
+
+export type HypervisorObjectKind = "domain" | "pool" | "network";
+
+/** A libvirt lifecycle event: says which object to look at, never what it now is. */
+export interface HypervisorEvent {
+  kind: HypervisorObjectKind;
+  name: string;
+  /** e.g. "lifecycle: Stopped Destroyed". */
+  detail: string;
+}
+
+export interface HypervisorEventHandlers {
+  onEvent(event: HypervisorEvent): void;
+  /** The event stream was re-established (libvirtd restarted): events may have been missed. */
+  onReconnect(stream: string): void;
+  onError(stream: string, message: string): void;
+}
+
+/** Where a `net-update` applies: the running network, its next-start definition, or both. */
+export type NetworkUpdateScope = "live" | "config" | "both";
+
+export interface Hypervisor {
+  /**
+   * A picture of libvirt whose reading started at or after `since` (ms epoch). Concurrent
+   * callers share one reading; a newer cached picture is returned as is.
+   */
+  observe(since: number): Promise<LiveState>;
+  /** One domain as it is now, cheaper than a whole picture; undefined when it does not exist. */
+  readDomain(uuid: string): Promise<LiveDomain | undefined>;
+  /**
+   * When libvirt last changed as far as this process knows (ms epoch): its own changing
+   * commands and libvirt's events. A picture older than this may miss something.
+   */
+  readonly changedAt: number;
+  /** Follows libvirt's lifecycle events until stop() is called. */
+  watch(handlers: HypervisorEventHandlers): { stop(): void };
+
+  defineDomain(xml: string): Promise<void>;
+  startDomain(uuid: string): Promise<void>;
+  /** Asks the guest to shut down (ACPI). */
+  shutdownDomain(uuid: string): Promise<void>;
+  /** Forces the domain off; resolves also when it was not running. */
+  destroyDomain(uuid: string): Promise<void>;
+  /** Removes the definition with its NVRAM and managed save image. */
+  undefineDomain(uuid: string): Promise<void>;
+  setDomainAutostart(uuid: string, enabled: boolean): Promise<void>;
+
+  createVolume(poolUuid: string, xml: string): Promise<void>;
+  /** Creates a volume from `xml` holding a copy of `fromVolume` (converted to the new volume's format). */
+  createVolumeFrom(poolUuid: string, xml: string, fromPoolUuid: string, fromVolume: string): Promise<void>;
+  readVolume(poolUuid: string, volume: string): Promise<VolumeFacts | undefined>;
+  /** The volume's path on the host (a file or a block device). */
+  volumePath(poolUuid: string, volume: string): Promise<string>;
+  /** Copies a host file's bytes into the volume as they are. */
+  uploadVolume(poolUuid: string, volume: string, file: string): Promise<void>;
+  /** Grows the volume to `capacity` bytes; resolves false (and changes nothing) when that would shrink it. */
+  resizeVolume(poolUuid: string, volume: string, capacity: number): Promise<boolean>;
+  deleteVolume(poolUuid: string, volume: string): Promise<void>;
+
+  defineNetwork(xml: string): Promise<void>;
+  /** Edits a DHCP host or range in place (`net-update`), without restarting the network. */
+  updateNetwork(uuid: string, update: NetUpdate, scope: NetworkUpdateScope): Promise<void>;
+  startNetwork(uuid: string): Promise<void>;
+  destroyNetwork(uuid: string): Promise<void>;
+  undefineNetwork(uuid: string): Promise<void>;
+  setNetworkAutostart(uuid: string, enabled: boolean): Promise<void>;
+  /** The network's DHCP leases; undefined when the network does not exist. */
+  networkLeases(uuid: string): Promise<Lease[] | undefined>;
+
+  definePool(xml: string): Promise<void>;
+  /** Builds the pool's storage (dir: the directory; logical: the volume group). `noOverwrite`: never over existing data; an existing one is fine. */
+  buildPool(uuid: string, options: { noOverwrite: boolean }): Promise<void>;
+  startPool(uuid: string): Promise<void>;
+  destroyPool(uuid: string): Promise<void>;
+  undefinePool(uuid: string): Promise<void>;
+  setPoolAutostart(uuid: string, enabled: boolean): Promise<void>;
+
+  /** Ends the event streams and removes scratch files. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,20 @@
+// The ports: what the controllers may ask of the host. The composition root
+// (src/adapters/host-ports.ts) builds the real ones; tests pass fakes.
+import type { Clock } from "../runtime/clock.js";
+import type { Hypervisor } from "./hypervisor.js";
+import type { FirewallHost, ImageTool, NetDevices, SecretFiles, Sysctl } from "./host.js";
+
+export * from "./errors.js";
+export type * from "./host.js";
+export type * from "./hypervisor.js";
+export type * from "./live.js";
+
+export interface Ports {
+  hypervisor: Hypervisor;
+  secrets: SecretFiles;
+  images: ImageTool;
+  netdev: NetDevices;
+  sysctl: Sysctl;
+  firewall: FirewallHost;
+  clock: Clock;
+}
