@@ -121,6 +121,13 @@ export function planVm(input: VmPlanInput): VmPlan {
     };
   }
 
+  // Accepted by the schema (the API is settled) but not built yet: refused rather than a VM
+  // that boots without its keys and user-data.
+  if (spec.cloudInit) {
+    const message = "spec.cloudInit is not supported yet: the VM would boot without its seed (user-data, SSH keys); remove it or provision the guest another way";
+    return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "Unsupported", message, invalid: { reason: "Unsupported", message } };
+  }
+
   // Dependencies: every pool and network the VM names must be there and active.
   for (const disk of spec.disks) {
     const pool = input.pools.get(disk.pool);

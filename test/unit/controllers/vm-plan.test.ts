@@ -108,3 +108,11 @@ test("deletion keeps disks unless deletionPolicy is Delete, and only deletes wha
   assert.deepEqual(planVmDeletion("VirtualMachine/other", del, pools), [], "never a domain of another manifest");
 });
 
+
+test("spec.cloudInit is refused until seeds are built (a VM must not boot without its keys)", () => {
+  const plan = planVm(input(vm({ cloudInit: { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test"] } })));
+  assert.equal(plan.invalid?.reason, "Unsupported");
+  assert.match(plan.message, /cloudInit is not supported yet/);
+  assert.deepEqual(plan.steps, [], "nothing defined");
+  assert.equal(planVm(input(vm({}))).invalid, undefined);
+});
