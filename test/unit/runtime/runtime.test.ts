@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Backoff, Controller, DependencyNotReadyError, markReady, markReconciling, markStalled, TerminalError, WorkQueue } from "../../../src/runtime/index.js";
+import { ManualClock, settle } from "../helpers/manual-clock.js";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, child() { return quiet; } };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A promise the test resolves by hand: a reconcile that takes as long as the test says. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
 
 test("a burst of adds for one key collapses into one item", async () => {
   const queue = new WorkQueue();
@@ -23,32 +30,42 @@ test("a key added while processing is handed out again only after done", async (
   assert.equal(queue.length, 1, "requeued once done");
 });
 
-test("the controller never reconciles one key twice at once", async () => {
+test("the controller never reconciles one key twice at once; adds meanwhile collapse into one more", async () => {
+  const clock = new ManualClock();
   let running = 0;
   let maxRunning = 0;
   let calls = 0;
+  const gates: ReturnType<typeof deferred>[] = [];
   const controller = new Controller({
     logger: quiet,
     concurrency: 4,
+    clock,
     listKeys: () => [],
     reconcile: async () => {
       running++;
       calls++;
       maxRunning = Math.max(maxRunning, running);
-      await sleep(20);
+      const gate = deferred();
+      gates.push(gate);
+      await gate.promise;
       running--;
       return {};
     },
   });
   await controller.start();
-  for (let i = 0; i < 10; i++) {
-    controller.enqueue("VirtualMachine/same");
-    await sleep(5);
-  }
-  await sleep(100);
+  controller.enqueue("VirtualMachine/same");
+  await settle();
+  for (let i = 0; i < 10; i++) controller.enqueue("VirtualMachine/same"); // while the first runs
+  await settle();
+  assert.equal(calls, 1, "not handed out while processing");
+  gates[0]!.resolve();
+  await settle();
+  assert.equal(calls, 2, "the ten adds made it dirty once");
+  gates[1]!.resolve();
+  await settle();
   await controller.stop();
   assert.equal(maxRunning, 1);
-  assert.ok(calls >= 2 && calls <= 6, `calls ${calls}`);
+  assert.equal(calls, 2);
 });
 
 test("backoff doubles from 500 ms to a 5 minute cap, with jitter, and resets", () => {
@@ -62,29 +79,65 @@ test("backoff doubles from 500 ms to a 5 minute cap, with jitter, and resets", (
   assert.equal(backoff.next("k"), 500);
 });
 
-test("terminal errors are not retried; dependency waits and errors are", async () => {
-  const calls = new Map<string, number>();
+test("terminal errors are not retried; dependency waits and errors are, on their own schedules", async () => {
+  const clock = new ManualClock();
+  const calls = new Map<string, number[]>();
   const controller = new Controller({
     logger: quiet,
     concurrency: 2,
+    clock,
     listKeys: () => [],
-    backoff: new Backoff({ baseMs: 10, capMs: 20 }),
+    backoff: new Backoff({ baseMs: 500, capMs: 4_000, random: () => 1 }),
     reconcile: async (key) => {
-      calls.set(key, (calls.get(key) ?? 0) + 1);
+      calls.set(key, [...(calls.get(key) ?? []), clock.now()]);
       if (key === "terminal") throw new TerminalError("bad spec");
-      if (key === "dependency") throw new DependencyNotReadyError("later", 10);
+      if (key === "dependency") throw new DependencyNotReadyError("later", 3_000);
       throw new Error("flaky");
     },
   });
+  const t0 = clock.now();
   await controller.start();
   for (const key of ["terminal", "dependency", "flaky"]) controller.enqueue(key);
-  await sleep(300);
+  await settle();
+  await clock.advance(10_000);
   await controller.stop();
-  assert.equal(calls.get("terminal"), 1);
-  assert.ok(calls.get("dependency")! > 2);
-  assert.ok(calls.get("flaky")! > 2);
+  const offsets = (key: string) => (calls.get(key) ?? []).map((t) => t - t0);
+  assert.deepEqual(offsets("terminal"), [0], "a terminal error waits for a spec change");
+  assert.deepEqual(offsets("dependency"), [0, 3_000, 6_000, 9_000], "a dependency is looked at again after its retryAfter");
+  assert.deepEqual(offsets("flaky"), [0, 500, 1_500, 3_500, 7_500], "errors back off: 500 ms doubling to the 4 s cap");
   assert.equal(controller.outcomeOf("terminal")?.outcome, "terminal");
   assert.equal(controller.outcomeOf("dependency")?.outcome, "waiting");
+});
+
+test("success resets the backoff; requeueAfter and the periodic resync bring a key back", async () => {
+  const clock = new ManualClock();
+  const seen: [string, number][] = [];
+  let failures = 2;
+  const controller = new Controller({
+    logger: quiet,
+    clock,
+    resyncMs: 60_000,
+    listKeys: () => ["resynced"],
+    backoff: new Backoff({ baseMs: 1_000, random: () => 1 }),
+    reconcile: async (key) => {
+      seen.push([key, clock.now()]);
+      if (key === "recovering" && failures-- > 0) throw new Error("not yet");
+      return key === "polling" ? { requeueAfterMs: 5_000 } : {};
+    },
+  });
+  const t0 = clock.now();
+  await controller.start(); // lists "resynced" once at start
+  controller.enqueue("recovering");
+  controller.enqueue("polling");
+  await settle();
+  await clock.advance(61_000);
+  await controller.stop();
+  const at = (key: string) => seen.filter(([k]) => k === key).map(([, t]) => t - t0);
+  assert.deepEqual(at("recovering"), [0, 1_000, 3_000], "two failures, then success: no more retries");
+  assert.equal(controller.backoff.failuresOf("recovering"), 0, "reset on success");
+  assert.deepEqual(at("polling").slice(0, 3), [0, 5_000, 10_000]);
+  assert.equal(at("polling").length, 13, "every 5 s for 61 s");
+  assert.deepEqual(at("resynced"), [0, 60_000], "listed at start and at the resync");
 });
 
 test("kstatus conditions: Ready always, Reconciling/Stalled only while true, stable transition times", () => {
