@@ -1,5 +1,5 @@
 // Ports for the host services other than libvirt. Reconcilers reach the host only through
-// these (and the Hypervisor port); src/adapters/host.ts implements them on Linux, the unit
+// these (and the Hypervisor port); src/adapters/ implements them on Linux (host-ports.ts builds them), the unit
 // tests with in-memory fakes.
 import type { Rule } from "../firewall/rules.js";
 

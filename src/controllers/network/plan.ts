@@ -155,11 +155,12 @@ export function planNetworkDeletion(key: string, name: string, live: LiveNetwork
   return { kind: "prune", steps: teardown(live, []) };
 }
 
+/** Stop and undefine; a transient network (undefined by hand while running) is gone once stopped. */
 function teardown(live: LiveNetwork, users: string[]): Step<NetworkAction>[] {
   if (users.length) return [];
   const steps: Step<NetworkAction>[] = [];
   if (live.active) steps.push({ action: { type: "destroy", uuid: live.uuid }, message: "stop network" });
-  steps.push({ action: { type: "undefine", uuid: live.uuid }, message: "undefine network" });
+  if (live.persistent) steps.push({ action: { type: "undefine", uuid: live.uuid }, message: "undefine network" });
   return steps;
 }
 

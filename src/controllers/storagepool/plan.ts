@@ -1,6 +1,6 @@
 // What to do about one StoragePool: pure, from the manifest and the live pool.
 import type { StoragePoolSpec } from "../../api/storagepool.js";
-import { buildPoolXml, comparePool, poolUuid } from "../../libvirt/index.js";
+import { buildPoolXml, comparePool, poolTargetPath, poolUuid } from "../../libvirt/index.js";
 import type { LivePool } from "../../ports/index.js";
 import type { Step } from "../kind.js";
 
@@ -34,12 +34,18 @@ export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | u
   const uuid = poolUuid(name);
   const drift = live ? comparePool(name, spec, live.facts) : [];
   if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
+  // A running pool keeps its old definition until it is restarted (what the observer reads is
+  // the running one): without a restart the new target never takes effect.
+  const restart = live?.active === true && drift.length > 0;
+  if (restart) steps.push({ action: { type: "destroy", uuid }, message: `stop, to move to ${poolTargetPath(name, spec)}` });
   // dir: creates the directory. logical: builds the volume group only when the manifest
   // names devices for it, and never over existing data (--no-overwrite).
-  if (!live && spec.type === "dir") steps.push({ action: { type: "build", uuid, noOverwrite: false }, message: `create directory ${spec.path}` });
-  if (!live && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", uuid, noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
-  if (!live?.active) steps.push({ action: { type: "start", uuid }, message: "start" });
-  if (!live || live.autostart !== spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
+  const build = !live || drift.length > 0;
+  if (build && spec.type === "dir") steps.push({ action: { type: "build", uuid, noOverwrite: false }, message: `create directory ${spec.path}` });
+  if (build && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", uuid, noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
+  if (!live?.active || restart) steps.push({ action: { type: "start", uuid }, message: "start" });
+  // A new pool starts with autostart off: only turning it on costs a command then.
+  if (live ? live.autostart !== spec.autostart : spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
   return { kind: "converge", steps, drift };
 }
 

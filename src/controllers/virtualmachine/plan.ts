@@ -248,19 +248,22 @@ export function planVm(input: VmPlanInput): VmPlan {
 
 /**
  * Manifest deleted: destroy and undefine the owned domain; delete only volumes it created, and
- * only with deletionPolicy Delete. `pools` gives the UUID of each volume's pool.
+ * only with deletionPolicy Delete. `pools` gives the UUID of each volume's pool. Volumes go
+ * before the definition: its metadata is the only record of which volumes kvmctl created, so a
+ * failed volume deletion is retried with the record still there. A transient domain (undefined
+ * by hand while running) is gone once it is off: there is nothing to undefine.
  */
 export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>): Step<VmAction>[] {
   if (!live || live.config.owner?.manifest !== key) return [];
   const uuid = live.config.uuid;
   const steps: Step<VmAction>[] = [];
   if (isActive(live)) steps.push({ action: { type: "destroy", uuid }, message: "power off" });
-  steps.push({ action: { type: "undefine", uuid }, message: "undefine (with its NVRAM)" });
   if (live.config.owner.deletionPolicy === "Delete") {
     for (const entry of live.config.owner.createdVolumes ?? []) {
       const [pool, volume] = entry.split("/") as [string, string];
       steps.push({ action: { type: "deleteVolume", pool, poolUuid: pools.get(pool)?.facts.uuid, volume }, message: `delete volume ${entry} (deletionPolicy: Delete)` });
     }
   }
+  if (live.persistent) steps.push({ action: { type: "undefine", uuid }, message: "undefine (with its NVRAM)" });
   return steps;
 }

@@ -42,7 +42,8 @@ test("a converged pool needs nothing; drift is repaired", () => {
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { active: false }))), ["start"], "stopped by hand");
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { autostart: false }))), ["autostart"]);
   const moved = planPool("images", dirSpec, live("images", { path: "/srv/elsewhere" }));
-  assert.deepEqual(actions(moved), ["define"]);
+  assert.deepEqual(actions(moved), ["define", "destroy", "build", "start"], "a running pool takes a new definition only when restarted");
+  assert.deepEqual(actions(planPool("images", dirSpec, live("images", { path: "/srv/elsewhere", active: false }))), ["define", "build", "start"], "a stopped one is not stopped again");
   assert.match(moved.kind === "converge" ? moved.steps[0]!.message : "", /target path: \/srv\/elsewhere → \/var\/lib\/kvmctl\/images/);
 });
 

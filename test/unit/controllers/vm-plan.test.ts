@@ -104,7 +104,7 @@ test("deletion keeps disks unless deletionPolicy is Delete, and only deletes wha
   const del = liveFrom(planVm(input(vm({ deletionPolicy: "Delete", disks: [{ name: "root", size: "1Gi" }, { name: "shared", volume: "base.img", size: "1Gi" }] }), { pools: new Map([["default", pool([["base.img", 1024 ** 3]])]]) })), "shut off");
   const uuid = del.config.uuid;
   assert.match(uuid, /^[0-9a-f-]{36}$/);
-  assert.deepEqual(planVmDeletion("VirtualMachine/web", del, pools).map((s) => s.action), [{ type: "undefine", uuid }, { type: "deleteVolume", pool: "default", poolUuid: "u", volume: "web-root.qcow2" }], "by UUID: the domain's, the pool's");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", del, pools).map((s) => s.action), [{ type: "deleteVolume", pool: "default", poolUuid: "u", volume: "web-root.qcow2" }, { type: "undefine", uuid }], "by UUID: the domain's, the pool's; volumes before the definition that records them");
   assert.deepEqual(planVmDeletion("VirtualMachine/other", del, pools), [], "never a domain of another manifest");
 });
 

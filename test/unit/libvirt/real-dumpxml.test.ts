@@ -434,13 +434,15 @@ for (const [id, what, from, to, expected] of [
   ["pool-lvm", "the target path", "<path>/dev/kvmctl-test-vg</path>", "<path>/dev/other-vg</path>", "target path: /dev/other-vg → /dev/kvmctl-test-vg"],
   ["pool-dir", "the type", "<pool type='dir'>", "<pool type='fs'>", "type: fs → dir"],
 ] as const) {
-  test(`${id}: ${what} changed in libvirt's XML is reported, and only that; the plan redefines`, () => {
+  test(`${id}: ${what} changed in libvirt's XML is reported, and only that; the plan redefines and restarts the pool`, () => {
     const p = pools.find((x) => x.c.id === id)!;
     for (const [variant, text] of realXml(p.c).variants) {
       const facts = parsePoolXml(mutate(text, from, to));
       assert.deepEqual(comparePool(p.m.name, p.m.object.spec, facts), [expected], variant);
       const plan = planPool(p.m.name, p.m.object.spec, { ...livePools().get(p.m.name)!, facts });
-      assert.deepEqual(plan.kind === "converge" && plan.steps.map((s) => s.action.type), ["define"], variant);
+      // A running pool keeps its old definition until restarted: redefine, stop, (build a dir), start.
+      const restart = p.m.object.spec.type === "dir" ? ["define", "destroy", "build", "start"] : ["define", "destroy", "start"];
+      assert.deepEqual(plan.kind === "converge" && plan.steps.map((s) => s.action.type), restart, variant);
     }
   });
 }

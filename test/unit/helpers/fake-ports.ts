@@ -1,0 +1,318 @@
+// Every port (src/ports) as an in-memory fake, and a harness that runs one kind controller's
+// reconcile the way the manager does (src/controllers/manager.ts): a KindContext over the fake
+// ports, a Snapshot of validated manifests, a memory per kind, a recorder that keeps what it is
+// told, a firewall service stub, and a silent logger. No host, no sleeps: time is a ManualClock.
+import assert from "node:assert/strict";
+import { specHash, validateDocument, type KindName } from "../../../src/api/index.js";
+import type { FirewallState } from "../../../src/controllers/firewall/controller.js";
+import type { ControllerSettings, KindContext, KindOutcome, ObjectRecorder } from "../../../src/controllers/kind.js";
+import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
+import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
+import type { Rule } from "../../../src/firewall/rules.js";
+import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
+import type { Logger } from "../../../src/runtime/index.js";
+import { deriveGeneration, type Snapshot, type StoredObject } from "../../../src/store/index.js";
+import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
+import { ManualClock } from "./manual-clock.js";
+
+export class FakeSecrets implements SecretFiles {
+  readonly files = new Map<string, string>();
+  async read(file: string): Promise<string> {
+    const text = this.files.get(file);
+    if (text === undefined) throw new Error(`cannot read ${file}: ENOENT: no such file or directory`);
+    return text;
+  }
+}
+
+export class FakeImages implements ImageTool {
+  /** What `qemu-img info` says about each file; an unknown file fails. */
+  readonly images = new Map<string, ImageInfo>();
+  readonly conversions: { source: string; sourceFormat: string; target: string; targetFormat: string }[] = [];
+  async info(file: string): Promise<ImageInfo> {
+    const info = this.images.get(file);
+    if (!info) throw new Error(`qemu-img info ${file}: Could not open '${file}': No such file or directory`);
+    return { ...info };
+  }
+  async convert(source: string, sourceFormat: string, target: string, targetFormat: "qcow2" | "raw"): Promise<void> {
+    await this.info(source);
+    this.conversions.push({ source, sourceFormat, target, targetFormat });
+  }
+}
+
+/** Host bridges and their ports; the fake hypervisor plugs taps in here when guests start. */
+export class FakeNetDevices implements NetDevices, TapHost {
+  /** device → the bridge it is a port of. */
+  readonly ports = new Map<string, string>();
+  readonly attached: { device: string; bridge: string }[] = [];
+  bridgeOf(device: string): string | undefined {
+    return this.ports.get(device);
+  }
+  async attach(device: string, bridge: string): Promise<void> {
+    this.attached.push({ device, bridge });
+    this.ports.set(device, bridge);
+  }
+  plug(device: string, bridge: string): void {
+    this.ports.set(device, bridge);
+  }
+  bridgeGone(bridge: string): void {
+    for (const [device, of] of this.ports) if (of === bridge) this.ports.delete(device);
+  }
+}
+
+export class FakeSysctl implements Sysctl {
+  ipv4Forwarding = false;
+  async ensureIpv4Forwarding(): Promise<boolean> {
+    const wasOff = !this.ipv4Forwarding;
+    this.ipv4Forwarding = true;
+    return wasOff;
+  }
+}
+
+/** kvmctl's firewall table in memory (as test/unit/controllers/firewall-sync.test.ts's MemoryTable). */
+export class MemoryTable implements FirewallBackend {
+  readonly name = "nftables" as const;
+  rules: Rule[] = [];
+  applies = 0;
+  async observe(): Promise<Observed> {
+    return { fingerprint: JSON.stringify(this.rules), rules: this.rules };
+  }
+  async apply(rules: readonly Rule[]): Promise<void> {
+    this.applies++;
+    this.rules = [...rules];
+  }
+  placed(rules: readonly Rule[]): readonly Rule[] {
+    return rules;
+  }
+}
+
+export class FakeFirewallHost implements FirewallHost {
+  readonly table = new MemoryTable();
+  /** Set false for a host where no backend works. */
+  available = true;
+  async detect(preference: "auto" | BackendName): Promise<FirewallBackend | undefined> {
+    return this.available && preference !== "iptables" ? this.table : undefined;
+  }
+  qemuUid(): number | undefined {
+    return 64055;
+  }
+}
+
+export interface FakePorts extends Ports {
+  hypervisor: FakeHypervisor;
+  secrets: FakeSecrets;
+  images: FakeImages;
+  netdev: FakeNetDevices;
+  sysctl: FakeSysctl;
+  firewall: FakeFirewallHost;
+  clock: ManualClock;
+}
+
+export function fakePorts(clock = new ManualClock()): FakePorts {
+  const netdev = new FakeNetDevices();
+  const hypervisor = new FakeHypervisor(clock);
+  hypervisor.tapHost = netdev;
+  return { hypervisor, secrets: new FakeSecrets(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), clock };
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifests and the reconcile harness
+
+export const silentLogger: Logger = {
+  info() {},
+  warn() {},
+  error() {},
+  debug() {},
+  child() {
+    return silentLogger;
+  },
+};
+
+/** One valid manifest as the store would hold it (validated, defaulted, hashed). */
+export function storedObject(kind: KindName, name: string, spec: Record<string, unknown> = {}, options: { status?: Record<string, unknown>; file?: string; createdAt?: Date } = {}): StoredObject {
+  const raw = { apiVersion: "kvmctl.dev/v1alpha1", kind, metadata: { name }, spec };
+  const result = validateDocument(options.status ? { ...raw, status: options.status } : raw);
+  assert.ok(result.ok, `${kind}/${name} is invalid: ${JSON.stringify(!result.ok && result.issues)}`);
+  const hash = specHash(raw.spec);
+  return {
+    key: `${kind}/${name}`,
+    kind,
+    name,
+    object: result.object,
+    raw,
+    location: { file: options.file ?? `${kind.toLowerCase()}s/${name}.yaml`, document: 1, line: 1, column: 1 },
+    specHash: hash,
+    generation: deriveGeneration(options.status, hash),
+    createdAt: options.createdAt ?? new Date(Date.UTC(2026, 0, 1)),
+  } as StoredObject;
+}
+
+export function snapshotOf(objects: StoredObject[]): Snapshot {
+  return { objects: new Map(objects.map((o) => [o.key, o])), invalid: new Map(), unreadableFiles: new Map(), problems: [] };
+}
+
+export interface RecordedEvent {
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
+}
+
+export type KeptState = { phase: string; reason: string; message: string };
+
+/** What a reconcile recorded on one object (the context's recorder follows the store's rules: src/controllers/recorder.ts). */
+export class RecordingRecorder {
+  /** Events as the store keeps them (one Deleted event, one DeletionBlocked per change). */
+  readonly events: RecordedEvent[] = [];
+  /** Every kept() call, in order. */
+  readonly kept: KeptState[] = [];
+  /** Every deleted() call's message, in order. */
+  readonly deleted: string[] = [];
+  /** The kept record now (undefined: not kept). */
+  keptNow: KeptState | undefined;
+
+  async event(type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+    this.events.push({ type, reason, message });
+  }
+}
+
+function recorderOver(recording: RecordingRecorder): ObjectRecorder {
+  return {
+    event: (type, reason, message) => recording.event(type, reason, message),
+    async deleted(message) {
+      recording.deleted.push(message);
+      // One Deleted event: a repeated look adds no second one.
+      if (recording.events.at(-1)?.reason === "Deleted") return;
+      await recording.event("Normal", "Deleted", message);
+    },
+    async kept(state) {
+      recording.kept.push(state);
+      const changed = JSON.stringify(recording.keptNow) !== JSON.stringify(state);
+      recording.keptNow = state;
+      if (changed) await recording.event("Warning", "DeletionBlocked", state.message);
+    },
+    async notKept() {
+      recording.keptNow = undefined;
+    },
+  };
+}
+
+export type Attempt<K extends KindName = KindName> = { outcome: KindOutcome<K>; error?: undefined } | { outcome?: undefined; error: unknown };
+
+/**
+ * Runs kind controllers' reconciles against the fake ports as the manager would: one memory
+ * per kind kept across reconciles, one recorder per key, the snapshot the test sets.
+ */
+export class ControllerHarness {
+  readonly ports: FakePorts;
+  readonly hv: FakeHypervisor;
+  readonly clock: ManualClock;
+  snapshot: Snapshot = snapshotOf([]);
+  settings: ControllerSettings = { defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
+  /** What services.firewall.sync returns (set `error` to make networks report FirewallFailed). */
+  firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), total: 0 };
+  /** The `since` of every firewall sync. */
+  readonly firewallSyncs: number[] = [];
+  private readonly memories = new Map<string, Map<string, unknown>>();
+  private readonly recorders = new Map<string, RecordingRecorder>();
+
+  constructor(ports: FakePorts = fakePorts()) {
+    this.ports = ports;
+    this.hv = ports.hypervisor;
+    this.clock = ports.clock;
+  }
+
+  /** Adds (or replaces) a manifest in the snapshot. */
+  apply(kind: KindName, name: string, spec: Record<string, unknown> = {}, options: Parameters<typeof storedObject>[3] = {}): StoredObject {
+    const stored = storedObject(kind, name, spec, options);
+    this.snapshot = snapshotOf([...[...this.snapshot.objects.values()].filter((o) => o.key !== stored.key), stored]);
+    return stored;
+  }
+
+  /** The manifest is deleted. */
+  remove(key: string): void {
+    this.snapshot = snapshotOf([...this.snapshot.objects.values()].filter((o) => o.key !== key));
+  }
+
+  /** Writes a status into the stored object, as the store's next read would show it. */
+  writeStatus(key: string, status: Record<string, unknown>): void {
+    const stored = this.snapshot.objects.get(key);
+    assert.ok(stored, `no manifest ${key}`);
+    this.apply(stored.kind, stored.name, stored.raw.spec as Record<string, unknown>, { status, file: stored.location.file });
+  }
+
+  recorder(key: string): RecordingRecorder {
+    let recording = this.recorders.get(key);
+    if (!recording) this.recorders.set(key, (recording = new RecordingRecorder()));
+    return recording;
+  }
+
+  memory(kind: KindName): Map<string, unknown> {
+    let memory = this.memories.get(kind);
+    if (!memory) this.memories.set(kind, (memory = new Map()));
+    return memory;
+  }
+
+  context(key: string): KindContext<unknown> {
+    const kind = key.slice(0, key.indexOf("/")) as KindName;
+    return {
+      ports: this.ports,
+      settings: this.settings,
+      memory: this.memory(kind),
+      now: this.clock.now(),
+      snapshot: this.snapshot,
+      live: (since) => this.hv.observe(since),
+      record: recorderOver(this.recorder(key)),
+      services: {
+        firewall: {
+          sync: async (since) => {
+            this.firewallSyncs.push(since);
+            return this.firewallState;
+          },
+        },
+      },
+      log: silentLogger,
+    };
+  }
+
+  /** One reconcile of `key` ("Kind/name"), with the manifest the snapshot holds (or none). */
+  async reconcile<K extends KindName>(key: `${K}/${string}`): Promise<KindOutcome<K>> {
+    const kind = key.slice(0, key.indexOf("/")) as K;
+    const name = key.slice(key.indexOf("/") + 1);
+    const controller = KIND_CONTROLLERS[kind];
+    const stored = this.snapshot.objects.get(key) as StoredObject<K> | undefined;
+    return controller.reconcile(this.context(key), { key, name, stored, since: this.clock.now() }) as Promise<KindOutcome<K>>;
+  }
+
+  /** A reconcile that may throw: its outcome or its error. */
+  async attempt<K extends KindName>(key: `${K}/${string}`): Promise<Attempt<K>> {
+    try {
+      return { outcome: await this.reconcile(key) };
+    } catch (error) {
+      return { error };
+    }
+  }
+
+  /** Reconciles until ready (at most `max` times, advancing the clock by each requeue); returns the last outcome. */
+  async converge<K extends KindName>(key: `${K}/${string}`, max = 5): Promise<KindOutcome<K>> {
+    let outcome: KindOutcome<K> | undefined;
+    for (let i = 0; i < max; i++) {
+      outcome = await this.reconcile(key);
+      if (outcome.ready) return outcome;
+      await this.clock.advance(outcome.requeueAfterMs ?? 1_000);
+    }
+    assert.fail(`${key} not ready after ${max} reconciles: ${JSON.stringify(outcome?.report)}`);
+  }
+
+  /** The status the manager would write after `outcome` (statusFromReport). */
+  status(key: string, outcome: KindOutcome<KindName>): Record<string, unknown> {
+    const stored = this.snapshot.objects.get(key);
+    assert.ok(stored, `no manifest ${key}`);
+    assert.ok(outcome.report, `${key}: the outcome has no report`);
+    return statusFromReport(stored, outcome.ready, outcome.report as never, new Date(this.clock.now()));
+  }
+
+  /** The status the manager would write after a failed reconcile (statusFromFailure). */
+  failureStatus(key: string, error: unknown): Record<string, unknown> {
+    const kind = key.slice(0, key.indexOf("/")) as KindName;
+    return statusFromFailure(this.snapshot.objects.get(key), error, KIND_CONTROLLERS[kind].failurePhase, new Date(this.clock.now()));
+  }
+}
