@@ -6,7 +6,7 @@ import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
 import { EventStreams } from "./events.js";
 import { Observer } from "./observer.js";
 import { parseVolumeXml, type NetUpdate, type VolumeFacts } from "../libvirt/index.js";
-import { hypervisorError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
+import { hypervisorError, NotFoundError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
 
 /** UUIDs as libvirt prints them; anything else never reaches a command line. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -137,13 +137,19 @@ export class VirshHypervisor implements Hypervisor {
     return this.withXmlFile("volume", xml, (file) => ["vol-create-from", uuidArg(poolUuid), file, "--inputpool", uuidArg(fromPoolUuid), fromVolume]);
   }
 
-  async readVolume(poolUuid: string, volume: string): Promise<VolumeFacts | undefined> {
+  /** Like run, but undefined when the object does not exist. */
+  private async runOrMissing(args: string[]): Promise<string | undefined> {
     try {
-      return parseVolumeXml(await this.run(["vol-dumpxml", "--pool", uuidArg(poolUuid), volume]));
+      return await this.run(args);
     } catch (error) {
-      if ((error as { kind?: string }).kind === "not-found") return undefined;
+      if (error instanceof NotFoundError) return undefined;
       throw error;
     }
+  }
+
+  async readVolume(poolUuid: string, volume: string): Promise<VolumeFacts | undefined> {
+    const xml = await this.runOrMissing(["vol-dumpxml", "--pool", uuidArg(poolUuid), volume]);
+    return xml === undefined ? undefined : parseVolumeXml(xml);
   }
 
   async volumePath(poolUuid: string, volume: string): Promise<string> {
@@ -194,12 +200,8 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   async networkLeases(uuid: string): Promise<Lease[] | undefined> {
-    try {
-      return parseLeases(await this.run(["net-dhcp-leases", uuidArg(uuid)]));
-    } catch (error) {
-      if ((error as { kind?: string }).kind === "not-found") return undefined;
-      throw error;
-    }
+    const table = await this.runOrMissing(["net-dhcp-leases", uuidArg(uuid)]);
+    return table === undefined ? undefined : parseLeases(table);
   }
 
   definePool(xml: string): Promise<void> {

@@ -3,35 +3,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import pino from "pino";
-import type { FirewallBackend, LiveState, Observed } from "../../../src/ports/index.js";
+import type { LiveState } from "../../../src/ports/index.js";
+import { MemoryTable } from "../helpers/fake-ports.js";
 import { validateDocument, type Network } from "../../../src/api/index.js";
 import { Firewall } from "../../../src/controllers/firewall/controller.js";
-import type { Rule } from "../../../src/firewall/rules.js";
 import type { Snapshot, StoredObject } from "../../../src/store/index.js";
-
-class MemoryTable implements FirewallBackend {
-  readonly name = "nftables" as const;
-  rules: Rule[] = [];
-  applies = 0;
-  /** Runs once right after the next apply: a hand edit racing the controller. */
-  afterNextApply: (() => void) | undefined;
-
-  async observe(): Promise<Observed> {
-    return { fingerprint: JSON.stringify(this.rules), rules: this.rules };
-  }
-
-  async apply(rules: readonly Rule[]): Promise<void> {
-    this.applies++;
-    this.rules = [...rules];
-    const edit = this.afterNextApply;
-    this.afterNextApply = undefined;
-    edit?.();
-  }
-
-  placed(rules: readonly Rule[]): readonly Rule[] {
-    return rules;
-  }
-}
 
 // An isolated network with an egress rule: rules without forwarding (nothing written to /proc).
 function snapshotWith(name: string): Snapshot {

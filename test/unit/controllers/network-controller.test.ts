@@ -25,12 +25,6 @@ async function runningLan(spec: Record<string, unknown> = lanSpec()): Promise<Co
   return h;
 }
 
-async function rejection(h: ControllerHarness, key: `Network/${string}`): Promise<unknown> {
-  const attempt = await h.attempt(key);
-  assert.ok(attempt.error !== undefined, `expected ${key} to fail, got ${JSON.stringify(attempt.outcome?.report)}`);
-  return attempt.error;
-}
-
 test("create: defined, started and set to autostart in one reconcile, Ready on the bridge libvirt chose", async () => {
   const h = new ControllerHarness();
   h.apply("Network", "lan", lanSpec());
@@ -196,7 +190,7 @@ test("a foreign network with the manifest's name: TerminalError NotOwned, no cal
   const foreign = await h.hv.addForeignNetwork("lan");
   const before = h.hv.dump("network", foreign);
   h.apply("Network", "lan", lanSpec());
-  const error = await rejection(h, "Network/lan");
+  const error = await h.rejection("Network/lan");
   assert.ok(error instanceof TerminalError);
   assert.equal(error.reason, "NotOwned");
   assert.deepEqual(h.hv.calls, []);

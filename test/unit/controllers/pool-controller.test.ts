@@ -21,12 +21,6 @@ async function activeFast(spec: Record<string, unknown> = { path: PATH }): Promi
   return h;
 }
 
-async function rejection(h: ControllerHarness, key: `StoragePool/${string}`): Promise<unknown> {
-  const attempt = await h.attempt(key);
-  assert.ok(attempt.error !== undefined, `expected ${key} to fail, got ${JSON.stringify(attempt.outcome?.report)}`);
-  return attempt.error;
-}
-
 test("create: a dir pool is defined, its directory built, started and set to autostart; Active in one reconcile", async () => {
   const h = new ControllerHarness();
   h.apply("StoragePool", "fast", { path: PATH });
@@ -124,7 +118,7 @@ test("a foreign pool with the manifest's name: TerminalError NotOwned, no call t
   h.hv.addVolume("fast", "theirs.qcow2", 1024);
   const before = h.hv.dump("pool", foreign);
   h.apply("StoragePool", "fast", { path: PATH });
-  const error = await rejection(h, "StoragePool/fast");
+  const error = await h.rejection("StoragePool/fast");
   assert.ok(error instanceof TerminalError);
   assert.equal(error.reason, "NotOwned");
   assert.deepEqual(h.hv.calls, []);

@@ -36,12 +36,6 @@ async function runningWeb(spec: Record<string, unknown> = {}): Promise<Controlle
   return h;
 }
 
-async function rejection(h: ControllerHarness, key: `VirtualMachine/${string}`): Promise<unknown> {
-  const attempt = await h.attempt(key);
-  assert.ok(attempt.error !== undefined, `expected ${key} to fail, got ${JSON.stringify(attempt.outcome?.report)}`);
-  return attempt.error;
-}
-
 test("create: the disk is created, the domain defined and started in one reconcile, Ready with kvmctl's UUID", async () => {
   const h = await scene();
   h.apply("VirtualMachine", "web", { memory: "1Gi", cpus: 2, disks: [{ name: "root", size: "10Gi" }] });
@@ -178,7 +172,7 @@ test("a foreign domain with the VM's name: TerminalError NotOwned, and no call t
   const foreign = await h.hv.addForeignDomain("web", { running: true });
   const before = h.hv.dump("domain", foreign);
   h.apply("VirtualMachine", "web", { disks: [{ name: "root", size: "1Gi" }] });
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(error instanceof TerminalError);
   assert.equal(error.reason, "NotOwned");
   assert.deepEqual(h.hv.calls, [], "not even its disk is created");
@@ -262,7 +256,7 @@ test("delete: a stopped domain is undefined without a destroy", async () => {
 test("dependencies: a missing pool or network is waited for (DependencyNotReadyError), nothing is created", async () => {
   const h = new ControllerHarness();
   h.apply("VirtualMachine", "web", { disks: [{ name: "root", pool: "fast", size: "1Gi" }] });
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(error instanceof DependencyNotReadyError, String(error));
   assert.ok(!(error instanceof TerminalError));
   assert.match(error.message, /StoragePool "fast"/);
@@ -273,7 +267,7 @@ test("dependencies: a missing pool or network is waited for (DependencyNotReadyE
 
   const withPool = await scene();
   withPool.apply("VirtualMachine", "web", { interfaces: [{ network: "lan" }] });
-  const waiting = await rejection(withPool, "VirtualMachine/web");
+  const waiting = await withPool.rejection("VirtualMachine/web");
   assert.ok(waiting instanceof DependencyNotReadyError);
   assert.match(waiting.message, /Network "lan"/);
   assert.deepEqual(withPool.hv.calls, []);
@@ -288,7 +282,7 @@ test("dependencies: a missing pool or network is waited for (DependencyNotReadyE
 test("dependencies: an unreadable VNC password file is waited for, not a failure of the spec", async () => {
   const h = await scene();
   h.apply("VirtualMachine", "web", { consoles: { vnc: { passwordSecretFile: "/etc/kvmctl/vnc-web" } } });
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(error instanceof DependencyNotReadyError);
   assert.deepEqual(h.hv.calls, []);
   h.ports.secrets.files.set("/etc/kvmctl/vnc-web", "s3cret\n");
@@ -300,7 +294,7 @@ test("dependencies: an unreadable VNC password file is waited for, not a failure
 test("terminal spec: a disk from a URL is refused (Unsupported), nothing is created", async () => {
   const h = await scene();
   h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://images.example/debian.qcow2" } }] });
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(error instanceof TerminalError);
   assert.equal(error.reason, "Unsupported");
   assert.deepEqual(h.hv.calls, []);
@@ -310,7 +304,7 @@ test("terminal spec: a disk from a URL is refused (Unsupported), nothing is crea
 test("terminal spec: cloudInit is refused (Unsupported)", async () => {
   const h = await scene();
   h.apply("VirtualMachine", "web", { cloudInit: { userData: "#cloud-config\n" } });
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(error instanceof TerminalError && error.reason === "Unsupported");
   assert.deepEqual(h.hv.calls, []);
 });
@@ -410,7 +404,7 @@ test("a libvirt failure propagates (retried by the runtime) and the status keeps
   h.writeStatus("VirtualMachine/web", h.status("VirtualMachine/web", converged));
   await h.hv.byHand((hv) => hv.destroyDomain(WEB));
   h.hv.failNext("startDomain", new Error("internal error: qemu unexpectedly closed the monitor"));
-  const error = await rejection(h, "VirtualMachine/web");
+  const error = await h.rejection("VirtualMachine/web");
   assert.ok(!(error instanceof TerminalError) && !(error instanceof DependencyNotReadyError));
   const status = h.failureStatus("VirtualMachine/web", error);
   assert.equal(status.phase, "Running", "the last facts stay");

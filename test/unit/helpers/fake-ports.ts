@@ -73,12 +73,17 @@ export class MemoryTable implements FirewallBackend {
   readonly name = "nftables" as const;
   rules: Rule[] = [];
   applies = 0;
+  /** Runs once right after the next apply: a hand edit racing the controller. */
+  afterNextApply: (() => void) | undefined;
   async observe(): Promise<Observed> {
     return { fingerprint: JSON.stringify(this.rules), rules: this.rules };
   }
   async apply(rules: readonly Rule[]): Promise<void> {
     this.applies++;
     this.rules = [...rules];
+    const edit = this.afterNextApply;
+    this.afterNextApply = undefined;
+    edit?.();
   }
   placed(rules: readonly Rule[]): readonly Rule[] {
     return rules;
@@ -290,6 +295,13 @@ export class ControllerHarness {
       return { error };
     }
   }
+  /** The error one reconcile of `key` throws; fails the test when it does not throw. */
+  async rejection<K extends KindName>(key: `${K}/${string}`): Promise<unknown> {
+    const attempt = await this.attempt(key);
+    assert.ok(attempt.error !== undefined, `expected ${key} to fail, got ${JSON.stringify(attempt.outcome?.report)}`);
+    return attempt.error;
+  }
+
 
   /** Reconciles until ready (at most `max` times, advancing the clock by each requeue); returns the last outcome. */
   async converge<K extends KindName>(key: `${K}/${string}`, max = 5): Promise<KindOutcome<K>> {
