@@ -41,7 +41,11 @@ export async function runSsh(ctx: CliContext, name: string, command: string[], o
 
 export async function runConsole(ctx: CliContext, name: string): Promise<void> {
   await vmStatus(ctx, name);
-  const { execa } = await import("execa");
-  const result = await execa("virsh", ["-c", ctx.connect, "console", name], { stdio: "inherit", reject: false });
+  // By UUID: virsh would read a name like "7" as a domain ID first (another domain's console).
+  const [{ execa }, { hostPorts }] = await Promise.all([import("execa"), import("../../adapters/host-ports.js")]);
+  const ports = hostPorts({ uri: ctx.connect, virshTimeoutMs: 30_000 });
+  const domain = (await ports.hypervisor.observe(Date.now()).finally(() => ports.hypervisor.close())).domains.get(name);
+  if (!domain) throw new CliError(`virtualmachine "${name}" has no domain in libvirt (${ctx.connect}) yet`);
+  const result = await execa("virsh", ["-c", ctx.connect, "console", domain.config.uuid], { stdio: "inherit", reject: false });
   if (result.exitCode !== 0) throw new ExitCode(result.exitCode ?? 1);
 }
