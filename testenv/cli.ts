@@ -1,4 +1,5 @@
 // `npm run testenv:<command>`: up | down | exec -- CMD... | guest | sweep | status.
+import os from "node:os";
 import { execa } from "execa";
 import { LIBVIRT_URI, NETNS } from "./config.js";
 import { daemonsRunning, startDaemons, stopDaemons } from "./daemons.js";
@@ -41,10 +42,20 @@ async function down(): Promise<void> {
   await deleteNetns();
 }
 
+/** Signals passed on to the command: killing `testenv:exec` must not leave it running in the namespace. */
+const FORWARDED_SIGNALS = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
+
 async function exec(command: string[]): Promise<number> {
   if (command.length === 0) throw new Error("usage: npm run testenv:exec -- CMD [ARGS...]");
   if (!netnsExists()) throw new Error(`namespace ${NETNS} does not exist; run \`npm run testenv:up\` first`);
-  const result = await execa("ip", ["netns", "exec", NETNS, ...command], { stdio: "inherit", reject: false });
+  // `ip netns exec` replaces itself with the command, so the child's PID is the command's.
+  const child = execa("ip", ["netns", "exec", NETNS, ...command], { stdio: "inherit", reject: false });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+  const result = await child;
+  for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+  // A command ended by a signal: exit as a shell would (128 + signal number).
+  if (result.signal) return 128 + (os.constants.signals[result.signal] ?? 0);
   return result.exitCode ?? 1;
 }
 

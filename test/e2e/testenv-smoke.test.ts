@@ -91,3 +91,21 @@ test("the test guest boots under software emulation and answers SSH through a pa
   const undefine = await virsh("undefine", name);
   assert.equal(undefine.exitCode, 0, String(undefine.stderr));
 });
+
+test("testenv:exec passes SIGTERM on to its command: nothing is left running in the namespace", async () => {
+  const pidFile = path.join(workdir, "child.pid");
+  // The command records its PID, then waits; `trap` makes its end on SIGTERM visible as exit 143.
+  const script = `echo $$ > ${pidFile}; trap 'exit 143' TERM; while :; do sleep 0.1; done`;
+  const cli = execa(process.execPath, ["--import", "tsx", path.resolve("testenv/cli.ts"), "exec", "--", "bash", "-c", script], { reject: false });
+  const deadline = Date.now() + 15_000;
+  while (!fs.existsSync(pidFile) || !fs.readFileSync(pidFile, "utf8").trim()) {
+    assert.ok(Date.now() < deadline, "the command did not start");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const childPid = Number(fs.readFileSync(pidFile, "utf8").trim());
+  assert.ok(fs.existsSync(`/proc/${childPid}`), "the command runs");
+  cli.kill("SIGTERM");
+  const result = await cli;
+  assert.equal(result.exitCode, 143, "testenv:exec exits as its command did (128 + SIGTERM)");
+  assert.ok(!fs.existsSync(`/proc/${childPid}`) || fs.readFileSync(`/proc/${childPid}/stat`, "utf8").split(" ")[2] === "Z", "the command was left running");
+});
