@@ -1,7 +1,6 @@
 // `kvmctl apply`: plans where each input document goes (update in place or a new file),
 // validates the whole resulting set first, and only then writes. If anything is invalid,
 // nothing is written.
-import fs from "node:fs";
 import path from "node:path";
 import { canonicalJson } from "../api/hash.js";
 import { kindNames, validateObjectSet, type KvmObject } from "../api/index.js";
@@ -9,7 +8,6 @@ import { ManifestEditError } from "./errors.js";
 import { appendDocument, locateInSource, replaceDocuments, type DocumentUpdate } from "./edit.js";
 import type { FileWriter } from "./file-writer.js";
 import { isError } from "./problems.js";
-import { readManifestText } from "./read-text.js";
 import type { ManifestReader } from "./reader.js";
 import type { ApplyOutcome, ApplyResult, ManifestProblem, Snapshot, SourceDocument } from "./types.js";
 
@@ -97,26 +95,27 @@ async function writePlan(ctx: ApplyContext, plan: Planned[]): Promise<void> {
   for (const p of plan) byFile.set(p.outcome.file, [...(byFile.get(p.outcome.file) ?? []), p]);
   for (const [rel, items] of byFile) {
     const abs = path.join(ctx.dir, ...rel.split("/"));
-    await ctx.writer.run(abs, async () => {
-      let text: string | undefined;
-      if (fs.existsSync(abs)) {
-        const read = readManifestText(abs, ctx.maxFileSize);
-        if (!read.ok) throw new ManifestEditError(`${rel}: cannot update: ${read.message}`);
-        text = read.text;
-      }
-      const updates: DocumentUpdate[] = items
-        .filter((p) => p.outcome.action === "configured")
-        .map((p) => ({ key: p.source.key, text: p.source.text, raw: p.source.raw }));
-      try {
-        if (updates.length) {
-          if (text === undefined) throw new ManifestEditError(`the file disappeared`);
-          text = replaceDocuments(text, updates);
+    const updates: DocumentUpdate[] = items
+      .filter((p) => p.outcome.action === "configured")
+      .map((p) => ({ key: p.source.key, text: p.source.text, raw: p.source.raw }));
+    const created = items.filter((i) => i.outcome.action === "created");
+    // Written only over the version read: a status write (or anything else) landing meanwhile
+    // makes the edit run again on the newer text, so neither side is lost.
+    await ctx.writer.run(abs, () =>
+      ctx.writer.update(abs, (current) => {
+        if (current.unreadable) throw new ManifestEditError(`${rel}: cannot update: ${current.unreadable}`);
+        let text = current.text;
+        try {
+          if (updates.length) {
+            if (text === undefined) throw new ManifestEditError(`the file disappeared`);
+            text = replaceDocuments(text, updates);
+          }
+          for (const p of created) text = appendDocument(text, p.source.text, p.source.raw);
+        } catch (error) {
+          throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
         }
-        for (const p of items.filter((i) => i.outcome.action === "created")) text = appendDocument(text, p.source.text, p.source.raw);
-      } catch (error) {
-        throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      await ctx.writer.write(abs, text!);
-    });
+        return { write: text!, result: undefined };
+      }),
+    );
   }
 }

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FileEntry, StatusFileEntry } from "./entries.js";
+import { ensurePrivateDir, replaceFile, UnsafePathError } from "./safe-write.js";
 import type { ManifestProblem } from "./types.js";
 
 const FORMAT = 1;
@@ -49,15 +50,26 @@ export function cachePath(stateRoot: string): string {
 }
 
 /**
- * Creates `<stateRoot>/.kvmctl/` with a `.gitignore` of `*`, so a git checkout never picks up
- * kvmctl's own data. Never creates stateRoot itself (a missing manifest directory stays missing).
+ * `<stateRoot>/.kvmctl/` as kvmctl's private data directory (0700, never a symlink: see
+ * ensurePrivateDir), with a `.gitignore` of `*` so a git checkout never picks up kvmctl's own
+ * data. Never creates stateRoot itself (a missing manifest directory stays missing).
  */
-export function ensureDataDir(stateRoot: string): string {
+export function ensureDataDir(stateRoot: string, sub?: string): string {
   const dataDir = path.join(stateRoot, ".kvmctl");
-  if (!fs.existsSync(stateRoot)) throw new Error(`${stateRoot} does not exist`);
-  fs.mkdirSync(dataDir, { recursive: true });
+  ensurePrivateDir(sub ? path.join(dataDir, sub) : dataDir, stateRoot);
   const ignore = path.join(dataDir, ".gitignore");
-  if (!fs.existsSync(ignore)) fs.writeFileSync(ignore, "# kvmctl's own data: never commit it\n*\n");
+  try {
+    // O_EXCL|O_NOFOLLOW: a planted (even dangling) symlink named .gitignore is never followed.
+    const fd = fs.openSync(ignore, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    try {
+      fs.writeFileSync(fd, "# kvmctl's own data: never commit it\n*\n");
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    if (fs.lstatSync(ignore).isSymbolicLink()) throw new UnsafePathError(ignore, "is a symlink");
+  }
   return dataDir;
 }
 
@@ -75,10 +87,8 @@ export function loadDiskCache(stateRoot: string): CacheData | undefined {
 export async function saveDiskCache(stateRoot: string, data: CacheData): Promise<void> {
   const file = cachePath(stateRoot);
   try {
-    ensureDataDir(stateRoot);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    const { default: writeFileAtomic } = await import("write-file-atomic");
-    await writeFileAtomic(file, JSON.stringify({ fingerprint: codeFingerprint(), data }), { fsync: false });
+    ensureDataDir(stateRoot, "cache");
+    await replaceFile(file, Buffer.from(JSON.stringify({ fingerprint: codeFingerprint(), data })), { any: true });
   } catch {
     // ignored on purpose
   }

@@ -47,8 +47,8 @@ export async function readEvents(dataDir: string, key: string): Promise<ObjectEv
 export async function recordEvent(writer: FileWriter, dataDir: string, key: string, event: ObjectEvent): Promise<void> {
   const file = eventsFile(dataDir, key);
   await writer.run(file, async () => {
-    ensureDataDir(path.dirname(dataDir));
+    ensureDataDir(path.dirname(dataDir), "events");
     const events = [...(await readEvents(dataDir, key)), event].slice(-MAX_EVENTS);
-    await writer.write(file, events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    await writer.write(file, events.map((e) => JSON.stringify(e)).join("\n") + "\n", {});
   });
 }

@@ -69,7 +69,7 @@ export class ManifestStore {
   /** Where kvmctl keeps its own data (`.kvmctl/`): the status directory if any, else the manifest directory. */
   readonly stateRoot: string;
   private readonly reader: ManifestReader;
-  private readonly writer = new FileWriter();
+  private readonly writer: FileWriter;
   /** Status writes for one key happen in call order: the last call wins. */
   private readonly statusQueue = new KeyedQueue();
   private lastSnapshot: Snapshot | undefined;
@@ -78,6 +78,8 @@ export class ManifestStore {
     this.dir = path.resolve(options.dir);
     this.statusDir = options.statusDir === undefined ? undefined : path.resolve(options.statusDir);
     this.stateRoot = this.statusDir ?? this.dir;
+    // Manifests may be symlinks to files inside the manifest directory (never outside it).
+    this.writer = new FileWriter({ symlinksWithin: this.dir, maxFileSize: options.maxFileSize });
     this.reader = new ManifestReader({
       dir: this.dir,
       statusDir: this.statusDir,
@@ -137,21 +139,23 @@ export class ManifestStore {
   private async writeStatusInFile(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
     const abs = this.manifestPath(rel);
     const { editStatusInText } = await statusWriterModule();
-    return this.writer.run(abs, async () => {
-      const read = readManifestText(abs, this.options.maxFileSize);
-      if (!read.ok) {
-        if (!fs.existsSync(abs)) return "missing";
-        throw new ManifestEditError(`${rel}: cannot write status: ${read.message}`);
-      }
-      let edit;
-      try {
-        edit = editStatusInText(read.text, key, status);
-      } catch (error) {
-        throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      if (edit.result === "written") await this.writer.write(abs, edit.text);
-      return edit.result;
-    });
+    // Only while the file is still the one read: a concurrent edit (apply, delete, a person,
+    // git) wins, and the status edit is redone on top of it; a file that is gone stays gone.
+    return this.writer.run(abs, () =>
+      this.writer.update(abs, (current) => {
+        if (current.text === undefined) {
+          if (current.unreadable) throw new ManifestEditError(`${rel}: cannot write status: ${current.unreadable}`);
+          return { result: "missing" as const };
+        }
+        let edit;
+        try {
+          edit = editStatusInText(current.text, key, status);
+        } catch (error) {
+          throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return edit.result === "written" ? { write: edit.text, result: edit.result } : { result: edit.result };
+      }),
+    );
   }
 
   private async writeStatusToDir(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
@@ -163,14 +167,16 @@ export class ManifestStore {
     if (!present) return "missing";
     const [kind, name] = key.split("/") as [string, string];
     const file = statusFilePath(this.statusDir!, rel);
-    return this.writer.run(file, async () => {
-      const current = fs.existsSync(file) ? readManifestText(file, this.options.maxFileSize) : undefined;
-      const edit = editStatusFileText(current?.ok ? current.text : undefined, kind, name, status);
-      if (edit.result === "unchanged") return "unchanged";
-      if (edit.text === null) await this.writer.remove(file);
-      else await this.writer.write(file, edit.text);
-      return "written";
-    });
+    return this.writer.run(file, () =>
+      this.writer.update(
+        file,
+        (current) => {
+          const edit = editStatusFileText(current.text, kind, name, status);
+          return edit.result === "unchanged" ? { result: "unchanged" as const } : { write: edit.text, result: "written" as const };
+        },
+        {},
+      ),
+    );
   }
 
   /**
@@ -206,32 +212,32 @@ export class ManifestStore {
     const place = places[0];
     if (!place) return false;
     const abs = this.manifestPath(place.file);
-    const removed = await this.writer.run(abs, async () => {
-      const read = readManifestText(abs, this.options.maxFileSize);
-      if (!read.ok) throw new ManifestEditError(`${place.file}: cannot delete ${key}: ${read.message}`);
-      let result;
-      try {
-        result = removeDocument(read.text, key);
-      } catch (error) {
-        throw new ManifestEditError(`${place.file}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      if (result.result === "missing") return false;
-      if (result.text === null) await this.writer.remove(abs);
-      else await this.writer.write(abs, result.text);
-      return true;
-    });
+    const removed = await this.writer.run(abs, () =>
+      this.writer.update(abs, (current) => {
+        if (current.text === undefined) throw new ManifestEditError(`${place.file}: cannot delete ${key}: ${current.unreadable ?? "the file is gone"}`);
+        let result;
+        try {
+          result = removeDocument(current.text, key);
+        } catch (error) {
+          throw new ManifestEditError(`${place.file}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return result.result === "missing" ? { result: false } : { write: result.text, result: true };
+      }),
+    );
     if (removed && this.statusDir) {
       const [kind, name] = key.split("/") as [string, string];
       const file = statusFilePath(this.statusDir, place.file);
-      await this.writer.run(file, async () => {
-        if (!fs.existsSync(file)) return;
-        const current = readManifestText(file, this.options.maxFileSize);
-        const edit = editStatusFileText(current.ok ? current.text : undefined, kind, name, null);
-        if (edit.result === "written") {
-          if (edit.text === null) await this.writer.remove(file);
-          else await this.writer.write(file, edit.text);
-        }
-      });
+      await this.writer.run(file, () =>
+        this.writer.update(
+          file,
+          (current) => {
+            if (current.text === undefined) return { result: undefined };
+            const edit = editStatusFileText(current.text, kind, name, null);
+            return edit.result === "written" ? { write: edit.text, result: undefined } : { result: undefined };
+          },
+          {},
+        ),
+      );
     }
     return removed;
   }

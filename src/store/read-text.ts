@@ -8,7 +8,7 @@ export const DEFAULT_MAX_FILE_SIZE = 2 * 1024 * 1024;
 
 export type TextResult =
   | { ok: true; text: string; hash: string; stat: fs.Stats }
-  | { ok: false; message: string; line?: number; column?: number; document?: number };
+  | { ok: false; message: string; line?: number; column?: number; document?: number; missing?: boolean };
 
 // ignoreBOM keeps a leading BOM in the string, so offsets match the bytes we write back.
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -23,10 +23,11 @@ export function formatSize(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-export function readManifestText(abs: string, maxSize = DEFAULT_MAX_FILE_SIZE): TextResult {
+/** Reads `abs` (with `noFollow`, refusing a symlink: the writers read what they will replace). */
+export function readManifestText(abs: string, maxSize = DEFAULT_MAX_FILE_SIZE, options: { noFollow?: boolean } = {}): TextResult {
   let fd: number | undefined;
   try {
-    fd = fs.openSync(abs, "r");
+    fd = fs.openSync(abs, fs.constants.O_RDONLY | (options.noFollow ? fs.constants.O_NOFOLLOW : 0));
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) return { ok: false, message: "not a regular file" };
     if (stat.size > maxSize) return tooLarge(stat.size, maxSize);
@@ -43,7 +44,7 @@ export function readManifestText(abs: string, maxSize = DEFAULT_MAX_FILE_SIZE): 
     const bytes = buffer.subarray(0, length);
     return decodeManifestBytes(bytes, stat);
   } catch (error) {
-    return { ok: false, message: `cannot read: ${describeFsError(error)}` };
+    return { ok: false, message: `cannot read: ${describeFsError(error)}`, ...((error as NodeJS.ErrnoException).code === "ENOENT" ? { missing: true } : {}) };
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }

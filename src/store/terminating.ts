@@ -60,7 +60,7 @@ export async function setTerminating(writer: FileWriter, dataDir: string, key: s
     const previous = await readTerminating(dataDir, key);
     if (!state) {
       if (!previous && !fs.existsSync(file)) return false;
-      await writer.remove(file);
+      await writer.remove(file, {});
       return true;
     }
     const now = new Date().toISOString();
@@ -74,9 +74,8 @@ export async function setTerminating(writer: FileWriter, dataDir: string, key: s
       conditions: [{ type: "Ready", status: "False", reason: state.reason, message: state.message, lastTransitionTime: kept }],
     };
     if (JSON.stringify(record) === JSON.stringify(previous)) return false;
-    ensureDataDir(path.dirname(dataDir));
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    await writer.write(file, JSON.stringify(record, null, 2) + "\n");
+    ensureDataDir(path.dirname(dataDir), "terminating");
+    await writer.write(file, JSON.stringify(record, null, 2) + "\n", {});
     return true;
   });
 }

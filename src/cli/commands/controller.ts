@@ -1,5 +1,5 @@
 // `kvmctl controller`: the long-running reconciler (what the systemd service runs), or one
-// full pass with --once. One controller per manifest directory, enforced by a lock file.
+// full pass with --once. One controller per manifest directory, enforced by a kernel-held lock.
 import fs from "node:fs";
 import path from "node:path";
 import type { CliContext } from "../context.js";
@@ -17,35 +17,40 @@ export interface ControllerOptions {
   consoleLogDir?: string;
 }
 
-function alive(pid: number): boolean {
+/**
+ * One controller per manifest directory: a lock the kernel holds for this process's lifetime
+ * and drops when it dies (src/store/locks.ts), keyed on the directory's real path whatever
+ * --status-dir says. `<dataDir>/controller.pid` only says who holds it.
+ */
+export async function acquireLock(dir: string, dataDir: string): Promise<() => Promise<void>> {
+  const real = fs.realpathSync(dir);
+  const { holdLock, LockHeldError } = await import("../../store/locks.js");
+  const pidFile = path.join(dataDir, "controller.pid");
+  let lock;
   try {
-    process.kill(pid, 0);
-    return true;
+    lock = await holdLock("controller", real);
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if (!(error instanceof LockHeldError)) throw error;
+    const holder = /^\d+$/.test(readQuietly(pidFile)) ? ` (pid ${readQuietly(pidFile)})` : "";
+    throw new CliError(`another kvmctl controller${holder} is already running for the manifest directory ${real}`);
   }
+  try {
+    const { ensureDataDir } = await import("../../store/disk-cache.js");
+    const { replaceFile } = await import("../../store/safe-write.js");
+    ensureDataDir(path.dirname(dataDir));
+    await replaceFile(pidFile, Buffer.from(`${process.pid}\n`), { any: true });
+  } catch {
+    // a read-only data directory: the lock holds all the same
+  }
+  return () => lock.release();
 }
 
-/** Takes `<dataDir>/controller.lock` (O_EXCL); a stale lock of a dead process is taken over. */
-export function acquireLock(dataDir: string): () => void {
-  fs.mkdirSync(dataDir, { recursive: true });
-  const file = path.join(dataDir, "controller.lock");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
-      return () => {
-        if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const pid = Number(fs.readFileSync(file, "utf8").trim());
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-        throw new CliError(`another kvmctl controller (pid ${pid}) is already running for this manifest directory (lock ${file})`);
-      }
-      fs.rmSync(file, { force: true });
-    }
+function readQuietly(file: string): string {
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    return "";
   }
-  throw new CliError(`could not take the controller lock ${file}`);
 }
 
 export async function runController(ctx: CliContext, options: ControllerOptions): Promise<void> {
@@ -57,7 +62,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   if (firewallBackend !== "auto" && firewallBackend !== "nftables" && firewallBackend !== "iptables") throw new UsageError("--firewall-backend must be auto, nftables or iptables");
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore();
-  const release = acquireLock(store.dataDir);
+  const release = await acquireLock(ctx.dir, store.dataDir);
   const [{ pino }, { Manager }, { hostPorts }] = await Promise.all([import("pino"), import("../../controllers/manager.js"), import("../../adapters/host-ports.js")]);
   const logger = pino({ level: options.logLevel, base: { pid: process.pid, dir: store.dir } });
   const consoleLogDir = options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console";
@@ -105,6 +110,6 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     logger.info({}, "controller stopped");
   } finally {
     await ports.hypervisor.close();
-    release();
+    await release();
   }
 }

@@ -18,7 +18,7 @@ import { buildVolumeXml } from "../../../src/libvirt/index.js";
 import type { LivePool } from "../../../src/ports/index.js";
 import { DependencyNotReadyError } from "../../../src/runtime/index.js";
 import { ManifestStore } from "../../../src/store/index.js";
-import { tempDir } from "../../cli/helpers.js";
+import { tempDir } from "../store/helpers.js";
 import { fakePorts, silentLogger } from "../helpers/fake-ports.js";
 
 // 1. The API: the schema and the status fields the controller writes.
@@ -83,7 +83,7 @@ const widgetController: KindController<KindName, WidgetPlanInput, WidgetPlan> = 
 };
 
 test("a kind added outside src/ runs through the manager: read, reconciled, status written, pruned", async () => {
-  const dir = tempDir("kvmctl-widget-");
+  const dir = await tempDir("kvmctl-widget-");
   fs.mkdirSync(path.join(dir, "widgets"));
   const file = path.join(dir, "widgets", "w1.yaml");
   const manifest = `# a test-only kind\napiVersion: kvmctl.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 4Mi\n`;
@@ -130,7 +130,7 @@ test("a kind added outside src/ runs through the manager: read, reconciled, stat
 });
 
 test("a failing reconcile of a test-only kind gets its status from the one status writer", async () => {
-  const dir = tempDir("kvmctl-widget-wait-");
+  const dir = await tempDir("kvmctl-widget-wait-");
   const file = path.join(dir, "w2.yaml");
   fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 1Mi}\n`);
   const ports = fakePorts(); // no pool "default": the widget waits

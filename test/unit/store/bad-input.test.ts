@@ -152,7 +152,7 @@ describe("bad input", () => {
     assert.ok(snapshot.objects.has("VirtualMachine/web"));
     // And a plain read of a path that is gone says so instead of throwing.
     const gone = readManifestText(path.join(dir, "nets/never.yaml"));
-    assert.deepEqual(gone, { ok: false, message: "cannot read: disappeared while being read (will be read again on the next change)" });
+    assert.deepEqual(gone, { ok: false, missing: true, message: "cannot read: disappeared while being read (will be read again on the next change)" });
   });
 
   it("permission denied on a file and on a directory", async () => {
