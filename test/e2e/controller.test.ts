@@ -126,7 +126,14 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
     assert.equal(String((await virsh("dumpxml", "--inactive", foreign)).stdout), before, "the foreign domain changed");
     assert.equal(await domstate(foreign), "shut off");
     assert.equal((await kvmctl(["--dir", dir, "delete", "vm", foreign])).exitCode, 0);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const deletedAt = Date.now();
+    // The reconcile that took the deletion in, and the Deleted event it records once it has
+    // looked at the domain. Not `delete --wait`: it also accepts a Deleted event from up to 1 s
+    // before, and defining the domain by hand above had already recorded one ("left alone").
+    await run.waitForReconciles(`VirtualMachine/${foreign}`, { after: deletedAt, changed: "manifests" });
+    const events = fs.readFileSync(path.join(dir, ".kvmctl", "events", `VirtualMachine-${foreign}.jsonl`), "utf8");
+    const deleted = events.split("\n").filter(Boolean).map((line) => JSON.parse(line) as { time: string; reason: string; message: string }).filter((e) => e.reason === "Deleted" && Date.parse(e.time) >= deletedAt);
+    assert.match(deleted.at(-1)?.message ?? "", /not created by kvmctl: left alone/, events);
     assert.equal((await virsh("domstate", foreign)).exitCode, 0, "deleting the manifest removed a domain kvmctl does not own");
   });
 
@@ -147,8 +154,12 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
   });
 
   await t.test("libvirtd restarted under the running controller: it recovers", async () => {
+    const restartedAt = Date.now();
     await restartLibvirtd();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The destroy must come once the controller listens again: its domain event stream back,
+    // and the resync that follows it reaching the new libvirtd.
+    const reconnected = await run.waitForLog("the domain event stream reconnected", (line) => line.msg === "libvirt event stream reconnected; resyncing" && line.stream === "domain" && line.time >= restartedAt);
+    await run.waitForReconciles(`VirtualMachine/${vm}`, { after: reconnected.time });
     assert.equal((await virsh("destroy", vm)).exitCode, 0);
     await run.waitUntil("the domain to run again after libvirtd restarted", async () => (await domstate(vm)) === "running");
   });

@@ -31,6 +31,32 @@ ${spec}`;
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** One JSON line of the controller's log (pino): `time` (ms epoch), `msg`, and what it logged. */
+export interface LogLine {
+  time: number;
+  msg?: string;
+  level?: number;
+  pid?: number;
+  /** The work-queue key, on lines about one reconcile. */
+  object?: string;
+  event?: { kind: string; name: string; detail: string };
+  stream?: string;
+  [field: string]: unknown;
+}
+
+/** The line the controller logs after every reconcile of every key (`waitForReconciles`). */
+export interface ReconcileLine extends LogLine {
+  msg: "reconcile finished";
+  object: string;
+  reconcileId: string;
+  outcome: "ready" | "waiting" | "error" | "terminal";
+  /** When the reconcile began (ms epoch). */
+  startedAt: number;
+  /** When the newest picture of libvirt (or the firewall table) it decided on was taken; absent if it read none. */
+  observedAt?: number;
+  ms: number;
+}
+
 export class E2eDirs {
   /** `root` holds the manifest directory `dir`, the controller's log and its console logs. */
   constructor(
@@ -74,8 +100,115 @@ export class E2eDirs {
       if (await check()) return Date.now() - started;
       await sleep(intervalMs);
     }
-    const tail = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, "utf8").split("\n").slice(-15).join("\n") : "";
-    throw new Error(`timed out waiting for ${what}; controller log tail:\n${tail}`);
+    throw new Error(`timed out waiting for ${what}; controller log tail:\n${this.logTail()}`);
+  }
+
+  /** The last `lines` lines of the controller's log, for failure messages. */
+  logTail(lines = 15): string {
+    return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, "utf8").split("\n").slice(-lines).join("\n") : "";
+  }
+
+  /**
+   * The controller's log lines that parse as JSON (pino's), oldest first; other lines (a stack
+   * trace on stderr, a line still being written) are skipped. Every controller started in this
+   * root appends to the same file: select by `time`, `pid` or a key, not by position.
+   */
+  logLines(): LogLine[] {
+    if (!fs.existsSync(this.logFile)) return [];
+    const lines: LogLine[] = [];
+    for (const text of fs.readFileSync(this.logFile, "utf8").split("\n")) {
+      if (!text.startsWith("{")) continue;
+      try {
+        const line: unknown = JSON.parse(text);
+        if (line && typeof line === "object" && !Array.isArray(line)) lines.push(line as LogLine);
+      } catch {
+        // not JSON: ignored
+      }
+    }
+    return lines;
+  }
+
+  /** Polls the log until a line satisfies `match`; returns the first one, or throws with the tail. */
+  async waitForLog(what: string, match: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
+    let found: LogLine | undefined;
+    await this.waitUntil(what, async () => (found = this.logLines().find(match)) !== undefined, timeoutMs);
+    return found!;
+  }
+
+  /**
+   * Waits until the controller logged the libvirt event of a change made by hand (`kind` is
+   * "domain", "network" or "pool"; `detail` matches its text, e.g. /^lifecycle: Stopped/) at or
+   * after `after`, and returns the anchor for `waitForReconciles` after that change: the line's
+   * `time` minus 1 ms (why, see there).
+   */
+  async waitForLibvirtEvent(kind: "domain" | "network" | "pool", name: string, detail: RegExp, after: number, timeoutMs = 30_000): Promise<number> {
+    const line = await this.waitForLog(
+      `the libvirt event ${kind} ${name} ${detail} after ${new Date(after).toISOString()}`,
+      (l) => l.msg === "libvirt event" && l.time >= after && l.event?.kind === kind && l.event.name === name && detail.test(l.event.detail),
+      timeoutMs,
+    );
+    return line.time - 1;
+  }
+
+  /**
+   * The positive signal for "the controller looked, and did nothing": waits until `count`
+   * reconciles of work-queue key `key` ("VirtualMachine/NAME", "Network/NAME",
+   * "StoragePool/NAME", "Firewall/host") that took in a change made at `after` (ms epoch) have
+   * finished, and returns their log lines. Whatever such a reconcile did (a start, a define, a
+   * rule) is done by the time its line is written.
+   *
+   * The controller logs "reconcile finished" after every reconcile of every key, whatever its
+   * outcome, with `startedAt` and `observedAt`: when the newest picture of libvirt it decided on
+   * was taken (for Firewall/host: when it began reading the firewall table). Counted are the
+   * reconciles that started at or after `after` and
+   * - `changed: "world"` (the default: libvirt or the firewall table changed): decided on a
+   *   picture taken at or after `after`. One that read none (an invalid manifest, stalled at
+   *   once) counts by its start, as all it decided on was the manifests.
+   * - `changed: "manifests"` (the test changed the manifest directory): no more. Such a
+   *   reconcile may decide on a picture of libvirt taken before the change (up to 2 s older
+   *   than its request), which is right: libvirt did not change.
+   * A reconcile that started before `after` never counts, even if it read libvirt after it:
+   * the Network reconciler, for one, reads libvirt again after its own steps for status only.
+   *
+   * Choosing `after`: a moment by which the change had surely happened.
+   * - A change the test made to the manifest directory or the firewall table: `Date.now()`
+   *   once the command that made it returned.
+   * - A change made in libvirt by hand: when the controller heard of it, the `time` of the
+   *   libvirt event reporting it, minus 1 ms (what `waitForLibvirtEvent` returns). The test's
+   *   clock after `virsh` returns is too late: the event often arrives, and the reconcile it
+   *   triggers reads libvirt, before the virsh process has exited, and nothing may trigger
+   *   another one. Its clock before `virsh` ran is too early: a reconcile already under way can
+   *   read libvirt while the command runs (a `virsh destroy` of a UEFI guest takes over a
+   *   second) and still see the old state. The 1 ms: on a Stopped event the controller updates
+   *   its picture in place, stamped just before it logs the event (possibly in the previous
+   *   millisecond); every other picture is read by virsh processes spawned after its stamp,
+   *   several ms later, so one stamped at most 1 ms before the event's line was read after
+   *   libvirt had sent the event.
+   *
+   * Wait for `count` 2 or more where the claim is "no later pass changes it either", if
+   * something queues the key again: periodic reconciles are few. Firewall/host comes every
+   * `--firewall-check` (5 s by default), a Network whose running guests have no DHCP lease yet
+   * every 5 s, anything not Ready every few seconds; everything else only on a libvirt event
+   * about it, a manifest change or the resync (5 min by default).
+   * Throws after `timeoutMs` with the key's last reconciles and the log's tail.
+   */
+  async waitForReconciles(key: string, options: { after: number; count?: number; changed?: "world" | "manifests"; timeoutMs?: number }): Promise<ReconcileLine[]> {
+    const { after, count = 1, changed = "world", timeoutMs = 30_000 } = options;
+    const took = (line: ReconcileLine) => line.startedAt >= after && (changed === "manifests" || (line.observedAt ?? line.startedAt) >= after);
+    const started = Date.now();
+    for (;;) {
+      const all = this.logLines().filter((line): line is ReconcileLine => line.msg === "reconcile finished" && line.object === key);
+      const seen = all.filter(took);
+      if (seen.length >= count) return seen.slice(0, count);
+      if (Date.now() - started >= timeoutMs) {
+        const last = all.slice(-5).map((l) => `  ${l.outcome} startedAt=${l.startedAt} observedAt=${l.observedAt ?? "-"}`).join("\n");
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${count} reconcile(s) of ${key} that took in the ${changed} as of ${after} (${new Date(after).toISOString()}): ` +
+            `${seen.length} so far; its last reconciles:\n${last || "  (none)"}\ncontroller log tail:\n${this.logTail()}`,
+        );
+      }
+      await sleep(100);
+    }
   }
 
   /** `kvmctl get KIND NAME -o json`, parsed; `target` is "vm/web1". */

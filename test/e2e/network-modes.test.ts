@@ -27,6 +27,7 @@ let controller: ResultPromise | undefined;
 const ip = (...args: string[]) => execa("ip", args, { reject: false });
 const netInfo = async (name: string) => String((await virsh("net-info", name)).stdout);
 const inactiveXml = async (name: string) => String((await virsh("net-dumpxml", "--inactive", name)).stdout);
+const eventsOf = (name: string) => fs.readFileSync(path.join(run.dir, ".kvmctl", "events", `Network-${name}.jsonl`), "utf8");
 
 const manifests = () => `apiVersion: kvmctl.dev/v1alpha1
 kind: Network
@@ -116,10 +117,17 @@ test("route, open, isolated IPv6-only and bridge networks; drift by hand repaire
     assert.equal(await onBridge(routedStatus.bridge), 1, "the guest's tap on the routed network");
     // Its first interface asks the routed network's DHCP server for an address.
     // libvirt's additions (bridge names, MACs, DNS defaults) are not drift: one Converged event
-    // per network, none added by the passes since.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // per network, none added by the passes since: those that began after its Converged event
+    // and read libvirt after it. The libvirt events of its own define and start queue one; the
+    // guest's start queues the two networks it is on again. Nothing else queues the open and
+    // IPv6-only ones before the next step (no guest on them, no DHCP lease to wait for).
     for (const name of [routed, open, isolated6, bridged]) {
-      const events = fs.readFileSync(path.join(run.dir, ".kvmctl", "events", `Network-${name}.jsonl`), "utf8");
+      const converged = eventsOf(name).split("\n").filter(Boolean).map((line) => JSON.parse(line) as { time: string; reason: string }).find((e) => e.reason === "Converged");
+      assert.ok(converged, `${name}: ${eventsOf(name)}`);
+      await run.waitForReconciles(`Network/${name}`, { after: Date.parse(converged.time), count: name === routed || name === bridged ? 2 : 1 });
+    }
+    for (const name of [routed, open, isolated6, bridged]) {
+      const events = eventsOf(name);
       assert.equal(events.split("\n").filter((line) => line.includes('"Converged"')).length, 1, `${name}: ${events}`);
     }
     await run.waitUntil("the guest's lease on the routed network", async () => ((await run.getJson(`network/${routed}`)).status.leases ?? []).some((l: { ip: string; mac: string }) => l.mac === ROUTED_MAC && l.ip.startsWith("198.18.20.")), 90_000);
@@ -171,8 +179,14 @@ test("route, open, isolated IPv6-only and bridge networks; drift by hand repaire
     }, 30_000);
     assert.equal(await inactiveXml(foreign), before);
     assert.doesNotMatch(await netInfo(foreign), /^Active:\s+yes/m, "kvmctl started it");
+    const beforeDelete = Date.now();
     const deleted = await kvmctl(["--dir", run.dir, "delete", "network", foreign, "--wait", "--timeout=60s"]);
     assert.equal(deleted.exitCode, 0, deleted.stderr);
+    // `--wait` also takes a Deleted event from up to 1 s before, and defining the network by
+    // hand above recorded one already ("left alone", no manifest yet): wait for this deletion's.
+    const deletedEvents = async () => eventsOf(foreign).split("\n").filter(Boolean).map((line) => JSON.parse(line) as { time: string; reason: string; message: string }).filter((e) => e.reason === "Deleted" && Date.parse(e.time) >= beforeDelete);
+    await run.waitUntil("the Deleted event of this deletion", async () => (await deletedEvents()).length > 0, 30_000);
+    assert.match((await deletedEvents())[0]!.message, /not created by kvmctl: left alone/);
     assert.equal(await inactiveXml(foreign), before, "deleting the manifest changed the foreign network");
   });
 

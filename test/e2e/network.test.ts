@@ -13,7 +13,7 @@ import { execa, type ResultPromise } from "execa";
 import { VETH_GUEST_SIDE } from "../../testenv/config.js";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, sleep, testGuestVm, virsh } from "./harness.js";
+import { E2eDirs, testGuestVm, virsh } from "./harness.js";
 import { connectFromGuest, firstLineFromOutside, OUTSIDE, startOutsideServer } from "./outside.js";
 import { freePort, guestShell, sshWhenReady } from "./ssh.js";
 
@@ -165,7 +165,9 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
       assert.match(result.stderr, message);
       assert.match(result.stderr, /bad\.yaml/);
     }
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Refused, nothing reached the directory, so nothing queues a Network: the firewall check
+    // (every second here) is what looks, twice, at the table after the refusals.
+    await run.waitForReconciles("Firewall/host", { after: Date.now(), count: 2 });
     assert.equal(dirContent(), before, "the manifest directory changed");
     assert.equal((await virsh("net-info", extraNet)).exitCode === 0, false, "an invalid network reached libvirt");
     assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the firewall changed");
@@ -176,6 +178,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     const xmlBefore = String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout);
     const overlap = path.join(dir, "overlap.yaml");
     fs.writeFileSync(overlap, `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${extraNet}\nspec:\n  mode: nat\n  ipv4: {address: 192.0.2.129, prefix: 25}\n`);
+    const droppedAt = Date.now();
     t.after(() => fs.rmSync(overlap, { force: true })); // the later steps need it gone
     const listed = await kvmctl(["--dir", dir, "get", "networks"]);
     assert.match(listed.stdout, new RegExp(`${extraNet}\\s+False\\s+Invalid`));
@@ -184,7 +187,10 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.match(listed.stderr, new RegExp(`${publicNet}\\.yaml: document 1, line \\d+:\\d+: spec\\.ipv4\\.address: .*overlaps Network/${extraNet}`));
     // The controller marks the held network Stalled in its manifest's status.
     await run.waitUntil("public Stalled with InvalidSpec", async () => /reason: InvalidSpec/.test(fs.readFileSync(path.join(dir, "networks", `${publicNet}.yaml`), "utf8")), 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 2000)); // two firewall checks
+    // The overlapping network's own reconcile (stalled without touching libvirt), then two
+    // firewall checks of the table after the held network was marked.
+    await run.waitForReconciles(`Network/${extraNet}`, { after: droppedAt });
+    await run.waitForReconciles("Firewall/host", { after: Date.now(), count: 2 });
     assert.equal(JSON.stringify([...((await kvmctlRules()) ?? new Map())]), rulesBefore, "the held network's rules changed");
     assert.equal(String((await virsh("net-dumpxml", "--inactive", publicNet)).stdout), xmlBefore);
     assert.notEqual((await virsh("net-info", extraNet)).exitCode, 0, "the overlapping network reached libvirt");
@@ -355,7 +361,8 @@ ${testGuestVm(vm, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}
     // Flushed by hand: refilled, with no duplicate rule or jump.
     assert.equal((await execa("iptables", ["-t", "nat", "-F", "KVMCTL-PREROUTING"], { reject: false })).exitCode, 0);
     await run.waitUntil("the flushed chain refilled", async () => JSON.stringify(await iptablesLines()) === JSON.stringify(lines), 30_000);
-    await sleep(2500);
+    // No later check adds a duplicate: two that read the chains after the refill.
+    await run.waitForReconciles("Firewall/host", { after: Date.now(), count: 2 });
     assert.deepEqual(await iptablesLines(), lines);
 
     const deleted = await kvmctl(["--dir", dir, "delete", "-f", file, "--wait", "--timeout=120s"]);

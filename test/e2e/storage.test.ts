@@ -142,7 +142,11 @@ test("pools and disks converge, are repaired, and are deleted only when empty", 
     const uuid = (await run.getJson(`pool/${lvPool}`)).status.uuid;
     assert.equal((await virsh("pool-destroy", lvPool)).exitCode, 0);
     assert.equal((await virsh("pool-undefine", lvPool)).exitCode, 0);
-    const redefined = await run.waitUntil("the logical pool to be back", () => poolState(lvPool));
+    // The repair is define, start, then autostart: wait for all of it, not just the start.
+    const redefined = await run.waitUntil("the logical pool to be back, running and autostarted", async () => {
+      const info = String((await virsh("pool-info", lvPool)).stdout);
+      return /^State:\s+running$/m.test(info) && /^Autostart:\s+yes$/m.test(info);
+    });
     process.stdout.write(`# pool-destroy → running: ${restarted} ms; pool-undefine → running: ${redefined} ms\n`);
     assert.equal(String((await virsh("pool-uuid", lvPool)).stdout).trim(), uuid);
     assert.match(String((await virsh("pool-info", lvPool)).stdout), /^Autostart:\s+yes$/m);
@@ -208,7 +212,13 @@ test("pools and disks converge, are repaired, and are deleted only when empty", 
     const wait = await kvmctl(["--dir", dir, "wait", `pool/${dirPool}`, "--for=delete", "--timeout=2s"]);
     assert.equal(wait.exitCode, 1);
     assert.match(wait.stderr, /it is kept \(PoolNotEmpty: pool still holds 1 volume/);
-    const events = fs.readFileSync(path.join(dir, ".kvmctl/events", `StoragePool-${dirPool}.jsonl`), "utf8").trim().split("\n");
+    const eventLines = () => fs.readFileSync(path.join(dir, ".kvmctl/events", `StoragePool-${dirPool}.jsonl`), "utf8").trim().split("\n");
+    // One more look at the kept pool after its DeletionBlocked event (kept pools are looked at
+    // every 10 s; nothing else queues it): no second event.
+    const blocked = eventLines().map((l) => JSON.parse(l) as { time: string; reason: string }).find((e) => e.reason === "DeletionBlocked");
+    assert.ok(blocked, eventLines().join("\n"));
+    await run.waitForReconciles(`StoragePool/${dirPool}`, { after: Date.parse(blocked.time) });
+    const events = eventLines();
     assert.equal(events.filter((l) => l.includes("DeletionBlocked")).length, 1, "one event per change, not one per look");
 
     assert.equal((await virsh("vol-delete", "--pool", dirPool, "base.qcow2")).exitCode, 0);

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
-import { E2eDirs, sleep, virsh } from "./harness.js";
+import { E2eDirs, virsh } from "./harness.js";
 
 const secure = testName("uefi");
 const manual = testName("manual");
@@ -23,6 +23,9 @@ let run: E2eDirs; // set in before(); after() runs even when before() failed
 let controller: ResultPromise | undefined;
 
 const domstate = async (name: string) => String((await virsh("domstate", name)).stdout).trim();
+/** The power steps (start, shutdown, destroy) the controller logged for VM `name` since `after`. */
+const powerSteps = (name: string, after: number) =>
+  run.logLines().filter((l) => l.object === `VirtualMachine/${name}` && l.time >= after && ["start", "shutdown", "destroy"].includes(String(l.step))).map((l) => `${l.step}: ${l.msg}`);
 
 /** The security types a VNC server offers after the RFB 3.8 version handshake. */
 function vncSecurityTypes(port: number): Promise<number[]> {
@@ -146,9 +149,13 @@ test("UEFI secure boot with a TPM, VNC with a password, a bridge; runStrategy On
   });
 
   await t.test("runStrategy Once: stopped by hand, it is not started again", async () => {
+    const before = Date.now();
     assert.equal((await virsh("destroy", secure)).exitCode, 0);
-    await sleep(4000);
+    // Not started again by a reconcile that saw it stopped.
+    const stopped = await run.waitForLibvirtEvent("domain", secure, /^lifecycle: Stopped/, before);
+    await run.waitForReconciles(`VirtualMachine/${secure}`, { after: stopped });
     assert.equal(await domstate(secure), "shut off");
+    assert.deepEqual(powerSteps(secure, before), []);
     await run.waitUntil("phase Stopped", async () => (await run.getJson(`vm/${secure}`)).status.phase === "Stopped", 20_000);
   });
 
@@ -159,13 +166,19 @@ test("UEFI secure boot with a TPM, VNC with a password, a bridge; runStrategy On
     assert.match(String((await virsh("dominfo", manual)).stdout), /^Autostart:\s+enable$/m, "autostart: true reaches libvirt");
     assert.match(String((await virsh("dominfo", secure)).stdout), /^Autostart:\s+disable$/m);
     assert.match(JSON.stringify((await run.getJson(`vm/${manual}`)).status.conditions), /runStrategy Manual/);
+    const beforeStart = Date.now();
     assert.equal((await virsh("start", manual)).exitCode, 0);
-    await sleep(4000);
+    const started = await run.waitForLibvirtEvent("domain", manual, /^lifecycle: Started/, beforeStart);
+    await run.waitForReconciles(`VirtualMachine/${manual}`, { after: started });
     assert.equal(await domstate(manual), "running", "the controller stopped a Manual VM started by hand");
+    assert.deepEqual(powerSteps(manual, beforeStart), [], "a shutdown takes a while: the decision is in the log");
     await run.waitUntil("phase Running", async () => (await run.getJson(`vm/${manual}`)).status.phase === "Running", 20_000);
+    const beforeDestroy = Date.now();
     assert.equal((await virsh("destroy", manual)).exitCode, 0);
-    await sleep(4000);
+    const stopped = await run.waitForLibvirtEvent("domain", manual, /^lifecycle: Stopped/, beforeDestroy);
+    await run.waitForReconciles(`VirtualMachine/${manual}`, { after: stopped });
     assert.equal(await domstate(manual), "shut off", "the controller started a Manual VM stopped by hand");
+    assert.deepEqual(powerSteps(manual, beforeDestroy), []);
   });
 
   await t.test("deleting the manifests undefines both domains and removes their NVRAM files", async () => {
