@@ -9,6 +9,8 @@ export interface LibvirtEvent {
   kind: LibvirtObjectKind;
   name: string;
   detail: string;
+  /** When this process received it (ms epoch). */
+  at: number;
 }
 
 const LINE = /^event '([^']+)' for (domain|storage pool|network) '?([^':]+?)'?: ?(.*)$/;
@@ -17,7 +19,7 @@ export function parseEventLine(line: string): LibvirtEvent | undefined {
   const match = LINE.exec(line.trim());
   if (!match) return undefined;
   const kind = match[2] === "domain" ? "domain" : match[2] === "network" ? "network" : "pool";
-  return { kind, name: match[3]!, detail: `${match[1]}: ${match[4] ?? ""}`.trim() };
+  return { kind, name: match[3]!, detail: `${match[1]}: ${match[4] ?? ""}`.trim(), at: Date.now() };
 }
 
 export interface EventStreamOptions {

@@ -8,6 +8,7 @@ import { formatProblem, type ManifestStore, type Snapshot } from "../store/index
 import type { AnyKindController, ControllerSettings, KindContext, ObjectMemory } from "./kind.js";
 import { objectRecorder } from "./recorder.js";
 import { builtinControllers, createSingletons, type Singleton, type Singletons } from "./registry.js";
+import { pruneDecision, type PrunePolicy } from "./prune-policy.js";
 import { failureEvent, statusFromFailure, statusFromReport } from "./status.js";
 
 export interface ManagerOptions {
@@ -22,6 +23,8 @@ export interface ManagerOptions {
   firewallCheckMs: number;
   /** The kinds reconciled; default every built-in kind (src/controllers/registry.ts). */
   controllers?: readonly AnyKindController[];
+  /** When a deleted manifest's objects are pruned (./prune-policy.ts); default 2 s settle, no empty pruning. */
+  prune?: Partial<PrunePolicy>;
 }
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -34,13 +37,21 @@ export class Manager {
   private readonly kinds: Map<string, AnyKindController>;
   private readonly singletons: Map<string, Singleton>;
   private readonly memories = new Map<string, Map<string, unknown>>();
+  /** When libvirt last changed for each key (an event about it, its reconcile's own commands). */
+  private readonly keyChangedAt = new Map<string, number>();
   private snapshot: Snapshot | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
   private events: { stop(): void } | undefined;
   private timers: (() => void)[] = [];
+  private readonly prune: PrunePolicy;
+  /** When the manifest directory last changed (a watch report); deletions wait for it to settle. */
+  private lastStoreChangeAt = 0;
+  /** Why the directory as a whole is not pruned right now (unreadable, empty), for one log line per change. */
+  private directoryHold: string | undefined;
 
   constructor(private readonly options: ManagerOptions) {
     this.ports = options.ports;
+    this.prune = { settleMs: 2_000, allowEmpty: false, ...options.prune };
     this.kinds = new Map((options.controllers ?? builtinControllers()).map((c) => [c.kind as string, c]));
     const { services, singletons } = createSingletons({
       ports: options.ports,
@@ -82,18 +93,17 @@ export class Manager {
     return [...sorted, ...this.singletons.keys()];
   }
 
-  private protectedKeys(snapshot: Snapshot): Set<string> {
-    // Objects in files that cannot be read right now are not deleted: they may come back.
-    return new Set([...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys));
-  }
-
   /**
    * How fresh a picture of libvirt a reconcile needs: taken after the last change we know of
    * (our own commands, libvirt events) and at most `toleranceMs` before the key was queued.
    * A pass over many objects then shares one observation instead of taking one per group.
    */
-  private freshness(queuedAt: number, toleranceMs = STALE_MS): number {
-    return Math.min(queuedAt, Math.max(this.ports.hypervisor.changedAt, queuedAt - toleranceMs));
+  private freshness(queuedAt: number, toleranceMs = STALE_MS, key?: string): number {
+    const shared = Math.min(queuedAt, Math.max(this.ports.hypervisor.changedAt, queuedAt - toleranceMs));
+    // But never older than what is known to have changed about this very key since it was
+    // queued (a libvirt event about it, its own last reconcile's commands): a reconcile must
+    // not act again on what it, or an event, already changed (e.g. undefine a domain twice).
+    return Math.max(shared, key ? (this.keyChangedAt.get(key) ?? 0) : 0);
   }
 
   private memoryOf(kind: string): ObjectMemory<unknown> {
@@ -118,9 +128,18 @@ export class Manager {
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const stored = snapshot.objects.get(key);
-    if (!stored && this.protectedKeys(snapshot).has(key)) {
-      ctx.log.warn({}, "manifest file cannot be read; keeping the object as it is");
-      return { ready: false };
+    if (!stored) {
+      // Prune only what can be seen to be gone (./prune-policy.ts).
+      const asked = snapshot.objects.size === 0 && (await this.options.store.deletionIntents()).has(key);
+      const decision = pruneDecision(snapshot, key, this.ports.clock.now(), this.lastStoreChangeAt, this.prune, asked);
+      if (!decision.prune) {
+        if (decision.reason !== "Settling") {
+          ctx.log.warn({ reason: decision.reason }, `not pruned: ${decision.message}`);
+          const recorder = objectRecorder(this.options.store, key, this.ports.clock);
+          if ((await this.options.store.readEvents(key).catch(() => [])).at(-1)?.reason !== decision.reason) await recorder.event("Warning", decision.reason, decision.message).catch(() => undefined);
+        }
+        return { ready: false, ...(decision.retryAfterMs !== undefined ? { requeueAfterMs: decision.retryAfterMs } : {}) };
+      }
     }
     const controller = this.kinds.get(kind);
     if (!controller) {
@@ -138,7 +157,11 @@ export class Manager {
       services: this.services,
       log: ctx.log,
     };
-    const outcome = await controller.reconcile(kindContext, { key, name, stored, since: this.freshness(ctx.queuedAt) });
+    const changedBefore = this.ports.hypervisor.changedAt;
+    const outcome = await controller.reconcile(kindContext, { key, name, stored, since: this.freshness(ctx.queuedAt, STALE_MS, key) }).finally(() => {
+      // Its own commands (or anyone's meanwhile) changed libvirt: the next reconcile of this key sees that.
+      if (this.ports.hypervisor.changedAt > changedBefore) this.keyChangedAt.set(key, this.ports.hypervisor.changedAt);
+    });
     if (outcome.report && stored) {
       await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, new Date(this.ports.clock.now())));
     }
@@ -162,25 +185,55 @@ export class Manager {
     }
   }
 
+  /** One log line when the directory as a whole stops or starts being prunable (unreadable, empty). */
+  private noteDirectoryState(snapshot: Snapshot): void {
+    const unreadable = snapshot.unreadableFiles.get(".");
+    const hold = unreadable
+      ? `the manifest directory cannot be read (${unreadable.problems[0]?.message ?? ""}): nothing is pruned until it is back`
+      : !this.prune.allowEmpty && snapshot.objects.size + snapshot.invalid.size + snapshot.unreadableFiles.size === 0
+        ? "the manifest directory holds no objects: nothing is pruned but what `kvmctl delete` removed (--allow-empty prunes)"
+        : undefined;
+    if (hold !== this.directoryHold) {
+      if (hold) this.options.logger.warn({ dir: this.options.store.dir }, hold);
+      else if (this.directoryHold) this.options.logger.info({ dir: this.options.store.dir }, "the manifest directory is readable and holds objects again: full resync");
+    }
+    this.directoryHold = hold;
+  }
+
   /** Keys a libvirt event wakes: each kind's, and every singleton. */
   private route(event: HypervisorEvent): void {
     this.options.logger.debug({ event }, "libvirt event");
     const snapshot = this.snapshot ?? { objects: new Map() };
-    for (const kind of this.ordered) for (const key of kind.wakeFor(event, snapshot)) this.controller.enqueue(key);
+    for (const kind of this.ordered) {
+      for (const key of kind.wakeFor(event, snapshot)) {
+        // The reconcile it wakes must see libvirt as of the event (or later).
+        this.keyChangedAt.set(key, Math.max(this.keyChangedAt.get(key) ?? 0, event.at));
+        this.controller.enqueue(key);
+      }
+    }
     for (const key of this.singletons.keys()) this.controller.enqueue(key);
   }
 
   /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs. */
   async start(): Promise<void> {
     this.snapshot = await this.options.store.read();
+    this.lastStoreChangeAt = this.ports.clock.now(); // a directory being changed as we start settles first
     for (const problem of this.snapshot.problems) this.options.logger.warn({ problem: formatProblem(problem) }, "manifest problem");
+    this.noteDirectoryState(this.snapshot);
     this.watcher = await this.options.store.watch((change) => {
       this.snapshot = change.snapshot;
-      for (const key of change.keys) {
-        this.controller.forget(key);
-        this.controller.enqueue(key);
-      }
-      for (const key of this.singletons.keys()) this.controller.enqueue(key);
+      this.lastStoreChangeAt = this.ports.clock.now();
+      const wasHeld = this.directoryHold !== undefined;
+      this.noteDirectoryState(change.snapshot);
+      // Readable (or filled) again: look at everything, not only what the last read changed.
+      const keys = wasHeld && this.directoryHold === undefined ? this.listKeys(this.ports.clock.now()) : Promise.resolve(change.keys);
+      void keys.then((list) => {
+        for (const key of list) {
+          this.controller.forget(key);
+          this.controller.enqueue(key);
+        }
+        for (const key of this.singletons.keys()) this.controller.enqueue(key);
+      }).catch((error: unknown) => this.options.logger.error({ err: error }, "could not list objects after a change"));
     });
     this.events = this.ports.hypervisor.watch({
       onEvent: (event) => this.route(event),

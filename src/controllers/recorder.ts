@@ -8,6 +8,7 @@ export function objectRecorder(store: ManifestStore, key: string, clock: Clock):
   return {
     event,
     async deleted(message) {
+      await store.clearDeletionIntent(key);
       if ((await store.readEvents(key)).at(-1)?.reason === "Deleted") return;
       await event("Normal", "Deleted", message);
     },

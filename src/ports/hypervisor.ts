@@ -20,6 +20,8 @@ export interface HypervisorEvent {
   name: string;
   /** e.g. "lifecycle: Stopped Destroyed". */
   detail: string;
+  /** When it was received (ms epoch); a picture taken at or after this reflects it. */
+  at: number;
 }
 
 export interface HypervisorEventHandlers {

@@ -239,7 +239,43 @@ export class ManifestStore {
         ),
       );
     }
+    if (removed) await this.recordDeletionIntent(key);
     return removed;
+  }
+
+  /**
+   * `kvmctl delete` records that a deletion was asked for (`.kvmctl/deleting/<Kind>-<name>`): a
+   * directory emptied by an explicit delete is pruned, one emptied by accident is not (see
+   * src/controllers/prune-policy.ts). Best effort: without it, the controller only prunes less.
+   */
+  private async recordDeletionIntent(key: string): Promise<void> {
+    const { keyFileStem } = await eventsModule();
+    const { ensureDataDir } = await import("./disk-cache.js");
+    try {
+      ensureDataDir(this.stateRoot, "deleting");
+      const file = path.join(this.dataDir, "deleting", keyFileStem(key));
+      await this.writer.run(file, () => this.writer.write(file, `${new Date().toISOString()}\n`, {}));
+    } catch {
+      // a read-only data directory: the deletion stands, the controller just asks for --allow-empty
+    }
+  }
+
+  /** Keys whose deletion `kvmctl delete` asked for and the controller has not finished. */
+  async deletionIntents(): Promise<Set<string>> {
+    let names: string[];
+    try {
+      names = await fs.promises.readdir(path.join(this.dataDir, "deleting"));
+    } catch {
+      return new Set();
+    }
+    return new Set(names.flatMap((n) => (/^[A-Z][A-Za-z0-9]*-[a-z0-9-]+$/.test(n) ? [n.replace("-", "/")] : [])));
+  }
+
+  /** The deletion of `key` is handled: forget that it was asked for. */
+  async clearDeletionIntent(key: string): Promise<void> {
+    const { keyFileStem } = await eventsModule();
+    const file = path.join(this.dataDir, "deleting", keyFileStem(key));
+    if (fs.existsSync(file)) await this.writer.run(file, () => this.writer.remove(file, {}));
   }
 
   /** Appends an event to `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, keeping the last 50. */

@@ -69,6 +69,11 @@ export class ManifestReader {
     let changed = this.cache === undefined;
 
     const scan = scanManifestDir(dir, this.excludeReal);
+    // A directory that was read before and is gone now (moved away, unmounted, a checkout being
+    // replaced) is not an empty one: everything it held is unreadable, and so kept, until it is back.
+    if (!fs.existsSync(dir) && Object.values(previous.lastKnown).some((keys) => keys.length > 0)) {
+      scan.problems.push({ rel: ".", directory: true, message: `the manifest directory ${dir} is gone (moved, unmounted or being replaced?); nothing it held is pruned until it is back` });
+    }
     const files: FileEntry[] = [];
     const fileTimes = new Map<string, Date>();
     const texts = new Map<string, string>();

@@ -17,6 +17,12 @@ export interface WatchOptions {
   maxDelayMs?: number;
   /** Called when re-reading fails unexpectedly (bad manifests never fail: they are in the snapshot). */
   onError?: (error: unknown) => void;
+  /**
+   * How often the whole directory is read again even without file events (ms; default 10 s):
+   * the safety net for events the watcher missed, and how a directory that was moved away,
+   * unmounted or replaced is noticed coming back (the watcher then attaches to it again).
+   */
+  rescanMs?: number;
 }
 
 export interface StoreWatcher {
@@ -115,21 +121,57 @@ export async function watchDirectory(ctx: WatchContext, onChange: (change: Store
     }, wait);
   };
 
-  const watcher = watch(root, { ignoreInitial: true, ignored, followSymlinks: true, ignorePermissionErrors: false });
-  watcher.on("all", (event, p) => {
-    if (event === "add" || event === "change" || event === "unlink") {
-      if (isManifestFileName(path.basename(p))) schedule(p);
-    } else if (event === "addDir" || event === "unlinkDir") schedule(p);
-  });
-  // A directory that became unreadable, and the like: re-read, the snapshot will say what is wrong.
-  watcher.on("error", () => schedule(root));
-  await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+  // The directory's identity: when it changes (moved away and back, replaced, remounted), the
+  // watcher is attached again, since inotify follows the old directory, not the path.
+  const identity = (): string | undefined => {
+    try {
+      const st = fs.statSync(root);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  let watcher: ReturnType<typeof watch> | undefined;
+  let attachedTo: string | undefined;
+  const attach = async (): Promise<void> => {
+    await watcher?.close();
+    watcher = undefined;
+    attachedTo = identity();
+    if (attachedTo === undefined || closed) return;
+    const next = watch(root, { ignoreInitial: true, ignored, followSymlinks: true, ignorePermissionErrors: false });
+    next.on("all", (event, p) => {
+      if (event === "add" || event === "change" || event === "unlink") {
+        if (isManifestFileName(path.basename(p))) schedule(p);
+      } else if (event === "addDir" || event === "unlinkDir") schedule(p);
+    });
+    // A directory that became unreadable, and the like: re-read, the snapshot will say what is wrong.
+    next.on("error", () => schedule(root));
+    await new Promise<void>((resolve) => next.once("ready", () => resolve()));
+    watcher = next;
+  };
+  await attach();
+
+  const rescanMs = options.rescanMs ?? 10_000;
+  const rescan = setInterval(() => {
+    running = running
+      .then(async () => {
+        if (identity() !== attachedTo) {
+          await attach();
+          schedule(root);
+          return;
+        }
+        schedule(root); // the safety net: a full re-read finds whatever no event reported
+      })
+      .catch((error: unknown) => options.onError?.(error));
+  }, rescanMs);
+  rescan.unref();
 
   return {
     async close() {
       closed = true;
+      clearInterval(rescan);
       if (timer) clearTimeout(timer);
-      await watcher.close();
+      await watcher?.close();
       await running;
     },
   };

@@ -91,7 +91,9 @@ export async function waitForDeletion(ctx: CliContext, key: string, since: Date,
     const snapshot = await store.read();
     if (!snapshot.objects.has(key) && !snapshot.invalid.has(key)) {
       const events = await store.readEvents(key);
-      if (events.some((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime() - 1000)) return;
+      // Only this deletion's event: a Deleted event from before (a "left alone" for an object of
+      // the same name, say) must not end the wait.
+      if (events.some((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime())) return;
     }
     if (Date.now() >= deadline) {
       // Kept on purpose (a pool with volumes, a network in use): say why, not "is it running?".

@@ -121,8 +121,17 @@ test("a kind added outside src/ runs through the manager: read, reconciled, stat
   await manager.runOnce();
   assert.deepEqual(ports.hypervisor.calls, []);
 
-  // The manifest goes: the manager finds the object through ownedKeys and prunes it.
+  // Removed by hand as the last manifest: an emptied directory is not pruned (prune-policy.ts).
   fs.rmSync(file);
+  const held = await manager.runOnce();
+  assert.ok(held.some((r) => r.key === "Widget/w1" && r.ready === false));
+  assert.deepEqual(ports.hypervisor.calls, [], "nothing pruned from an emptied directory");
+  assert.equal((await store.readEvents("Widget/w1")).at(-1)?.reason, "DirectoryEmpty");
+
+  // `kvmctl delete` (deleteObject) says it is meant: the manager finds the object through ownedKeys and prunes it.
+  fs.writeFileSync(file, manifest);
+  await manager.runOnce();
+  assert.ok(await store.deleteObject("Widget/w1"));
   const afterDelete = await manager.runOnce();
   assert.ok(afterDelete.some((r) => r.key === "Widget/w1" && r.outcome === "ready"));
   assert.deepEqual(ports.hypervisor.calls, [`deleteVolume ${ports.hypervisor.uuidOf("pool", "default")} widget-w1`]);

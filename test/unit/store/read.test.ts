@@ -125,3 +125,23 @@ describe("formatProblem", () => {
     assert.equal(formatFieldPath(["metadata", "labels", "app.kubernetes.io/name"]), 'metadata.labels["app.kubernetes.io/name"]');
   });
 });
+
+describe("a manifest directory that goes away", () => {
+  it("is not an empty store once it was read: everything it held is unreadable, and comes back with it", async () => {
+    const root = await tempDir();
+    const dir = path.join(root, "state");
+    writeTree(dir, { "vms/web.yaml": VM("web"), "nets/lan.yaml": NET("lan") });
+    const store = new ManifestStore({ dir, diskCache: false });
+    assert.equal((await store.read()).objects.size, 2);
+    fs.renameSync(dir, path.join(root, "moved"));
+    const gone = await store.read();
+    assert.equal(gone.objects.size, 0);
+    assert.deepEqual(gone.unreadableFiles.get(".")?.lastKnownKeys.sort(), ["Network/lan", "VirtualMachine/web"], "every key it held is protected");
+    assert.match(gone.problems.map(formatProblem).join("\n"), /the manifest directory .* is gone/);
+    assert.deepEqual((await store.read()).unreadableFiles.get(".")?.lastKnownKeys.length, 2, "still protected on the next read");
+    fs.renameSync(path.join(root, "moved"), dir);
+    const back = await store.read();
+    assert.equal(back.objects.size, 2);
+    assert.equal(back.unreadableFiles.size, 0);
+  });
+});

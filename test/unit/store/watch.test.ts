@@ -13,12 +13,12 @@ afterEach(async () => {
   watcher = undefined;
 });
 
-async function watched(files: Record<string, string>) {
-  const dir = await tempDir();
+async function watched(files: Record<string, string>, options: { rescanMs?: number; sub?: string } = {}) {
+  const dir = options.sub ? path.join(await tempDir(), options.sub) : await tempDir();
   writeTree(dir, files);
   const store = new ManifestStore({ dir });
   const changes: StoreChange[] = [];
-  watcher = await store.watch((change) => changes.push(change));
+  watcher = await store.watch((change) => changes.push(change), { rescanMs: options.rescanMs });
   const keys = () => changes.flatMap((c) => c.keys);
   const next = async (what: string) => {
     const seen = changes.length;
@@ -111,4 +111,24 @@ describe("watch", () => {
     await sleep(300);
     assert.deepEqual(w.changes, []);
   });
+
+  it("a directory moved away is unreadable (nothing pruned); moved back, it is watched again and edits are seen", async () => {
+    const w = await watched({ "vms/web.yaml": VM("web") }, { rescanMs: 200, sub: "state" });
+    const away = path.join(path.dirname(w.dir), "moved-away");
+    let pending = w.next("gone");
+    fs.renameSync(w.dir, away);
+    let change = await pending;
+    assert.deepEqual(change.keys, ["VirtualMachine/web"]);
+    assert.deepEqual(change.snapshot.unreadableFiles.get(".")?.lastKnownKeys, ["VirtualMachine/web"], "kept, not deleted");
+    pending = w.next("back");
+    fs.renameSync(away, w.dir);
+    change = await pending;
+    assert.ok(change.snapshot.objects.has("VirtualMachine/web"));
+    pending = w.next("an edit after coming back");
+    fs.writeFileSync(w.file("vms/web.yaml"), VM("web", "  cpus: 3\n"));
+    change = await pending;
+    assert.deepEqual(change.keys, ["VirtualMachine/web"]);
+    assert.equal(change.snapshot.objects.get("VirtualMachine/web")?.raw.spec && (change.snapshot.objects.get("VirtualMachine/web")!.raw.spec as { cpus: number }).cpus, 3);
+  });
 });
+
