@@ -25,6 +25,8 @@ export interface ManagerOptions {
   controllers?: readonly AnyKindController[];
   /** When a deleted manifest's objects are pruned (./prune-policy.ts); default 2 s settle, no empty pruning. */
   prune?: Partial<PrunePolicy>;
+  /** Full re-read of the manifest directory without file events (ms); default 10 s. */
+  rescanMs?: number;
 }
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -234,7 +236,7 @@ export class Manager {
         }
         for (const key of this.singletons.keys()) this.controller.enqueue(key);
       }).catch((error: unknown) => this.options.logger.error({ err: error }, "could not list objects after a change"));
-    });
+    }, { rescanMs: this.options.rescanMs, onError: (error) => this.options.logger.error({ err: error }, "could not re-read the manifest directory") });
     this.events = this.ports.hypervisor.watch({
       onEvent: (event) => this.route(event),
       onReconnect: (stream) => {

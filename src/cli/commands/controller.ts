@@ -15,6 +15,9 @@ export interface ControllerOptions {
   firewallCheck: string;
   logLevel: string;
   consoleLogDir?: string;
+  allowEmpty?: boolean;
+  settle: string;
+  rescan: string;
 }
 
 /**
@@ -58,6 +61,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError("--concurrency must be an integer from 1 to 64");
   const resyncMs = parseDuration(options.resync, "--resync");
   const firewallCheckMs = parseDuration(options.firewallCheck, "--firewall-check");
+  const settleMs = parseDuration(options.settle, "--settle");
+  const rescanMs = parseDuration(options.rescan, "--rescan");
   const firewallBackend = options.firewallBackend;
   if (firewallBackend !== "auto" && firewallBackend !== "nftables" && firewallBackend !== "iptables") throw new UsageError("--firewall-backend must be auto, nftables or iptables");
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
@@ -80,6 +85,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     resyncMs,
     firewallBackend,
     firewallCheckMs,
+    prune: { settleMs, allowEmpty: options.allowEmpty === true },
+    rescanMs,
   });
   try {
     if (options.once) {
