@@ -9,6 +9,6 @@ try {
   process.stdin.resume();
   process.stdin.on("end", () => void release().then(() => process.exit(0)));
 } catch (error) {
-  process.stdout.write(`refused: ${(error as Error).message}\n`);
-  process.exit(3);
+  // Exit once the line is out: stdout to a pipe is asynchronous, and exit() would drop it.
+  process.stdout.write(`refused: ${(error as Error).message}\n`, () => process.exit(3));
 }
