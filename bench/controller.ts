@@ -205,7 +205,7 @@ async function noopPass(): Promise<void> {
         store: new ManifestStore({ dir }),
         ports,
         logger,
-        settings: { defaultDomainType: "qemu", consoleLogDir: path.join(root, "console") },
+        settings: { instance: "bench", defaultDomainType: "qemu", consoleLogDir: path.join(root, "console") },
         concurrency: 8,
         resyncMs: 300_000,
         firewallBackend: "auto",

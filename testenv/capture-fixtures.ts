@@ -17,7 +17,7 @@ import { execa } from "execa";
 import { parse } from "yaml";
 import { specHash, validateDocument, type Network, type StoragePool, type VirtualMachine } from "../src/api/index.js";
 import { volumeNameFor } from "../src/controllers/virtualmachine/plan.js";
-import { buildDomainXml, buildNetworkXml, buildPoolXml, buildVolumeXml, ownedUuid, type OwnerMetadata, type ResolvedDisk } from "../src/libvirt/index.js";
+import { buildDomainXml, buildNetworkXml, buildPoolXml, buildVolumeXml, ownedUuid, poolUuid, type OwnerMetadata, type ResolvedDisk } from "../src/libvirt/index.js";
 import { LIBVIRT_URI, TEST_PREFIX, TEST_VG } from "./config.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -170,6 +170,9 @@ export interface Loaded<T> {
   specHash: string;
 }
 
+/** The controller instance the fixtures were defined as (owner metadata, derived UUIDs). */
+export const FIXTURE_INSTANCE = "fx";
+
 /** Manifest file of an object in the manifest directory, as the owner metadata records it. */
 export function manifestFile(kind: CaseKind, name: string): string {
   const dir = { VirtualMachine: "virtualmachines", Network: "networks", StoragePool: "storagepools" }[kind];
@@ -222,7 +225,7 @@ export function desiredDomain(vm: Loaded<VirtualMachine>, poolTypes: ReadonlyMap
     created.add(`${disk.pool}/${volume}`);
     volumes.push({ pool: disk.pool, poolType, volume, capacity: disk.size, format, xml: buildVolumeXml(volume, disk.size, format, poolType) });
   }
-  const owner: OwnerMetadata = { manifest: vm.key, file: vm.file, specHash: vm.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() };
+  const owner: OwnerMetadata = { manifest: vm.key, instance: FIXTURE_INSTANCE, file: vm.file, specHash: vm.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() };
   const xml = buildDomainXml({
     name: vm.name,
     uuid: ownedUuid("VirtualMachine", vm.name),
@@ -238,12 +241,12 @@ export function desiredDomain(vm: Loaded<VirtualMachine>, poolTypes: ReadonlyMap
 
 /** The network XML of a first define (nothing kept from libvirt yet). */
 export function desiredNetwork(net: Loaded<Network>): { xml: string; owner: OwnerMetadata } {
-  const owner: OwnerMetadata = { manifest: net.key, file: net.file, specHash: net.specHash };
+  const owner: OwnerMetadata = { manifest: net.key, instance: FIXTURE_INSTANCE, file: net.file, specHash: net.specHash };
   return { xml: buildNetworkXml(net.name, net.object.spec, owner, {}), owner };
 }
 
 export function desiredPool(pool: Loaded<StoragePool>): { xml: string } {
-  return { xml: buildPoolXml(pool.name, pool.object.spec) };
+  return { xml: buildPoolXml(pool.name, pool.object.spec, poolUuid(pool.name, FIXTURE_INSTANCE)) };
 }
 
 export function poolTypesOf(pools: Loaded<StoragePool>[]): Map<string, string> {

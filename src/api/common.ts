@@ -48,6 +48,8 @@ export const statusBase = {
   /** Hash of the spec `observedGeneration` refers to; a different hash means a newer generation. */
   observedSpecHash: z.string().optional(),
   conditions: z.array(condition).optional(),
+  /** The controller instance that wrote this status (one per manifest directory). */
+  instance: z.string().optional(),
 };
 
 /** Adds an issue at the second and later occurrence of each repeated value. */

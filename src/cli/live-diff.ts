@@ -19,9 +19,12 @@ export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Pr
   } catch (error) {
     throw new CliError(`cannot compare with libvirt at ${ctx.connect} (${(error as Error).message.split("\n")[0]}); use --no-live to diff the manifests only`);
   }
+  const { readInstance } = await import("../store/instance.js");
+  const store = await ctx.openStore();
   const planContext = {
     ports,
-    settings: { defaultDomainType: process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? ("qemu" as const) : ("kvm" as const), consoleLogDir: undefined },
+    // The instance this directory's controller recorded; none yet: objects are seen as a new one would.
+    settings: { instance: readInstance(store.dir, store.stateRoot) ?? "unrecorded", defaultDomainType: process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? ("qemu" as const) : ("kvm" as const), consoleLogDir: undefined },
     memory: new Map<string, never>(),
     now: Date.now(),
   };

@@ -81,6 +81,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--resync <duration>", "full re-check period", "5m")
     .option("--firewall-backend <name>", "auto (nftables if it works, else iptables), nftables or iptables", "auto")
     .option("--firewall-check <duration>", "how often the firewall is compared with what it should hold", "5s")
+    .option("--instance <name>", "this controller instance's name (default: the id kept in DIR/.kvmctl/instance)")
     .option("--allow-empty", "prune everything when the manifest directory holds no objects (else only what `kvmctl delete` removed)")
     .option("--settle <duration>", "quiet time of the manifest directory before a deletion is acted on", "2s")
     .option("--rescan <duration>", "full re-read of the manifest directory without file events (safety net)", "10s")

@@ -12,6 +12,8 @@ import type { FirewallState } from "./firewall/controller.js";
 
 /** What this controller instance was started with, for every kind to read. */
 export interface ControllerSettings {
+  /** This controller instance (one per manifest directory): whose objects are whose (./ownership.ts). */
+  instance: string;
   /** For VMs that set no domainType. */
   defaultDomainType: "kvm" | "qemu";
   /** Where serial console logs go; undefined outside the controller (kvmctl diff). */
@@ -86,7 +88,7 @@ export interface KindRequest<K extends KindName> {
 }
 
 /** The status fields a kind reports besides observedGeneration and conditions. */
-export type StatusFacts<K extends KindName> = Omit<StatusOf<K>, "conditions" | "observedGeneration" | "observedSpecHash">;
+export type StatusFacts<K extends KindName> = Omit<StatusOf<K>, "conditions" | "observedGeneration" | "observedSpecHash" | "instance">;
 
 /** A condition besides Ready/Reconciling/Stalled (e.g. RestartRequired), set while `present`. */
 export interface ExtraCondition {
@@ -116,8 +118,8 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
   readonly kind: K;
   /** Position in a full pass: what others depend on goes first (pools, networks, then VMs). */
   readonly order: number;
-  /** Keys of the libvirt objects this kind's manifests made, manifest or not (pruning finds them here). */
-  ownedKeys(live: LiveState): string[];
+  /** Keys of the libvirt objects this instance's manifests made, manifest or not (pruning finds them here). */
+  ownedKeys(live: LiveState, instance: string): string[];
   /** The keys a libvirt event wakes (the object of the same name, and objects that depend on it). */
   wakeFor(event: HypervisorEvent, snapshot: Pick<Snapshot, "objects">): string[];
   /** The status phase a failed reconcile writes: waiting for a dependency, or stalled. */

@@ -86,7 +86,7 @@ export class Manager {
     const snapshot = this.snapshot ?? (await this.options.store.read());
     const keys = new Set<string>([...snapshot.objects.keys(), ...snapshot.invalid.keys()]);
     const live = await this.ports.hypervisor.observe(since);
-    for (const kind of this.kinds.values()) for (const key of kind.ownedKeys(live)) keys.add(key);
+    for (const kind of this.kinds.values()) for (const key of kind.ownedKeys(live, this.options.settings.instance)) keys.add(key);
     // A kept object removed by hand meanwhile: its reconcile clears the record.
     for (const record of await this.options.store.listTerminating()) keys.add(`${record.kind}/${record.name}`);
     const rank = (key: string) => this.kinds.get(parseObjectKey(key).kind)?.order ?? -1;
@@ -165,7 +165,7 @@ export class Manager {
       if (this.ports.hypervisor.changedAt > changedBefore) this.keyChangedAt.set(key, this.ports.hypervisor.changedAt);
     });
     if (outcome.report && stored) {
-      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, new Date(this.ports.clock.now())));
+      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now())));
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
   }
@@ -177,7 +177,7 @@ export class Manager {
     const stored = this.snapshot?.objects.get(report.key);
     const now = new Date(this.ports.clock.now());
     try {
-      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, this.kinds.get(kind)?.failurePhase, now));
+      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, this.kinds.get(kind)?.failurePhase, this.options.settings.instance, now));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }

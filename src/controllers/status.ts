@@ -23,7 +23,7 @@ function withoutUndefined(value: Record<string, unknown>): Record<string, unknow
  * the report's reason; extra conditions set or cleared; the kind's facts as reported (a fact
  * the report leaves out is no longer true, so the whole status is replaced).
  */
-export function statusFromReport(stored: StoredObject, ready: boolean, report: ObjectReport<never>, now = new Date()): Record<string, unknown> {
+export function statusFromReport(stored: StoredObject, ready: boolean, report: ObjectReport<never>, instance: string, now = new Date()): Record<string, unknown> {
   const previous = previousStatus(stored);
   let conditions = ready
     ? markReady(previous.conditions, stored.generation, report.reason, report.message, now)
@@ -32,7 +32,7 @@ export function statusFromReport(stored: StoredObject, ready: boolean, report: O
     conditions = setExtraCondition(conditions, extra.type, extra.present, stored.generation, extra.reason, extra.message, now);
   }
   const { phase, ...facts } = report.facts as Record<string, unknown>;
-  return withoutUndefined({ ...observedFields(stored), phase, conditions, ...facts });
+  return withoutUndefined({ ...observedFields(stored), instance, phase, conditions, ...facts });
 }
 
 /**
@@ -40,7 +40,7 @@ export function statusFromReport(stored: StoredObject, ready: boolean, report: O
  * the conditions say what failed; `failurePhase` (a kind's) sets the phase for waiting/terminal.
  * `stored` is undefined for a document that is invalid (it has no parsed status to keep).
  */
-export function statusFromFailure(stored: StoredObject | undefined, error: unknown, failurePhase: { waiting: string; terminal: string } | undefined, now = new Date()): Record<string, unknown> {
+export function statusFromFailure(stored: StoredObject | undefined, error: unknown, failurePhase: { waiting: string; terminal: string } | undefined, instance: string, now = new Date()): Record<string, unknown> {
   const previous = previousStatus(stored);
   const generation = stored?.generation ?? 1;
   const message = error instanceof Error ? error.message : String(error);
@@ -55,7 +55,7 @@ export function statusFromFailure(stored: StoredObject | undefined, error: unkno
   } else {
     conditions = markReconciling(previous.conditions, generation, "ReconcileFailed", message, now);
   }
-  return withoutUndefined({ ...previous, ...(stored ? observedFields(stored) : {}), conditions, ...(phase ? { phase } : {}) });
+  return withoutUndefined({ ...previous, ...(stored ? observedFields(stored) : {}), instance, conditions, ...(phase ? { phase } : {}) });
 }
 
 /** The event a failure records (none while waiting: waiting is not a failure). */

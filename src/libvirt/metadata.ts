@@ -10,6 +10,11 @@ export const OWNER_ELEMENT = "kvmctl:owner";
 export interface OwnerMetadata {
   /** "Kind/name" of the manifest object. */
   manifest: string;
+  /**
+   * The controller instance (one per manifest directory) whose manifest made it; absent on
+   * objects made by kvmctl before instances existed (adopted by the first instance naming them).
+   */
+  instance?: string;
   /** Manifest file it came from, relative to the manifest directory. */
   file: string;
   specHash: string;
@@ -23,6 +28,7 @@ export function ownerMetadataNode(owner: OwnerMetadata): XmlNode {
     [OWNER_ELEMENT]: {
       "@_xmlns:kvmctl": KVMCTL_XMLNS,
       "@_manifest": owner.manifest,
+      ...(owner.instance ? { "@_instance": owner.instance } : {}),
       "@_file": owner.file,
       "@_specHash": owner.specHash,
       ...(owner.deletionPolicy ? { "@_deletionPolicy": owner.deletionPolicy } : {}),
@@ -39,8 +45,10 @@ export function parseOwnerMetadata(metadata: XmlNode | undefined): OwnerMetadata
   const specHash = attr(owner, "specHash");
   if (!manifest || !specHash) return undefined;
   const policy = attr(owner, "deletionPolicy");
+  const instance = attr(owner, "instance");
   return {
     manifest,
+    ...(instance ? { instance } : {}),
     file: attr(owner, "file") ?? "",
     specHash,
     deletionPolicy: policy === "Delete" || policy === "Retain" ? policy : undefined,
@@ -51,9 +59,13 @@ export function parseOwnerMetadata(metadata: XmlNode | undefined): OwnerMetadata
 // A fixed namespace UUID for kvmctl's name-based UUIDs (random, chosen once).
 const NAMESPACE = Buffer.from("6b766d63-746c-4f77-8e65-722d706f6f6c".replace(/-/g, ""), "hex");
 
-/** RFC 4122 UUIDv5 of `kind/name` in kvmctl's namespace. */
-export function ownedUuid(kind: string, name: string): string {
-  const hash = createHash("sha1").update(NAMESPACE).update(`${kind}/${name}`).digest();
+/**
+ * RFC 4122 UUIDv5 of `[instance/]kind/name` in kvmctl's namespace. With an instance, two
+ * controllers' objects of the same name get different UUIDs (how a pool, which has no
+ * <metadata>, says which instance made it); without, the UUID earlier versions gave.
+ */
+export function ownedUuid(kind: string, name: string, instance?: string): string {
+  const hash = createHash("sha1").update(NAMESPACE).update(instance ? `${instance}/${kind}/${name}` : `${kind}/${name}`).digest();
   hash[6] = (hash[6]! & 0x0f) | 0x50;
   hash[8] = (hash[8]! & 0x3f) | 0x80;
   const hex = hash.subarray(0, 16).toString("hex");

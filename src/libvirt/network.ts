@@ -10,8 +10,9 @@ import type { NetworkSpec } from "../api/network.js";
 import { ownedUuid, ownerMetadataNode, parseOwnerMetadata, type OwnerMetadata } from "./metadata.js";
 import { attr, buildXml, child, children, parseXml, textOf, type XmlNode } from "./xml.js";
 
-export function networkUuid(name: string): string {
-  return ownedUuid("Network", name);
+/** The UUID kvmctl gives a new network: derived from its name and the controller instance (none: an earlier version's). */
+export function networkUuid(name: string, instance?: string): string {
+  return ownedUuid("Network", name, instance);
 }
 
 /** libvirt's forward mode for each kvmctl mode; undefined: no <forward> (isolated). */
@@ -69,6 +70,8 @@ export interface NetworkFacts {
 export interface LibvirtChoices {
   bridge?: string;
   mac?: string;
+  /** The network's UUID: a redefinition keeps it (libvirt refuses a new one for the same name). */
+  uuid?: string;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ export function buildNetworkXml(name: string, spec: NetworkSpec, owner?: OwnerMe
   return buildXml({
     network: {
       name,
-      uuid: networkUuid(name),
+      uuid: kept.uuid ?? networkUuid(name, owner?.instance),
       ...(owner ? { metadata: ownerMetadataNode(owner) } : {}),
       ...(forward ? { forward: { "@_mode": forward } } : {}),
       // bridge mode joins an existing host bridge; other modes may name the bridge libvirt creates.

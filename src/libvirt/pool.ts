@@ -4,8 +4,9 @@ import type { StoragePoolSpec } from "../api/storagepool.js";
 import { ownedUuid } from "./metadata.js";
 import { attr, buildXml, bytesOf, child, children, parseXml, textOf } from "./xml.js";
 
-export function poolUuid(name: string): string {
-  return ownedUuid("StoragePool", name);
+/** The UUID kvmctl gives a pool: derived from its name and the controller instance (none: an earlier version's). */
+export function poolUuid(name: string, instance?: string): string {
+  return ownedUuid("StoragePool", name, instance);
 }
 
 /** The volume group of a logical pool: its own field, else the pool's name. */
@@ -17,7 +18,8 @@ export function poolTargetPath(name: string, spec: Pick<StoragePoolSpec, "type" 
   return spec.type === "logical" ? `/dev/${volumeGroupOf(name, spec)}` : spec.path!;
 }
 
-export function buildPoolXml(name: string, spec: StoragePoolSpec): string {
+/** The pool's definition; `uuid` is the existing pool's, or the one kvmctl gives a new one. */
+export function buildPoolXml(name: string, spec: StoragePoolSpec, uuid = poolUuid(name)): string {
   const source =
     spec.type === "logical"
       ? { source: { name: volumeGroupOf(name, spec), ...(spec.sourceDevices?.length ? { device: spec.sourceDevices.map((p) => ({ "@_path": p })) } : {}), format: { "@_type": "lvm2" } } }
@@ -26,7 +28,7 @@ export function buildPoolXml(name: string, spec: StoragePoolSpec): string {
     pool: {
       "@_type": spec.type,
       name,
-      uuid: poolUuid(name),
+      uuid,
       ...source,
       target: { path: poolTargetPath(name, spec) },
     },

@@ -16,6 +16,7 @@ export interface ControllerOptions {
   logLevel: string;
   consoleLogDir?: string;
   allowEmpty?: boolean;
+  instance?: string;
   settle: string;
   rescan: string;
 }
@@ -72,12 +73,20 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   const logger = pino({ level: options.logLevel, base: { pid: process.pid, dir: store.dir } });
   const consoleLogDir = options.consoleLogDir ?? process.env.KVMCTL_CONSOLE_LOG_DIR ?? "/var/log/kvmctl/console";
   fs.mkdirSync(consoleLogDir, { recursive: true });
+  const { ensureInstance } = await import("../../store/instance.js");
+  let instance: string;
+  try {
+    instance = await ensureInstance(store.dir, store.stateRoot, options.instance);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const ports = hostPorts({ uri: ctx.connect });
   const manager = new Manager({
     store,
     ports,
     logger,
     settings: {
+      instance,
       defaultDomainType: options.defaultDomainType ?? (process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? "qemu" : "kvm"),
       consoleLogDir,
     },
@@ -94,11 +103,11 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       const notReady = reports.filter((r) => !r.ready);
       for (const r of notReady) logger.warn({ object: r.key, outcome: r.outcome, message: r.error instanceof Error ? r.error.message : undefined }, "not ready");
       const firewall = manager.services.firewall.state();
-      logger.info({ objects: reports.length, notReady: notReady.length, virshProcesses: ports.hypervisor.virsh.spawned, firewall: firewall.backend, firewallRules: firewall.total }, "pass complete");
+      logger.info({ instance, objects: reports.length, notReady: notReady.length, virshProcesses: ports.hypervisor.virsh.spawned, firewall: firewall.backend, firewallRules: firewall.total }, "pass complete");
       if (notReady.length) throw new ExitCode(1);
       return;
     }
-    logger.info({ uri: ctx.connect, concurrency, resyncMs }, "controller starting");
+    logger.info({ instance, uri: ctx.connect, concurrency, resyncMs }, "controller starting");
     await manager.start();
     await new Promise<void>((resolve) => {
       let stopping = false;

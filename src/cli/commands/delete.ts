@@ -1,13 +1,14 @@
 // `kvmctl delete KIND NAME...` / `delete -f FILE`: remove manifests from the directory.
 // The controller then prunes what they owned in libvirt (disks stay unless the manifest
 // said deletionPolicy: Delete); `--wait` waits for that.
-import { kindNames, parseObjectKey } from "../../api/kind-names.js";
-import { objectsOf, type Snapshot } from "../../store/index.js";
+import { kindNames, parseObjectKey, type KindName } from "../../api/kind-names.js";
+import type { VirtualMachineSpec } from "../../api/index.js";
+import { objectsOf, type Snapshot, type StoredObject } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { parseDuration } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
 import { readInputs } from "../input.js";
-import { kindsFor } from "./get.js";
+import { kindsFor, unreadableMessage, unreadableObjects, unreadablePlaces } from "./get.js";
 import { parseTargets, waitForDeletion } from "./wait.js";
 
 export interface DeleteOptions {
@@ -19,21 +20,56 @@ export interface DeleteOptions {
 }
 
 /**
- * A Network that VM manifests still name is not deleted (they would lose their network);
- * VMs deleted in the same command do not count. Checked for every key before anything changes.
+ * How a VM manifest refers to objects of another kind. An object of a kind listed here is not
+ * deleted while VM manifests refer to it (they would lose it); `advice` says what to do instead
+ * and what `--force` leads to.
  */
-function networksInUse(snapshot: Snapshot, keys: string[]): string[] {
+const VM_REFERENCES: Partial<Record<KindName, { names(spec: VirtualMachineSpec): string[]; advice: string }>> = {
+  Network: {
+    names: (spec) => spec.interfaces.flatMap((nic) => (nic.network === undefined ? [] : [nic.network])),
+    advice: "delete those or move them to another network first (--force deletes anyway; the controller keeps the network while running guests use it)",
+  },
+  StoragePool: {
+    // A disk's pool (defaulted to "default"), and the pool it is cloned from.
+    names: (spec) => spec.disks.flatMap((disk) => (disk.from?.pool === undefined ? [disk.pool] : [disk.pool, disk.from.pool])),
+    advice: "delete those or move their disks to another pool first (--force deletes anyway; the controller keeps the pool while it holds volumes)",
+  },
+};
+
+/** The valid VM manifests that refer to the object `key`, except those in `except`. */
+export function vmsReferring(snapshot: Snapshot, key: string, except: ReadonlySet<string> = new Set()): StoredObject<"VirtualMachine">[] {
+  const { kind, name } = parseObjectKey(key);
+  const reference = VM_REFERENCES[kind];
+  if (!reference) return [];
+  return objectsOf(snapshot, "VirtualMachine").filter((vm) => !except.has(vm.key) && reference.names(vm.object.spec).includes(name));
+}
+
+/**
+ * Why some of `keys` cannot be deleted now, checked for every key before anything changes:
+ * objects VM manifests still refer to (unless `force`; VMs deleted in the same command do not
+ * count), and objects whose file cannot be read (it cannot be edited; never forced). A VM whose
+ * file cannot be read may refer to the object too, but nobody can tell: that is a warning.
+ */
+function refusals(snapshot: Snapshot, dir: string, keys: string[], force: boolean): { errors: string[]; warnings: string[] } {
   const deleting = new Set(keys);
-  const problems: string[] = [];
+  const unreadable = unreadableObjects(snapshot);
+  const errors: string[] = [];
+  const warnings: string[] = [];
   for (const key of keys) {
     const { kind, name } = parseObjectKey(key);
-    if (kind !== "Network") continue;
-    const users = objectsOf(snapshot, "VirtualMachine")
-      .filter((vm) => !deleting.has(vm.key) && vm.object.spec.interfaces.some((nic) => nic.network === name))
-      .map((vm) => `${vm.key} (${vm.location.file})`);
-    if (users.length) problems.push(`network "${name}" is in use by ${users.join(", ")}: delete those or move them to another network first (--force deletes anyway; the controller keeps the network while running guests use it)`);
+    const unread = unreadable.get(key);
+    if (unread) {
+      errors.push(`${kindNames(kind).plural} "${name}" cannot be deleted: it was last seen in ${unreadablePlaces(unread, dir)}, which cannot be read now (${unreadableMessage(unread)}); fix that file first`);
+      continue;
+    }
+    // Only what this command would delete: a name no manifest holds is "not found", not "in use".
+    if (force || !VM_REFERENCES[kind] || !(snapshot.objects.has(key) || snapshot.invalid.has(key))) continue;
+    const users = vmsReferring(snapshot, key, deleting).map((vm) => `${vm.key} (${vm.location.file})`);
+    if (users.length) errors.push(`${kindNames(kind).singular} "${name}" is in use by ${users.join(", ")}: ${VM_REFERENCES[kind]!.advice}`);
+    const unknown = [...unreadable.values()].filter((u) => u.kind === "VirtualMachine" && !deleting.has(u.key)).map((u) => `${u.key} (${unreadablePlaces(u, dir)})`);
+    if (unknown.length) warnings.push(`${kindNames(kind).singular} "${name}" may be in use by ${unknown.join(", ")}: its manifest cannot be read, so kvmctl cannot tell`);
   }
-  return problems;
+  return { errors, warnings };
 }
 
 async function keysToDelete(args: string[], options: DeleteOptions): Promise<string[]> {
@@ -57,10 +93,9 @@ export async function runDelete(ctx: CliContext, args: string[], options: Delete
   const timeoutMs = parseDuration(options.timeout, "--timeout");
   const keys = await keysToDelete(args, options);
   const store = await ctx.openStore();
-  if (!options.force) {
-    const inUse = networksInUse(await store.read(), keys);
-    if (inUse.length) throw new CliError(inUse.join("\nerror: "));
-  }
+  const { errors, warnings } = refusals(await store.read(), store.dir, keys, options.force === true);
+  if (errors.length) throw new CliError(errors.join("\nerror: "));
+  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   const started = new Date();
   const notFound: string[] = [];
   const deleted: string[] = [];

@@ -3,13 +3,13 @@
 import type { Condition } from "../../api/common.js";
 import { kindNames } from "../../api/kind-names.js";
 import type { ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
-import { formatLocation } from "../../store/index.js";
+import { formatLocation, formatProblem } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { formatAge } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
 import { renderTable } from "../output.js";
 import { printProblems } from "../problems.js";
-import { kindsFor, select } from "./get.js";
+import { kindsFor, select, unreadableCondition, unreadableObjects, unreadablePlaces, type UnreadableObject } from "./get.js";
 
 
 function indent(text: string, by: string): string {
@@ -86,6 +86,23 @@ export function describeTerminating(record: TerminatingRecord, events: ObjectEve
   return lines.join("\n") + "\n";
 }
 
+/**
+ * An object whose manifest file cannot be read now: what is known of it (where it was at the
+ * last good read, and why it cannot be read), no spec or status. `dir` names the manifest directory (".").
+ */
+export function describeUnreadable(object: UnreadableObject, events: ObjectEvent[], dir: string, now = Date.now()): string {
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${(name + ":").padEnd(20)}${value}`);
+  field("Name", object.name);
+  field("Kind", object.kind);
+  field("File", `${unreadablePlaces(object, dir)} (cannot be read; it held this object at its last good read)`);
+  field("Phase", "Unreadable");
+  object.problems.forEach((problem, i) => field(i === 0 ? "Problem" : "", formatProblem(problem)));
+  lines.push("Spec:", "  <unknown until the file can be read again; the controller leaves the object as it is>");
+  lines.push(...conditionsAndEvents([{ ...unreadableCondition(object), lastTransitionTime: "" }], events, now));
+  return lines.join("\n") + "\n";
+}
+
 export async function runDescribe(ctx: CliContext, kindArg: string, names: string[]): Promise<void> {
   const kinds = kindsFor(kindArg);
   if (kinds.length !== 1) throw new UsageError(`describe needs one kind, not "${kindArg}"`);
@@ -97,13 +114,19 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
   for (const stored of found) out.push(await describeObject(stored, await store.readEvents(stored.key)));
   process.stdout.write(out.join("\n"));
   const errors: string[] = [];
+  const unreadable = unreadableObjects(snapshot);
   for (const name of missing) {
     const key = `${kind}/${name}`;
     const problems = snapshot.invalid.get(key);
-    const kept = problems ? undefined : await store.readTerminating(key);
+    const unread = problems ? undefined : unreadable.get(key);
+    const kept = problems || unread ? undefined : await store.readTerminating(key);
     if (problems) {
       printProblems(problems);
       errors.push(`${kindNames(kind).plural} "${name}" is invalid`);
+    } else if (unread) {
+      // It exists (its file does), it just cannot be shown whole: say why, exit 0 as `get` does.
+      process.stdout.write((out.length ? "\n" : "") + describeUnreadable(unread, await store.readEvents(key), store.dir));
+      out.push("");
     } else if (kept) {
       process.stdout.write((out.length ? "\n" : "") + describeTerminating(kept, await store.readEvents(key)));
       out.push("");

@@ -1,6 +1,7 @@
 // `kvmctl get KIND [NAME...]`: list objects from the manifest directory with their status.
-import { API_VERSION, kindChoicesText, kindNames, resolveKind, type KindName } from "../../api/kind-names.js";
-import type { Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
+import { API_VERSION, isKindName, kindChoicesText, kindNames, resolveKind, type KindName } from "../../api/kind-names.js";
+import type { ManifestProblem, Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
+import { formatProblem } from "../../store/index.js";
 import { formatAge } from "../duration.js";
 import { columnsOf } from "../columns.js";
 import type { CliContext } from "../context.js";
@@ -26,6 +27,67 @@ function terminatingDocument(record: TerminatingRecord): Record<string, unknown>
     kind: record.kind,
     metadata: { name: record.name, deletionTimestamp: record.since },
     status: { phase: record.phase, conditions: record.conditions },
+  };
+}
+
+/**
+ * An object known only from the last good read of a file (or directory) that cannot be read
+ * now: the store keeps it (the controller leaves it alone), but its spec and status are unknown.
+ */
+export interface UnreadableObject {
+  key: string;
+  kind: KindName;
+  name: string;
+  /** The unreadable files or directories that held it at their last good read ("." is the manifest directory). */
+  files: string[];
+  problems: ManifestProblem[];
+}
+
+/**
+ * Every object held by a file that cannot be read now (snapshot.unreadableFiles, from the keys
+ * it held at its last good read), by key. An object also defined in a readable file, valid or
+ * invalid, is that one and not listed here.
+ */
+export function unreadableObjects(snapshot: Snapshot): Map<string, UnreadableObject> {
+  const found = new Map<string, UnreadableObject>();
+  for (const [file, { problems, lastKnownKeys }] of snapshot.unreadableFiles) {
+    for (const key of lastKnownKeys) {
+      if (snapshot.objects.has(key) || snapshot.invalid.has(key)) continue;
+      const slash = key.indexOf("/");
+      const kind = key.slice(0, slash);
+      if (!isKindName(kind)) continue;
+      let entry = found.get(key);
+      if (!entry) found.set(key, (entry = { key, kind, name: key.slice(slash + 1), files: [], problems: [] }));
+      if (entry.files.includes(file)) continue;
+      entry.files.push(file);
+      entry.problems.push(...problems);
+    }
+  }
+  return found;
+}
+
+/** Where an unreadable object was last seen, for messages: its files, "." named as the manifest directory `dir`. */
+export function unreadablePlaces(object: UnreadableObject, dir: string): string {
+  return object.files.map((file) => (file === "." ? dir : file)).join(", ");
+}
+
+/** Why an unreadable object cannot be shown: each problem as printed on stderr ("vms/web.yaml: ..."). */
+export function unreadableMessage(object: UnreadableObject): string {
+  return object.problems.map((p) => formatProblem(p).replace(/\s+/g, " ")).join("; ");
+}
+
+/** The condition an unreadable object is shown with: Ready=False, ManifestUnreadable. */
+export function unreadableCondition(object: UnreadableObject): { type: "Ready"; status: "False"; reason: "ManifestUnreadable"; message: string } {
+  return { type: "Ready", status: "False", reason: "ManifestUnreadable", message: unreadableMessage(object) };
+}
+
+/** An unreadable object as `-o yaml|json` shows it: no spec (it cannot be read), a Ready=False status saying why. */
+function unreadableDocument(object: UnreadableObject): Record<string, unknown> {
+  return {
+    apiVersion: API_VERSION,
+    kind: object.kind,
+    metadata: { name: object.name },
+    status: { conditions: [unreadableCondition(object)] },
   };
 }
 
@@ -62,6 +124,8 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
 
   // Objects whose manifest is gone but which the controller keeps in libvirt for now.
   const terminating = new Map((await store.listTerminating()).map((r) => [`${r.kind}/${r.name}`, r]));
+  // Objects whose file cannot be read now: listed from its last good read, never hidden.
+  const unreadable = unreadableObjects(snapshot);
   const now = Date.now();
   const out: string[] = [];
   const documents: Record<string, unknown>[] = [];
@@ -69,17 +133,22 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
   for (const kind of kinds) {
     const { found, missing } = select(snapshot, kind, names);
     const invalid = [...snapshot.invalid.keys()].filter((key) => key.startsWith(`${kind}/`)).map((key) => key.slice(kind.length + 1));
+    // An object whose file cannot be read is shown as Unreadable (and exits 0 when named: it
+    // exists, the problem is on stderr), not as a kept one: its manifest is still there.
+    const unread = names.length
+      ? missing.map((name) => unreadable.get(`${kind}/${name}`)).filter((u): u is UnreadableObject => u !== undefined)
+      : [...unreadable.values()].filter((u) => u.kind === kind).sort((a, b) => a.name.localeCompare(b.name));
     const kept = (names.length ? missing : [...terminating.values()].filter((r) => r.kind === kind).map((r) => r.name))
       .map((name) => terminating.get(`${kind}/${name}`))
-      .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name));
+      .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name) && !unreadable.has(`${kind}/${r.name}`));
     for (const name of missing) {
       if (invalid.includes(name)) missingErrors.push(`${kindNames(kind).plural} "${name}" is invalid (see the errors above)`);
-      else if (!terminating.has(`${kind}/${name}`)) missingErrors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
+      else if (!terminating.has(`${kind}/${name}`) && !unreadable.has(`${kind}/${name}`)) missingErrors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
     }
     if (format === "yaml" || format === "json") {
-      documents.push(...found.map(documentOf), ...kept.map(terminatingDocument));
+      documents.push(...found.map(documentOf), ...unread.map(unreadableDocument), ...kept.map(terminatingDocument));
     } else if (format === "name") {
-      out.push(...[...found, ...kept].map((o) => `${kindNames(kind).singular}/${o.name}\n`));
+      out.push(...[...found, ...unread, ...kept].map((o) => `${kindNames(kind).singular}/${o.name}\n`));
     } else {
       const { columns, wideColumns } = columnsOf(kind);
       const wide = format === "wide";
@@ -88,6 +157,11 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
       // Invalid objects are listed too, so nothing in the directory is silently hidden.
       if (names.length === 0) {
         for (const name of invalid.sort()) rows.push([name, "False", "Invalid", ...Array<string>(shown.length - 3).fill("-")]);
+      }
+      // Unreadable ones as well, their problem in MESSAGE (-o wide): they are kept, not gone.
+      for (const object of unread) {
+        const cells = [object.name, "False", "Unreadable", ...Array<string>(columns.length - 3).fill("-")];
+        rows.push(wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), unreadableMessage(object)] : cells);
       }
       // Kept objects too, as kubectl lists a Terminating one: the reason is in MESSAGE (-o wide) and describe.
       for (const record of kept) {

@@ -1,6 +1,6 @@
 // Network: observe → plan (pure, ./plan.ts) → act through the ports → firewall → report.
 import { TerminalError } from "../../runtime/index.js";
-import { networkUuid } from "../../libvirt/index.js";
+import { networkOwnership } from "../ownership.js";
 import type { Lease, LiveDomain, LiveState, Ports } from "../../ports/index.js";
 import { objectsOf, type Snapshot } from "../../store/index.js";
 import type { KindController, KindOutcome, PlanTarget } from "../kind.js";
@@ -41,11 +41,12 @@ export function guestMacsWithoutLease(network: string, domains: Iterable<LiveDom
   return guestNicsOn(network, domains).flatMap(({ nic }) => (nic.mac && !leased.has(nic.mac.toLowerCase()) ? [nic.mac.toLowerCase()] : []));
 }
 
-function planInputOf(target: PlanTarget<"Network">, live: LiveState): NetworkPlanInput {
+function planInputOf(target: PlanTarget<"Network">, live: LiveState, instance: string): NetworkPlanInput {
   const network = live.networks.get(target.name);
   return {
     key: target.key,
     name: target.name,
+    instance,
     file: target.file ?? network?.config.owner?.file ?? "",
     specHash: target.specHash,
     spec: target.object.spec,
@@ -58,8 +59,8 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
   kind: "Network",
   order: 20,
 
-  ownedKeys(live) {
-    return [...live.networks.values()].flatMap((net) => (net.config.owner?.manifest === `Network/${net.name}` || net.uuid === networkUuid(net.name) ? [`Network/${net.name}`] : []));
+  ownedKeys(live, instance) {
+    return [...live.networks.values()].flatMap((net) => (networkOwnership(net, `Network/${net.name}`, net.name, instance).of === "mine" ? [`Network/${net.name}`] : []));
   },
 
   wakeFor(event, snapshot) {
@@ -69,8 +70,8 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     return [];
   },
 
-  async planInput(_ctx, target, live) {
-    return planInputOf(target, live);
+  async planInput(ctx, target, live) {
+    return planInputOf(target, live, ctx.settings.instance);
   },
 
   plan: planNetwork,
@@ -87,7 +88,7 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     const users = networkUsers(name, state.domains.values());
 
     if (!stored) {
-      const plan = planNetworkDeletion(key, name, live, users, referencingVms(ctx.snapshot, name));
+      const plan = planNetworkDeletion(key, name, live, users, referencingVms(ctx.snapshot, name), ctx.settings.instance);
       if (plan.kind === "blocked") {
         ctx.log.warn({ reason: "NetworkInUse" }, plan.message);
         await ctx.record.kept({ phase: "Terminating", reason: "NetworkInUse", message: plan.message });
@@ -99,7 +100,7 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
           await act(ctx.ports, step.action);
         }
       }
-      await ctx.record.deleted(plan.kind === "prune" ? "network removed from libvirt" : plan.kind === "notOwned" ? `libvirt network "${name}" was not created by kvmctl: left alone` : "no network in libvirt to remove");
+      await ctx.record.deleted(plan.kind === "prune" ? "network removed from libvirt" : plan.kind === "notOwned" ? plan.message : "no network in libvirt to remove");
       await ctx.services.firewall.sync(ctx.ports.clock.now());
       await ctx.record.notKept();
       return { ready: true };
@@ -107,8 +108,8 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
 
     await ctx.record.notKept(); // the manifest is back
     const network = stored.object;
-    const plan = planNetwork(planInputOf({ key, name, object: network, specHash: stored.specHash, file: stored.location.file }, state));
-    if (plan.kind === "notOwned") throw new TerminalError(plan.message, "NotOwned");
+    const plan = planNetwork(planInputOf({ key, name, object: network, specHash: stored.specHash, file: stored.location.file }, state, ctx.settings.instance));
+    if (plan.kind === "notOwned") throw new TerminalError(plan.message, plan.reason);
     const steps = plan.kind === "converge" ? plan.steps : [];
     for (const step of steps) {
       ctx.log.info({ step: step.action.type }, step.message);

@@ -4,6 +4,7 @@ import type { NetworkSpec } from "../../api/network.js";
 import { buildNetworkXml, compareNetwork, networkUuid, parseNetworkXml, planNetworkUpdates, type InterfaceFacts, type NetUpdate, type NetworkDifference, type NetworkFacts } from "../../libvirt/index.js";
 import type { LiveDomain, LiveNetwork, NetworkUpdateScope } from "../../ports/index.js";
 import type { Step } from "../kind.js";
+import { leftAloneMessage, networkOwnership, notOursMessage, type Ownership } from "../ownership.js";
 
 /** Steps on the network, each naming it by UUID (the port never resolves a name). */
 export type NetworkAction =
@@ -18,6 +19,8 @@ export type NetworkAction =
 export interface NetworkPlanInput {
   key: string;
   name: string;
+  /** This controller instance (src/controllers/ownership.ts). */
+  instance: string;
   file: string;
   specHash: string;
   spec: NetworkSpec;
@@ -27,14 +30,14 @@ export interface NetworkPlanInput {
 }
 
 export type NetworkPlan =
-  | { kind: "notOwned"; message: string }
+  | { kind: "notOwned"; reason: string; message: string }
   /** mode user: nothing in libvirt; the firewall holds its rules. */
   | { kind: "firewallOnly" }
   | { kind: "converge"; uuid: string; steps: Step<NetworkAction>[]; restartRequired?: string };
 
-/** Owned: our ownership metadata, or the UUID kvmctl derives from the name (metadata edited away by hand). */
-export function ownsNetwork(key: string, name: string, live: LiveNetwork): boolean {
-  return live.config.owner?.manifest === key || live.uuid === networkUuid(name);
+/** Ours to change: this instance's, or an earlier kvmctl's for this manifest (adopted by changing it). */
+function changeable(ownership: Ownership): boolean {
+  return ownership.of === "mine" || ownership.of === "legacy";
 }
 
 /** The interfaces running domains have on `network` (live definitions), with their domain. */
@@ -66,23 +69,25 @@ const describe = (diffs: NetworkDifference[]) => diffs.map((d) => `${d.field} ${
 
 export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   const { spec, live, name } = input;
+  const ownership = live ? networkOwnership(live, input.key, name, input.instance) : { of: "mine" as const };
   if (spec.mode === "user") {
-    if (live && ownsNetwork(input.key, name, live)) {
+    if (live && changeable(ownership)) {
       // The mode changed to user: the libvirt network it used to be goes away.
       return { kind: "converge", uuid: live.uuid, steps: teardown(live, input.users) };
     }
     return { kind: "firewallOnly" };
   }
-  if (live && !ownsNetwork(input.key, name, live)) {
-    return { kind: "notOwned", message: `libvirt network "${name}" exists and was not created by kvmctl; it is left alone (rename the manifest or remove the network by hand)` };
+  if (live && !changeable(ownership)) {
+    const { reason, message } = notOursMessage(ownership, `libvirt network "${name}"`, input.instance);
+    return { kind: "notOwned", reason, message };
   }
-  // A redefinition keeps the bridge name and MAC libvirt chose (the running network's first).
-  const kept = live ? { bridge: live.running?.bridge ?? live.config.bridge, mac: live.running?.mac ?? live.config.mac } : {};
-  const xml = buildNetworkXml(name, spec, { manifest: input.key, file: input.file, specHash: input.specHash }, kept);
+  // A redefinition keeps the UUID, bridge name and MAC libvirt holds (the running network's first).
+  const kept = live ? { uuid: live.uuid, bridge: live.running?.bridge ?? live.config.bridge, mac: live.running?.mac ?? live.config.mac } : {};
+  const xml = buildNetworkXml(name, spec, { manifest: input.key, instance: input.instance, file: input.file, specHash: input.specHash }, kept);
   const desired = parseNetworkXml(xml);
   const steps: Step<NetworkAction>[] = [];
   // The definition carries kvmctl's name-derived UUID; a network already there keeps its own.
-  const uuid = live?.uuid ?? networkUuid(name);
+  const uuid = live?.uuid ?? networkUuid(name, input.instance);
   if (!live) {
     steps.push({ action: { type: "define", xml }, message: "define network" });
     steps.push({ action: { type: "start", uuid }, message: "start network" });
@@ -94,12 +99,18 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   // The next-start definition: DHCP edits in place, anything else by redefining.
   const configUpdates = planNetworkUpdates(desired, live.config);
   const configDiffs = compareNetwork(desired, live.config);
-  const ownerStale = live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key;
+  const ownerStale = ownership.of === "legacy" || live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key;
   // A network undefined by hand while running is transient: defining it again makes it
   // persistent, so it survives its next stop and the host's next boot.
   const redefine = configUpdates === undefined || ownerStale || !live.persistent;
   if (redefine) {
-    const why = !live.persistent ? "undefined by hand while running: define it again" : configDiffs.length ? `redefine: ${describe(configDiffs)}` : "update ownership metadata";
+    const why = !live.persistent
+      ? "undefined by hand while running: define it again"
+      : configDiffs.length
+        ? `redefine: ${describe(configDiffs)}`
+        : ownership.of === "legacy"
+          ? `adopt: made by an earlier kvmctl, now owned by instance ${input.instance}`
+          : "update ownership metadata";
     steps.push({ action: { type: "define", xml }, message: why });
   }
   if (live.active && live.running) {
@@ -139,7 +150,7 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
 
 export type NetworkDeletionPlan =
   | { kind: "absent" }
-  | { kind: "notOwned" }
+  | { kind: "notOwned"; message: string }
   | { kind: "blocked"; message: string }
   | { kind: "prune"; steps: Step<NetworkAction>[] };
 
@@ -147,9 +158,10 @@ export type NetworkDeletionPlan =
  * The manifest is gone: remove what kvmctl owns, but never pull a network from under running
  * guests or VM manifests that still name it.
  */
-export function planNetworkDeletion(key: string, name: string, live: LiveNetwork | undefined, users: string[], referencedBy: string[]): NetworkDeletionPlan {
+export function planNetworkDeletion(key: string, name: string, live: LiveNetwork | undefined, users: string[], referencedBy: string[], instance: string): NetworkDeletionPlan {
   if (!live) return { kind: "absent" };
-  if (!ownsNetwork(key, name, live)) return { kind: "notOwned" };
+  const ownership = networkOwnership(live, key, name, instance);
+  if (ownership.of !== "mine") return { kind: "notOwned", message: leftAloneMessage(ownership, `libvirt network "${name}"`) };
   const holders = [...users.map((u) => `running domain ${u}`), ...referencedBy.filter((r) => !users.includes(r.split("/")[1] ?? "")).map((r) => `manifest ${r}`)];
   if (holders.length) return { kind: "blocked", message: `network "${name}" is still used by ${holders.join(", ")}; it is kept until they stop using it` };
   return { kind: "prune", steps: teardown(live, []) };

@@ -1,11 +1,11 @@
 // StoragePool: observe → plan (pure, ./plan.ts) → act through the ports → report.
 import { TerminalError } from "../../runtime/index.js";
-import { poolUuid } from "../../libvirt/index.js";
 import type { StoragePoolSpec } from "../../api/index.js";
 import type { LivePool, Ports } from "../../ports/index.js";
 import type { KindController, KindOutcome } from "../kind.js";
 import { poolPhaseFor } from "./lifecycle.js";
-import { isOwnedPool, planPool, planPoolDeletion, type PoolAction, type PoolPlan } from "./plan.js";
+import { leftAloneMessage, poolOwnership } from "../ownership.js";
+import { planPool, planPoolDeletion, type PoolAction, type PoolPlan } from "./plan.js";
 
 async function act(ports: Ports, action: PoolAction): Promise<void> {
   const hv = ports.hypervisor;
@@ -31,6 +31,7 @@ const KEPT_POLL_MS = 10_000;
 /** What a pool's plan is computed from. */
 export interface PoolPlanInput {
   name: string;
+  instance: string;
   spec: StoragePoolSpec;
   live: LivePool | undefined;
 }
@@ -39,19 +40,19 @@ export const storagePoolController: KindController<"StoragePool", PoolPlanInput,
   kind: "StoragePool",
   order: 10,
 
-  ownedKeys(live) {
-    return [...live.pools.values()].flatMap((pool) => (pool.facts.uuid === poolUuid(pool.facts.name) ? [`StoragePool/${pool.facts.name}`] : []));
+  ownedKeys(live, instance) {
+    return [...live.pools.values()].flatMap((pool) => (poolOwnership(pool.facts.uuid, pool.facts.name, instance).of === "mine" ? [`StoragePool/${pool.facts.name}`] : []));
   },
 
   wakeFor(event) {
     return event.kind === "pool" ? [`StoragePool/${event.name}`] : [];
   },
 
-  async planInput(_ctx, target, live) {
-    return { name: target.name, spec: target.object.spec, live: live.pools.get(target.name) };
+  async planInput(ctx, target, live) {
+    return { name: target.name, instance: ctx.settings.instance, spec: target.object.spec, live: live.pools.get(target.name) };
   },
 
-  plan: (input) => planPool(input.name, input.spec, input.live),
+  plan: (input) => planPool(input.name, input.spec, input.live, input.instance),
 
   changes(plan) {
     return plan.kind === "converge" || plan.kind === "prune" ? plan.steps.map((s) => s.message) : [plan.message];
@@ -60,7 +61,7 @@ export const storagePoolController: KindController<"StoragePool", PoolPlanInput,
   async reconcile(ctx, { key, name, stored, since }): Promise<KindOutcome<"StoragePool">> {
     const live = (await ctx.live(since)).pools.get(name);
     if (!stored) {
-      const plan = planPoolDeletion(name, live);
+      const plan = planPoolDeletion(name, live, ctx.settings.instance);
       if (plan.kind === "keep") {
         const phase = poolPhaseFor({ deleting: true, holdsVolumes: true, defining: false, starting: false, active: live?.active });
         ctx.log.warn({ reason: "PoolNotEmpty", phase }, plan.message);
@@ -73,15 +74,15 @@ export const storagePoolController: KindController<"StoragePool", PoolPlanInput,
           await act(ctx.ports, step.action);
         }
       }
-      const owned = live !== undefined && isOwnedPool(name, live);
-      await ctx.record.deleted(owned ? "pool removed from libvirt" : live ? `storage pool "${name}" was not created by kvmctl: left alone` : "no pool in libvirt to remove");
+      const ownership = live ? poolOwnership(live.facts.uuid, name, ctx.settings.instance) : undefined;
+      await ctx.record.deleted(ownership?.of === "mine" ? "pool removed from libvirt" : ownership ? leftAloneMessage(ownership, `storage pool "${name}"`) : "no pool in libvirt to remove");
       await ctx.record.notKept();
       return { ready: true };
     }
 
     await ctx.record.notKept(); // the manifest is back
-    const plan = planPool(name, stored.object.spec, live);
-    if (plan.kind === "notOwned") throw new TerminalError(plan.message, "NotOwned");
+    const plan = planPool(name, stored.object.spec, live, ctx.settings.instance);
+    if (plan.kind === "notOwned") throw new TerminalError(plan.message, plan.reason);
     if (plan.kind !== "converge") return { ready: true };
     const steps = plan.steps.map((s) => s.action.type);
     const phase = poolPhaseFor({ defining: steps.includes("define") || steps.includes("build"), starting: steps.includes("start"), active: live?.active });

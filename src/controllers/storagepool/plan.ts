@@ -3,6 +3,7 @@ import type { StoragePoolSpec } from "../../api/storagepool.js";
 import { buildPoolXml, comparePool, poolTargetPath, poolUuid } from "../../libvirt/index.js";
 import type { LivePool } from "../../ports/index.js";
 import type { Step } from "../kind.js";
+import { notOursMessage, poolOwnership } from "../ownership.js";
 
 /**
  * Steps on the pool, each naming it by UUID: an owned pool's UUID is derived from its name
@@ -18,22 +19,21 @@ export type PoolAction =
 
 export type PoolPlan =
   | { kind: "converge"; steps: Step<PoolAction>[]; drift: string[] }
-  | { kind: "notOwned"; message: string }
+  | { kind: "notOwned"; reason: string; message: string }
   | { kind: "prune"; steps: Step<PoolAction>[] }
   | { kind: "keep"; message: string };
 
-export function isOwnedPool(name: string, live: LivePool): boolean {
-  return live.facts.uuid === poolUuid(name);
-}
-
-export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | undefined): PoolPlan {
-  if (live && !isOwnedPool(name, live)) {
-    return { kind: "notOwned", message: `a storage pool named "${name}" exists in libvirt and was not created by kvmctl; kvmctl will not change it` };
+export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | undefined, instance: string): PoolPlan {
+  const ownership = live ? poolOwnership(live.facts.uuid, name, instance) : { of: "mine" as const };
+  if (ownership.of !== "mine" && ownership.of !== "legacy") {
+    const { reason, message } = notOursMessage(ownership, `a storage pool named "${name}"`, instance);
+    return { kind: "notOwned", reason, message };
   }
   const steps: Step<PoolAction>[] = [];
-  const uuid = poolUuid(name);
+  // An earlier kvmctl's pool keeps its UUID (libvirt cannot change it without an undefine).
+  const uuid = live?.facts.uuid ?? poolUuid(name, instance);
   const drift = live ? comparePool(name, spec, live.facts) : [];
-  if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
+  if (!live || drift.length) steps.push({ action: { type: "define", xml: buildPoolXml(name, spec, uuid) }, message: live ? `redefine (${drift.join(", ")})` : "define" });
   // A running pool keeps its old definition until it is restarted (what the observer reads is
   // the running one): without a restart the new target never takes effect.
   const restart = live?.active === true && drift.length > 0;
@@ -49,9 +49,12 @@ export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | u
   return { kind: "converge", steps, drift };
 }
 
-/** Manifest deleted: remove the pool if kvmctl owns it and it holds no volumes. */
-export function planPoolDeletion(name: string, live: LivePool | undefined): PoolPlan {
-  if (!live || !isOwnedPool(name, live)) return { kind: "prune", steps: [] };
+/**
+ * Manifest deleted: remove the pool if this instance made it and it holds no volumes. An
+ * earlier kvmctl's pool is never pruned (its UUID cannot record who adopted it).
+ */
+export function planPoolDeletion(name: string, live: LivePool | undefined, instance: string): PoolPlan {
+  if (!live || poolOwnership(live.facts.uuid, name, instance).of !== "mine") return { kind: "prune", steps: [] };
   if (live.volumes.size > 0) {
     return { kind: "keep", message: `pool still holds ${live.volumes.size} volume(s) (${[...live.volumes.keys()].slice(0, 5).join(", ")}); kept until they are removed` };
   }

@@ -4,6 +4,7 @@ import { buildVolumeXml } from "../../libvirt/index.js";
 import { NotFoundError, type LiveState, type Ports } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget } from "../kind.js";
+import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
 import { isActive, planVm, planVmDeletion, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
 
@@ -92,8 +93,8 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
   order: 30,
   failurePhase: { waiting: "Pending", terminal: "Failed" },
 
-  ownedKeys(live) {
-    return [...live.domains.values()].flatMap((d) => (d.config.owner?.manifest.startsWith("VirtualMachine/") ? [d.config.owner.manifest] : []));
+  ownedKeys(live, instance) {
+    return [...live.domains.values()].flatMap((d) => (d.config.owner?.manifest.startsWith("VirtualMachine/") && d.config.owner.instance === instance ? [d.config.owner.manifest] : []));
   },
 
   wakeFor(event) {
@@ -107,6 +108,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     return {
       key: target.key,
       name: target.name,
+      instance: ctx.settings.instance,
       file: target.file ?? domain?.config.owner?.file ?? "",
       spec: target.object.spec,
       specHash: target.specHash,
@@ -136,12 +138,12 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
     if (!stored) {
       ctx.memory.delete(key);
-      const steps = planVmDeletion(key, live, state.pools);
+      const steps = planVmDeletion(key, live, state.pools, ctx.settings.instance);
       for (const step of steps) {
         ctx.log.info({ step: step.action.type }, step.message);
         await act(ctx.ports, step.action);
       }
-      await ctx.record.deleted(steps.length ? steps.map((s) => s.message).join("; ") : live ? `domain "${name}" was not created by kvmctl: left alone` : "no domain in libvirt to remove");
+      await ctx.record.deleted(steps.length ? steps.map((s) => s.message).join("; ") : live ? leftAloneMessage(ownershipOf(live.config.owner, key, ctx.settings.instance), `domain "${name}"`) : "no domain in libvirt to remove");
       return { ready: true };
     }
 

@@ -5,6 +5,7 @@ import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
 import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
 import type { LiveDomain, LiveNetwork, LivePool } from "../../ports/index.js";
 import type { Step } from "../kind.js";
+import { notOursMessage, ownershipOf } from "../ownership.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
 
 /**
@@ -28,6 +29,8 @@ export type VmAction =
 export interface VmPlanInput {
   key: string;
   name: string;
+  /** This controller instance (src/controllers/ownership.ts). */
+  instance: string;
   file: string;
   spec: VirtualMachineSpec;
   specHash: string;
@@ -108,17 +111,10 @@ export function planVm(input: VmPlanInput): VmPlan {
   const uuid = live?.config.uuid || ownedUuid("VirtualMachine", name);
   const base = { uuid, restartPending: input.restartPending, restartRequired: [], disks: [] as ResolvedDisk[] };
 
-  if (live && live.config.owner?.manifest !== input.key) {
-    return {
-      ...base,
-      steps,
-      phase: "Failed",
-      ready: false,
-      stopping: false,
-      reason: "NotOwned",
-      message: `a domain named "${name}" exists in libvirt and is not managed by kvmctl for ${input.key}; kvmctl will not change it`,
-      invalid: { reason: "NotOwned", message: `a domain named "${name}" exists and is not managed by kvmctl` },
-    };
+  const ownership = live ? ownershipOf(live.config.owner, input.key, input.instance) : { of: "mine" as const };
+  if (ownership.of === "foreign" || ownership.of === "other-instance") {
+    const { reason, message } = notOursMessage(ownership, `a domain named "${name}"`, input.instance);
+    return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason, message, invalid: { reason, message } };
   }
 
   // Accepted by the schema (the API is settled) but not built yet: refused rather than a VM
@@ -181,7 +177,7 @@ export function planVm(input: VmPlanInput): VmPlan {
     spec,
     domainType: spec.domainType ?? input.defaultDomainType,
     disks,
-    owner: { manifest: input.key, file: input.file, specHash: input.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() },
+    owner: { manifest: input.key, instance: input.instance, file: input.file, specHash: input.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() },
     consoleLog: spec.consoles.serial ? `${input.consoleLogDir}/${name}.log` : undefined,
     vncPassword: input.vncPassword,
   });
@@ -189,11 +185,12 @@ export function planVm(input: VmPlanInput): VmPlan {
   const configDrift = live ? compareDomain(desired, live.config) : [];
   const ownerStale =
     live !== undefined &&
-    (live.config.owner?.specHash !== input.specHash ||
+    (ownership.of === "legacy" ||
+      live.config.owner?.specHash !== input.specHash ||
       JSON.stringify(live.config.owner?.createdVolumes ?? []) !== JSON.stringify([...created].sort()) ||
       live.config.owner?.deletionPolicy !== spec.deletionPolicy);
   if (!live || configDrift.length || ownerStale || !live.persistent) {
-    const what = !live ? "define" : configDrift.length ? `redefine: ${configDrift.map((d) => d.field).join(", ")} changed` : "update ownership metadata";
+    const what = !live ? "define" : configDrift.length ? `redefine: ${configDrift.map((d) => d.field).join(", ")} changed` : ownership.of === "legacy" ? `adopt: made by an earlier kvmctl, now owned by instance ${input.instance}` : "update ownership metadata";
     steps.push({ action: { type: "define", xml }, message: what });
   }
   // A newly defined domain starts with autostart off: only turning it on costs a command then.
@@ -248,13 +245,15 @@ export function planVm(input: VmPlanInput): VmPlan {
 
 /**
  * Manifest deleted: destroy and undefine the owned domain; delete only volumes it created, and
- * only with deletionPolicy Delete. `pools` gives the UUID of each volume's pool. Volumes go
+ * only with deletionPolicy Delete, and only this instance's (see ../ownership.ts: an earlier
+ * kvmctl's domain nobody adopted, another instance's, are left alone). `pools` gives the UUID
+ * of each volume's pool. Volumes go
  * before the definition: its metadata is the only record of which volumes kvmctl created, so a
  * failed volume deletion is retried with the record still there. A transient domain (undefined
  * by hand while running) is gone once it is off: there is nothing to undefine.
  */
-export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>): Step<VmAction>[] {
-  if (!live || live.config.owner?.manifest !== key) return [];
+export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>, instance: string): Step<VmAction>[] {
+  if (!live || !live.config.owner || ownershipOf(live.config.owner, key, instance).of !== "mine") return [];
   const uuid = live.config.uuid;
   const steps: Step<VmAction>[] = [];
   if (isActive(live)) steps.push({ action: { type: "destroy", uuid }, message: "power off" });

@@ -7,9 +7,9 @@ import { test } from "node:test";
 import { networkUuid, ownedUuid } from "../../../src/libvirt/index.js";
 import { TerminalError } from "../../../src/runtime/index.js";
 import { UUID_RE } from "../helpers/fake-hypervisor.js";
-import { ControllerHarness } from "../helpers/fake-ports.js";
+import { ControllerHarness, TEST_INSTANCE } from "../helpers/fake-ports.js";
 
-const LAN = networkUuid("lan");
+const LAN = networkUuid("lan", TEST_INSTANCE);
 const WEB_HOST = { mac: "52:54:00:00:0a:01", ip: "10.20.0.10", name: "web" };
 const lanSpec = (hosts: Record<string, string>[] = [WEB_HOST]) => ({
   mode: "nat",
@@ -210,7 +210,7 @@ test("UUID addressing: a Network named like a foreign network's UUID is created 
   const foreign = await h.hv.addForeignNetwork("legacy", { uuid: "3f2504e0-4f89-41d3-9a0c-0305e82c3301", address: "192.168.50.1" });
   const before = h.hv.dump("network", foreign);
   const name = foreign; // a valid DNS label
-  const own = networkUuid(name);
+  const own = networkUuid(name, TEST_INSTANCE);
 
   h.apply("Network", name, lanSpec());
   const created = await h.converge(`Network/${name}`);

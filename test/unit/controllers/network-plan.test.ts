@@ -20,7 +20,9 @@ const publicSpec = {
   mode: "nat",
   ipv4: { address: "192.0.2.1", prefix: 24, dhcp: { start: "192.0.2.100", end: "192.0.2.200", hosts: [{ mac: "52:54:00:00:0A:01", ip: "192.0.2.10", name: "web" }] } },
 };
-const owner = { manifest: "Network/public", file: "networks/public.yaml", specHash: "h1" };
+/** The controller instance these plans are for. */
+const I = "t1";
+const owner = { manifest: "Network/public", instance: I, file: "networks/public.yaml", specHash: "h1" };
 
 /** What libvirt would report for an owned network defined from `spec` (plus its own additions). */
 function liveFrom(spec: Record<string, unknown>, opts: { active?: boolean; autostart?: boolean; specHash?: string; persistent?: boolean } = {}): LiveNetwork {
@@ -28,11 +30,11 @@ function liveFrom(spec: Record<string, unknown>, opts: { active?: boolean; autos
   // libvirt adds a bridge name, a MAC and DNS defaults: none of them is drift.
   const withAdditions = xml.replace("</network>", "  <bridge name='virbr7' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>\n</network>");
   const config = parseNetworkXml(withAdditions);
-  return { uuid: networkUuid("public"), name: "public", config, running: opts.active === false ? undefined : config, active: opts.active ?? true, autostart: opts.autostart ?? true, persistent: opts.persistent ?? true };
+  return { uuid: networkUuid("public", I), name: "public", config, running: opts.active === false ? undefined : config, active: opts.active ?? true, autostart: opts.autostart ?? true, persistent: opts.persistent ?? true };
 }
 
 function input(spec: Record<string, unknown>, live: LiveNetwork | undefined, overrides: Partial<NetworkPlanInput> = {}): NetworkPlanInput {
-  return { key: "Network/public", name: "public", file: "networks/public.yaml", specHash: "h1", spec: net(spec).spec, live, users: [], ...overrides };
+  return { key: "Network/public", name: "public", instance: I, file: "networks/public.yaml", specHash: "h1", spec: net(spec).spec, live, users: [], ...overrides };
 }
 
 test("nat is defined as libvirt's open mode (kvmctl's table does the NAT), with owner metadata and a name-derived UUID", () => {
@@ -41,7 +43,7 @@ test("nat is defined as libvirt's open mode (kvmctl's table does the NAT), with 
   assert.match(xml, /<kvmctl:owner [^>]*manifest="Network\/public"/);
   assert.match(xml, /<host mac="52:54:00:00:0a:01" name="web" ip="192.0.2.10"/);
   const facts = parseNetworkXml(xml);
-  assert.equal(facts.uuid, networkUuid("public"));
+  assert.equal(facts.uuid, networkUuid("public", I));
   assert.deepEqual(facts.ipv4?.dhcp?.ranges, [{ start: "192.0.2.100", end: "192.0.2.200" }]);
   assert.equal(parseNetworkXml(buildNetworkXml("private", net({ mode: "isolated", ipv4: { address: "198.18.0.1", prefix: 24 } }, "private").spec)).forwardMode, "none");
 });
@@ -104,17 +106,17 @@ test("a network kvmctl does not own is never touched", () => {
   const foreign = liveFrom(publicSpec);
   const notOurs: LiveNetwork = { ...foreign, uuid: "11111111-2222-3333-4444-555555555555", config: { ...foreign.config, owner: undefined } };
   assert.equal(planNetwork(input(publicSpec, notOurs)).kind, "notOwned");
-  assert.equal(planNetworkDeletion("Network/public", "public", notOurs, [], []).kind, "notOwned");
+  assert.equal(planNetworkDeletion("Network/public", "public", notOurs, [], [], I).kind, "notOwned");
 });
 
 test("deletion waits for running guests and VM manifests, then stops and undefines", () => {
   const live = liveFrom(publicSpec);
-  const blocked = planNetworkDeletion("Network/public", "public", live, ["web"], ["VirtualMachine/web"]);
+  const blocked = planNetworkDeletion("Network/public", "public", live, ["web"], ["VirtualMachine/web"], I);
   assert.equal(blocked.kind, "blocked");
   assert.match(blocked.kind === "blocked" ? blocked.message : "", /running domain web/);
-  const byManifest = planNetworkDeletion("Network/public", "public", live, [], ["VirtualMachine/db"]);
+  const byManifest = planNetworkDeletion("Network/public", "public", live, [], ["VirtualMachine/db"], I);
   assert.match(byManifest.kind === "blocked" ? byManifest.message : "", /manifest VirtualMachine\/db/);
-  const free = planNetworkDeletion("Network/public", "public", live, [], []);
+  const free = planNetworkDeletion("Network/public", "public", live, [], [], I);
   assert.deepEqual(free.kind === "prune" && free.steps.map((s) => s.action.type), ["destroy", "undefine"]);
 });
 

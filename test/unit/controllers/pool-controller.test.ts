@@ -7,9 +7,9 @@ import { test } from "node:test";
 import { poolUuid } from "../../../src/libvirt/index.js";
 import { TerminalError } from "../../../src/runtime/index.js";
 import { UUID_RE } from "../helpers/fake-hypervisor.js";
-import { ControllerHarness } from "../helpers/fake-ports.js";
+import { ControllerHarness, TEST_INSTANCE } from "../helpers/fake-ports.js";
 
-const FAST = poolUuid("fast");
+const FAST = poolUuid("fast", TEST_INSTANCE);
 const PATH = "/var/lib/kvmctl/fast";
 
 /** Pool "fast" (dir) converged; calls cleared. */
@@ -48,7 +48,7 @@ test("create: a logical pool is built on its devices without overwriting; withou
   const h = new ControllerHarness();
   h.apply("StoragePool", "vg0", { type: "logical", sourceDevices: ["/dev/sdb"] });
   await h.converge("StoragePool/vg0");
-  assert.deepEqual(h.hv.calls.slice(0, 2), [`definePool ${poolUuid("vg0")}`, `buildPool ${poolUuid("vg0")} --no-overwrite`]);
+  assert.deepEqual(h.hv.calls.slice(0, 2), [`definePool ${poolUuid("vg0", TEST_INSTANCE)}`, `buildPool ${poolUuid("vg0", TEST_INSTANCE)} --no-overwrite`]);
   assert.equal(h.hv.pool("vg0")?.facts.targetPath, "/dev/vg0");
 
   const existing = new ControllerHarness();
@@ -139,7 +139,7 @@ test("UUID addressing: a StoragePool named like a foreign pool's UUID is created
   const foreign = await h.hv.addForeignPool("images", { uuid: "6fa459ea-ee8a-4ca4-894e-db77e160355e" });
   const before = h.hv.dump("pool", foreign);
   const name = foreign;
-  const own = poolUuid(name);
+  const own = poolUuid(name, TEST_INSTANCE);
   h.apply("StoragePool", name, { path: "/var/lib/kvmctl/by-uuid" });
   const created = await h.converge(`StoragePool/${name}`);
   assert.equal(created.report?.facts.uuid, own);

@@ -81,7 +81,7 @@ test("VirtualMachine: every status it writes — created, converged, restart req
   assertListed("VirtualMachine", status, "converged");
   // Every fact a VM can report is in this status, so the check covers them all.
   const reported = Object.keys(status).sort();
-  assert.deepEqual(reported, ["conditions", "consoleLog", "disks", "domain", "interfaces", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
+  assert.deepEqual(reported, ["conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
   const unwritten = Object.keys(kindInfo("VirtualMachine").statusFields.shape).filter((f) => !reported.includes(f));
   assert.deepEqual(unwritten, [], "no listed field is left unexercised");
   h.writeStatus(key, status);
@@ -115,7 +115,7 @@ test("Network: every status it writes — created, converged with leases, restar
   h.hv.setLeases("lan", [{ mac, ip: "10.20.0.150", hostname: "web", expiry: "2026-01-01 01:00:00" }]);
   const status = h.status(key, await h.reconcile(key));
   assertListed("Network", status, "converged with leases");
-  assert.deepEqual(Object.keys(status).sort(), ["active", "bridge", "conditions", "firewall", "leases", "libvirtForwardMode", "observedGeneration", "observedSpecHash", "uuid"]);
+  assert.deepEqual(Object.keys(status).sort(), ["active", "bridge", "conditions", "firewall", "instance", "leases", "libvirtForwardMode", "observedGeneration", "observedSpecHash", "uuid"]);
   h.writeStatus(key, status);
 
   h.apply("Network", "lan", { ...LAN, ipv4: { ...LAN.ipv4, prefix: 16 } }, { status });
@@ -140,7 +140,7 @@ test("StoragePool: every status it writes — created, converged, stopped by han
   h.hv.addVolume("fast", "a.qcow2", 1024);
   const status = h.status(key, await h.reconcile(key));
   assertListed("StoragePool", status, "converged");
-  assert.deepEqual(Object.keys(status).sort(), ["allocation", "available", "capacity", "conditions", "observedGeneration", "observedSpecHash", "path", "phase", "state", "uuid", "volumes"]);
+  assert.deepEqual(Object.keys(status).sort(), ["allocation", "available", "capacity", "conditions", "instance", "observedGeneration", "observedSpecHash", "path", "phase", "state", "uuid", "volumes"]);
   h.writeStatus(key, status);
   h.hv.failNext("startPool", new Error("cannot open directory"));
   await h.hv.byHand((hv) => hv.destroyPool(h.hv.uuidOf("pool", "fast")!));

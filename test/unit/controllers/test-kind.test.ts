@@ -53,7 +53,8 @@ const WIDGET = "Widget" as KindName; // a run-time kind: not in the built-in Kin
 const widgetController: KindController<KindName, WidgetPlanInput, WidgetPlan> = {
   kind: WIDGET,
   order: 40,
-  ownedKeys: (live) => [...(live.pools.get("default")?.volumes.keys() ?? [])].filter((v) => v.startsWith("widget-")).map((v) => `Widget/${v.slice("widget-".length)}`),
+  ownedKeys: (live) => // (a test kind: every widget volume is this instance's)
+    [...(live.pools.get("default")?.volumes.keys() ?? [])].filter((v) => v.startsWith("widget-")).map((v) => `Widget/${v.slice("widget-".length)}`),
   wakeFor: () => [],
   async planInput(_ctx, target, live) {
     const spec = (target.object as unknown as Widget).spec;
@@ -95,7 +96,7 @@ test("a kind added outside src/ runs through the manager: read, reconciled, stat
     store,
     ports,
     logger: silentLogger,
-    settings: { defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
+    settings: { instance: "t1", defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
     concurrency: 2,
     resyncMs: 60_000,
     firewallBackend: "auto",
@@ -147,7 +148,7 @@ test("a failing reconcile of a test-only kind gets its status from the one statu
     store: new ManifestStore({ dir, diskCache: false }),
     ports,
     logger: silentLogger,
-    settings: { defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
+    settings: { instance: "t1", defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
     concurrency: 1,
     resyncMs: 60_000,
     firewallBackend: "auto",

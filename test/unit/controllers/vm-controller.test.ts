@@ -7,10 +7,10 @@ import { test } from "node:test";
 import { ownedUuid, poolUuid } from "../../../src/libvirt/index.js";
 import { DependencyNotReadyError, TerminalError } from "../../../src/runtime/index.js";
 import { UUID_RE } from "../helpers/fake-hypervisor.js";
-import { ControllerHarness } from "../helpers/fake-ports.js";
+import { ControllerHarness, TEST_INSTANCE } from "../helpers/fake-ports.js";
 
 const WEB = ownedUuid("VirtualMachine", "web");
-const POOL = poolUuid("default");
+const POOL = poolUuid("default", TEST_INSTANCE);
 const GiB = 1024 ** 3;
 const LAN = { mode: "nat", ipv4: { address: "10.20.0.1", prefix: 24, dhcp: { start: "10.20.0.100", end: "10.20.0.200" } } };
 

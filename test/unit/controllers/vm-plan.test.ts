@@ -22,7 +22,7 @@ const pool = (volumes: [string, number][] = []): LivePool => ({
 
 function input(v: VirtualMachine, overrides: Partial<VmPlanInput> = {}): VmPlanInput {
   return {
-    key: "VirtualMachine/web", name: "web", file: "vms/web.yaml", spec: v.spec, specHash: "h1", live: undefined,
+    key: "VirtualMachine/web", name: "web", instance: "t1", file: "vms/web.yaml", spec: v.spec, specHash: "h1", live: undefined,
     pools: new Map([["default", pool()]]), networks: new Map(), defaultDomainType: "qemu", consoleLogDir: "/log",
     restartPending: false, startedOnce: false, now: 1_000_000, ...overrides,
   };
@@ -100,12 +100,12 @@ test("missing pools and networks are waited for", () => {
 test("deletion keeps disks unless deletionPolicy is Delete, and only deletes what kvmctl created", () => {
   const retain = liveFrom(planVm(input(vm({ disks: [{ name: "root", size: "1Gi" }] }))), "running");
   const pools = new Map([["default", pool()]]);
-  assert.deepEqual(planVmDeletion("VirtualMachine/web", retain, pools).map((s) => s.action.type), ["destroy", "undefine"]);
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", retain, pools, "t1").map((s) => s.action.type), ["destroy", "undefine"]);
   const del = liveFrom(planVm(input(vm({ deletionPolicy: "Delete", disks: [{ name: "root", size: "1Gi" }, { name: "shared", volume: "base.img", size: "1Gi" }] }), { pools: new Map([["default", pool([["base.img", 1024 ** 3]])]]) })), "shut off");
   const uuid = del.config.uuid;
   assert.match(uuid, /^[0-9a-f-]{36}$/);
-  assert.deepEqual(planVmDeletion("VirtualMachine/web", del, pools).map((s) => s.action), [{ type: "deleteVolume", pool: "default", poolUuid: "u", volume: "web-root.qcow2" }, { type: "undefine", uuid }], "by UUID: the domain's, the pool's; volumes before the definition that records them");
-  assert.deepEqual(planVmDeletion("VirtualMachine/other", del, pools), [], "never a domain of another manifest");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", del, pools, "t1").map((s) => s.action), [{ type: "deleteVolume", pool: "default", poolUuid: "u", volume: "web-root.qcow2" }, { type: "undefine", uuid }], "by UUID: the domain's, the pool's; volumes before the definition that records them");
+  assert.deepEqual(planVmDeletion("VirtualMachine/other", del, pools, "t1"), [], "never a domain of another manifest");
 });
 
 

@@ -202,6 +202,9 @@ function recorderOver(recording: RecordingRecorder): ObjectRecorder {
 
 export type Attempt<K extends KindName = KindName> = { outcome: KindOutcome<K>; error?: undefined } | { outcome?: undefined; error: unknown };
 
+/** The controller instance the harness reconciles as (src/controllers/ownership.ts). */
+export const TEST_INSTANCE = "t1";
+
 /**
  * Runs kind controllers' reconciles against the fake ports as the manager would: one memory
  * per kind kept across reconciles, one recorder per key, the snapshot the test sets.
@@ -211,7 +214,7 @@ export class ControllerHarness {
   readonly hv: FakeHypervisor;
   readonly clock: ManualClock;
   snapshot: Snapshot = snapshotOf([]);
-  settings: ControllerSettings = { defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
+  settings: ControllerSettings = { instance: TEST_INSTANCE, defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
   /** What services.firewall.sync returns (set `error` to make networks report FirewallFailed). */
   firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), total: 0 };
   /** The `since` of every firewall sync. */
@@ -319,12 +322,12 @@ export class ControllerHarness {
     const stored = this.snapshot.objects.get(key);
     assert.ok(stored, `no manifest ${key}`);
     assert.ok(outcome.report, `${key}: the outcome has no report`);
-    return statusFromReport(stored, outcome.ready, outcome.report as never, new Date(this.clock.now()));
+    return statusFromReport(stored, outcome.ready, outcome.report as never, this.settings.instance, new Date(this.clock.now()));
   }
 
   /** The status the manager would write after a failed reconcile (statusFromFailure). */
   failureStatus(key: string, error: unknown): Record<string, unknown> {
     const kind = key.slice(0, key.indexOf("/")) as KindName;
-    return statusFromFailure(this.snapshot.objects.get(key), error, KIND_CONTROLLERS[kind].failurePhase, new Date(this.clock.now()));
+    return statusFromFailure(this.snapshot.objects.get(key), error, KIND_CONTROLLERS[kind].failurePhase, this.settings.instance, new Date(this.clock.now()));
   }
 }

@@ -36,6 +36,7 @@ import {
   DEFAULT_DOMAIN_TYPE,
   DIR_POOL_PATH,
   FIXTURE_DIR,
+  FIXTURE_INSTANCE,
   NAMES,
   desiredDomain,
   desiredNetwork,
@@ -102,7 +103,7 @@ const liveNetworks = () => new Map(nets.map(({ c, m }) => [c.name, liveNetwork(c
 
 function vmInput(v: (typeof vms)[number], overrides: Partial<VmPlanInput>): VmPlanInput {
   return {
-    key: v.m.key, name: v.m.name, file: v.m.file, spec: v.m.object.spec, specHash: v.m.specHash, live: undefined,
+    key: v.m.key, name: v.m.name, instance: FIXTURE_INSTANCE, file: v.m.file, spec: v.m.object.spec, specHash: v.m.specHash, live: undefined,
     pools: livePools(), networks: liveNetworks(), defaultDomainType: DEFAULT_DOMAIN_TYPE, consoleLogDir: CONSOLE_LOG_DIR,
     restartPending: false, startedOnce: true, now: Date.now(), ...overrides,
   };
@@ -306,7 +307,7 @@ for (const { c, m } of nets) {
   const real = realXml(c);
 
   test(`${c.id}: the controller's plan defines exactly this XML`, () => {
-    const plan = planNetwork({ key: m.key, name: m.name, file: m.file, specHash: m.specHash, spec: m.object.spec, live: undefined, users: [] });
+    const plan = planNetwork({ key: m.key, name: m.name, instance: FIXTURE_INSTANCE, file: m.file, specHash: m.specHash, spec: m.object.spec, live: undefined, users: [] });
     assert.equal(plan.kind, "converge");
     const define = plan.kind === "converge" ? (plan.steps.find((s) => s.action.type === "define")?.action as { xml: string } | undefined) : undefined;
     assert.equal(define?.xml, desired.xml);
@@ -319,7 +320,7 @@ for (const { c, m } of nets) {
       assert.deepEqual(compareNetwork(desiredFacts, live), [], variant);
       assert.deepEqual(planNetworkUpdates(desiredFacts, live), [], variant);
       assert.deepEqual(ownerShape(live.owner), ownerShape(desired.owner), `${variant}: owner metadata`);
-      assert.equal(live.uuid, networkUuid(m.name));
+      assert.equal(live.uuid, networkUuid(m.name, FIXTURE_INSTANCE));
       // Really read: the addresses and DHCP settings the manifest gave.
       assert.equal(live.ipv4?.address, m.object.spec.ipv4?.address, variant);
       assert.equal(live.ipv4?.prefix, m.object.spec.ipv4?.prefix, variant);
@@ -333,7 +334,7 @@ for (const { c, m } of nets) {
 
   test(`${c.id}: over the real XML the network plan has nothing to do; a redefinition keeps libvirt's bridge and MAC`, () => {
     const live = liveNetwork(c, m.object.spec.autostart);
-    const input = { key: m.key, name: m.name, file: m.file, specHash: m.specHash, spec: m.object.spec, live, users: [] };
+    const input = { key: m.key, name: m.name, instance: FIXTURE_INSTANCE, file: m.file, specHash: m.specHash, spec: m.object.spec, live, users: [] };
     const steady = planNetwork(input);
     assert.equal(steady.kind, "converge");
     assert.deepEqual(steady.kind === "converge" && [steady.steps, steady.restartRequired], [[], undefined]);
@@ -367,7 +368,7 @@ test("net-nat: a DHCP host's IP changed in libvirt's XML is reported as ipv4.dhc
 test("net-nat: on the running network the plan applies the DHCP host with net-update --live --config", () => {
   const live = liveNetwork(natNet.c, natNet.m.object.spec.autostart);
   const moved = (xml: string) => parseNetworkXml(mutate(xml, "ip='198.18.60.10'", "ip='198.18.60.11'"));
-  const plan = planNetwork({ key: natNet.m.key, name: natNet.m.name, file: natNet.m.file, specHash: natNet.m.specHash, spec: natNet.m.object.spec, users: [],
+  const plan = planNetwork({ key: natNet.m.key, name: natNet.m.name, instance: FIXTURE_INSTANCE, file: natNet.m.file, specHash: natNet.m.specHash, spec: natNet.m.object.spec, users: [],
     live: { ...live, config: moved(fixture("net-nat.inactive.xml")), running: moved(fixture("net-nat.running.xml")) } });
   assert.equal(plan.kind, "converge");
   if (plan.kind !== "converge") return;
@@ -412,19 +413,19 @@ for (const { c, m } of pools) {
   const real = realXml(c);
   test(`${c.id}: the controller's plan defines exactly this XML; libvirt's XML shows no drift; the plan has nothing to do`, () => {
     const { xml } = desiredPool(m);
-    const fresh = planPool(m.name, m.object.spec, undefined);
+    const fresh = planPool(m.name, m.object.spec, undefined, FIXTURE_INSTANCE);
     assert.equal(fresh.kind, "converge");
     assert.equal(fresh.kind === "converge" ? (fresh.steps.find((s) => s.action.type === "define")?.action as { xml: string } | undefined)?.xml : undefined, xml);
     assert.deepEqual(comparePool(m.name, m.object.spec, parsePoolXml(fixture(`${c.id}.defined.xml`))), [], "the fixtures are stale: regenerate them");
     for (const [variant, text] of real.variants) {
       const facts = parsePoolXml(text);
       assert.deepEqual(comparePool(m.name, m.object.spec, facts), [], variant);
-      assert.equal(facts.uuid, poolUuid(m.name), `${variant}: owned (name-derived UUID)`);
+      assert.equal(facts.uuid, poolUuid(m.name, FIXTURE_INSTANCE), `${variant}: owned (the UUID derived from its name and the instance)`);
       assert.equal(facts.type, m.object.spec.type);
       assert.ok((facts.capacity ?? 0) > 0, `${variant}: capacity read`);
     }
     const live = livePools().get(m.name)!;
-    assert.deepEqual(planPool(m.name, m.object.spec, live), { kind: "converge", steps: [], drift: [] });
+    assert.deepEqual(planPool(m.name, m.object.spec, live, FIXTURE_INSTANCE), { kind: "converge", steps: [], drift: [] });
   });
 }
 
@@ -439,7 +440,7 @@ for (const [id, what, from, to, expected] of [
     for (const [variant, text] of realXml(p.c).variants) {
       const facts = parsePoolXml(mutate(text, from, to));
       assert.deepEqual(comparePool(p.m.name, p.m.object.spec, facts), [expected], variant);
-      const plan = planPool(p.m.name, p.m.object.spec, { ...livePools().get(p.m.name)!, facts });
+      const plan = planPool(p.m.name, p.m.object.spec, { ...livePools().get(p.m.name)!, facts }, FIXTURE_INSTANCE);
       // A running pool keeps its old definition until restarted: redefine, stop, (build a dir), start.
       const restart = p.m.object.spec.type === "dir" ? ["define", "destroy", "build", "start"] : ["define", "destroy", "start"];
       assert.deepEqual(plan.kind === "converge" && plan.steps.map((s) => s.action.type), restart, variant);
