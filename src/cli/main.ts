@@ -53,7 +53,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("-f, --filename <path...>", "delete the objects in these files")
     .option("--wait", "wait until the controller has removed them from libvirt")
     .option("--ignore-not-found", "succeed when an object does not exist")
-    .option("--force", "delete a Network even while VM manifests name it")
+    .option("--force", "delete a Network or StoragePool even while VM manifests use it")
     .addOption(timeout())
     .action(async (targets, options) => (await import("./commands/delete.js")).runDelete(context(), targets, options));
 

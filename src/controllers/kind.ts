@@ -120,6 +120,8 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
   readonly order: number;
   /** Keys of the libvirt objects this instance's manifests made, manifest or not (pruning finds them here). */
   ownedKeys(live: LiveState, instance: string): string[];
+  /** The manifest file the libvirt object of `name` records it was made from (its owner metadata), if any. */
+  recordedFile?(live: LiveState, name: string): string | undefined;
   /** The keys a libvirt event wakes (the object of the same name, and objects that depend on it). */
   wakeFor(event: HypervisorEvent, snapshot: Pick<Snapshot, "objects">): string[];
   /** The status phase a failed reconcile writes: waiting for a dependency, or stalled. */

@@ -130,10 +130,12 @@ export class Manager {
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const stored = snapshot.objects.get(key);
+    const controller = this.kinds.get(kind);
     if (!stored) {
       // Prune only what can be seen to be gone (./prune-policy.ts).
       const asked = snapshot.objects.size === 0 && (await this.options.store.deletionIntents()).has(key);
-      const decision = pruneDecision(snapshot, key, this.ports.clock.now(), this.lastStoreChangeAt, this.prune, asked);
+      const recordedFile = snapshot.unreadableFiles.size ? controller?.recordedFile?.(await observe(this.freshness(ctx.queuedAt, STALE_MS, key)), name) : undefined;
+      const decision = pruneDecision(snapshot, key, this.ports.clock.now(), this.lastStoreChangeAt, this.prune, asked, recordedFile);
       if (!decision.prune) {
         if (decision.reason !== "Settling") {
           ctx.log.warn({ reason: decision.reason }, `not pruned: ${decision.message}`);
@@ -143,7 +145,6 @@ export class Manager {
         return { ready: false, ...(decision.retryAfterMs !== undefined ? { requeueAfterMs: decision.retryAfterMs } : {}) };
       }
     }
-    const controller = this.kinds.get(kind);
     if (!controller) {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };

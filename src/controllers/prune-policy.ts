@@ -21,11 +21,15 @@ export type PruneDecision =
 
 /**
  * Whether `key`, absent from `snapshot`, may be pruned now. `lastChangeAt`: the directory's last
- * change; `asked`: `kvmctl delete` recorded this deletion.
+ * change; `asked`: `kvmctl delete` recorded this deletion; `recordedFile`: the manifest file the
+ * libvirt object records it was made from, if it says.
  */
-export function pruneDecision(snapshot: Snapshot, key: string, now: number, lastChangeAt: number, policy: PrunePolicy, asked: boolean): PruneDecision {
+export function pruneDecision(snapshot: Snapshot, key: string, now: number, lastChangeAt: number, policy: PrunePolicy, asked: boolean, recordedFile?: string): PruneDecision {
   for (const [file, unreadable] of snapshot.unreadableFiles) {
-    if (unreadable.lastKnownKeys.includes(key)) {
+    // The keys it held at its last good read, or the file the libvirt object says it came from
+    // (which holds when no read of it was ever good: a fresh checkout, a cache removed).
+    const held = recordedFile !== undefined && (recordedFile === file || file === "." || recordedFile.startsWith(`${file}/`));
+    if (unreadable.lastKnownKeys.includes(key) || held) {
       return { prune: false, reason: "ManifestUnreadable", message: `its manifest ${file === "." ? "directory" : file} cannot be read (${unreadable.problems[0]?.message ?? "unreadable"}); kept as it is until it can` };
     }
   }

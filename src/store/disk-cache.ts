@@ -73,14 +73,29 @@ export function ensureDataDir(stateRoot: string, sub?: string): string {
   return dataDir;
 }
 
+/**
+ * The cache as saved. Parse results are only good for the code that made them; the keys each
+ * file held are not about the code and are kept across a new version (an unreadable file's
+ * objects stay protected through an upgrade), when well-formed.
+ */
 export function loadDiskCache(stateRoot: string): CacheData | undefined {
   try {
     const data = JSON.parse(fs.readFileSync(cachePath(stateRoot), "utf8")) as { fingerprint?: string; data?: CacheData };
-    if (data.fingerprint !== codeFingerprint() || !data.data) return undefined;
-    return data.data;
+    if (!data.data) return undefined;
+    if (data.fingerprint === codeFingerprint()) return data.data;
+    return { ...emptyCache(), lastKnown: wellFormedLastKnown(data.data.lastKnown) };
   } catch {
     return undefined; // missing or damaged: start over
   }
+}
+
+function wellFormedLastKnown(value: unknown): Record<string, string[]> {
+  if (!value || typeof value !== "object") return {};
+  const out: Record<string, string[]> = {};
+  for (const [file, keys] of Object.entries(value)) {
+    if (Array.isArray(keys) && keys.every((k) => typeof k === "string" && /^[A-Z][A-Za-z0-9]*\/[a-z0-9-]{1,63}$/.test(k))) out[file] = keys;
+  }
+  return out;
 }
 
 /** Best effort: a read-only directory simply has no cache. */

@@ -63,6 +63,8 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     return [...live.networks.values()].flatMap((net) => (networkOwnership(net, `Network/${net.name}`, net.name, instance).of === "mine" ? [`Network/${net.name}`] : []));
   },
 
+  recordedFile: (live, name) => live.networks.get(name)?.config.owner?.file || undefined,
+
   wakeFor(event, snapshot) {
     if (event.kind === "network") return [`Network/${event.name}`];
     // A guest that starts takes DHCP leases its networks report in status.

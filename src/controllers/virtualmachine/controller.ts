@@ -97,6 +97,8 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     return [...live.domains.values()].flatMap((d) => (d.config.owner?.manifest.startsWith("VirtualMachine/") && d.config.owner.instance === instance ? [d.config.owner.manifest] : []));
   },
 
+  recordedFile: (live, name) => live.domains.get(name)?.config.owner?.file || undefined,
+
   wakeFor(event) {
     return event.kind === "domain" ? [`VirtualMachine/${event.name}`] : [];
   },

@@ -37,3 +37,12 @@ test("a deletion waits for the directory to settle, and says how long", () => {
   const waiting = pruneDecision(snapshot({ objects: ["Network/lan"] }), "VirtualMachine/web", NOW, NOW - 500, policy, true);
   assert.deepEqual(waiting.prune ? undefined : [waiting.reason, waiting.retryAfterMs], ["Settling", 1_500]);
 });
+
+test("an object whose recorded manifest file cannot be read is kept, even when no read of that file ever knew it", () => {
+  const broken = snapshot({ objects: ["Network/lan"], unreadable: [["vms/web.yaml", []]] });
+  const held = pruneDecision(broken, "VirtualMachine/web", NOW, 0, policy, true, "vms/web.yaml");
+  assert.equal(held.prune ? "" : held.reason, "ManifestUnreadable");
+  const inDir = pruneDecision(snapshot({ objects: ["Network/lan"], unreadable: [["vms", []]] }), "VirtualMachine/web", NOW, 0, policy, true, "vms/web.yaml");
+  assert.equal(inDir.prune ? "" : inDir.reason, "ManifestUnreadable", "a directory that cannot be read holds its files");
+  assert.deepEqual(pruneDecision(broken, "VirtualMachine/db", NOW, 0, policy, true, "vms/db.yaml"), { prune: true }, "another file is not protected");
+});

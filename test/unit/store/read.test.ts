@@ -145,3 +145,17 @@ describe("a manifest directory that goes away", () => {
     assert.equal(back.unreadableFiles.size, 0);
   });
 });
+
+describe("the disk cache across a new version of kvmctl", () => {
+  it("keeps what each file held (an unreadable file stays protected), drops the parse results", async () => {
+    const dir = await tempDir();
+    writeTree(dir, { "vms/web.yaml": VM("web") });
+    await new ManifestStore({ dir }).read();
+    const file = path.join(dir, ".kvmctl", "cache", "read.json");
+    const cache = JSON.parse(fs.readFileSync(file, "utf8")) as { fingerprint: string; data: { files: Record<string, unknown> } };
+    fs.writeFileSync(file, JSON.stringify({ ...cache, fingerprint: "an older kvmctl" }));
+    fs.writeFileSync(path.join(dir, "vms/web.yaml"), "apiVersion: [unclosed\n");
+    const snapshot = await new ManifestStore({ dir }).read();
+    assert.deepEqual(snapshot.unreadableFiles.get("vms/web.yaml")?.lastKnownKeys, ["VirtualMachine/web"]);
+  });
+});
