@@ -3,8 +3,8 @@
 // chains hold and replaces them in one transaction per table. Nothing else is read or written.
 import fs from "node:fs";
 import { execa } from "execa";
-import { IPT_TABLES, readIptablesSave, restoreInput, rulesFor, ownersOf, type ObservedIptables } from "../firewall/iptables.js";
-import { NFT_FAMILY, NFT_TABLE, nftTransaction, readNftTable } from "../firewall/nftables.js";
+import { IPT_TABLES, iptablesChains, iptablesPrefixFor, LEGACY_IPT_CHAINS, readIptablesSave, restoreInput, rulesFor, ownersOf, type IptablesChains, type ObservedIptables } from "../firewall/iptables.js";
+import { LEGACY_NFT_TABLE, NFT_FAMILY, nftTableFor, nftTransaction, readNftTable } from "../firewall/nftables.js";
 import type { Rule } from "../firewall/rules.js";
 import type { BackendName, FirewallBackend, FirewallHost, Observed, ScratchFiles } from "../ports/index.js";
 
@@ -18,25 +18,33 @@ async function run(file: string, args: string[], input?: string): Promise<{ ok: 
 export class NftBackend implements FirewallBackend {
   readonly name = "nftables" as const;
 
-  constructor(private readonly scratch: ScratchFiles) {}
+  constructor(
+    private readonly scratch: ScratchFiles,
+    /** This instance's table (`inet kvmctl-<instance>`). */
+    readonly table: string,
+  ) {}
 
   placed(rules: readonly Rule[]): readonly Rule[] {
     return rules; // table inet: one rule serves both families
   }
 
-  async observe(): Promise<Observed> {
-    const result = await run("nft", ["-j", "list", "table", NFT_FAMILY, NFT_TABLE]);
+  private async list(table: string) {
+    const result = await run("nft", ["-j", "list", "table", NFT_FAMILY, table]);
     if (!result.ok) {
       if (/No such file or directory|does not exist/i.test(result.stderr)) return readNftTable(undefined);
-      throw new Error(`nft list table ${NFT_FAMILY} ${NFT_TABLE}: ${result.stderr.trim()}`);
+      throw new Error(`nft list table ${NFT_FAMILY} ${table}: ${result.stderr.trim()}`);
     }
     return readNftTable(result.stdout);
+  }
+
+  observe(): Promise<Observed> {
+    return this.list(this.table);
   }
 
   async apply(rules: readonly Rule[]): Promise<void> {
     // libnftables JSON from a file (nft cannot read a socket as /dev/stdin); one
     // transaction: all of it or nothing.
-    const file = await this.scratch.write("ruleset.json", JSON.stringify(nftTransaction(rules)));
+    const file = await this.scratch.write("ruleset.json", JSON.stringify(nftTransaction(rules, this.table)));
     try {
       const result = await run("nft", ["-j", "-f", file]);
       if (!result.ok) throw new Error(`nft -j -f: ${result.stderr.trim()}`);
@@ -44,45 +52,73 @@ export class NftBackend implements FirewallBackend {
       await this.scratch.remove(file);
     }
   }
+
+  async legacy(): Promise<{ where: string; owners: string[] } | undefined> {
+    const observed = await this.list(LEGACY_NFT_TABLE);
+    return observed.present ? { where: `nftables table ${NFT_FAMILY} ${LEGACY_NFT_TABLE}`, owners: observed.rules.map((r) => r.owner) } : undefined;
+  }
+
+  async removeLegacy(): Promise<void> {
+    const result = await run("nft", ["delete", "table", NFT_FAMILY, LEGACY_NFT_TABLE]);
+    if (!result.ok && !/No such file or directory|does not exist/i.test(result.stderr)) throw new Error(`nft delete table ${NFT_FAMILY} ${LEGACY_NFT_TABLE}: ${result.stderr.trim()}`);
+  }
 }
 
 export class IptablesBackend implements FirewallBackend {
   readonly name = "iptables" as const;
+
+  /** `chains`: this instance's (`KVMCTL-<instance>-*`). */
+  constructor(readonly chains: IptablesChains) {}
 
   placed(rules: readonly Rule[]): Rule[] {
     // A rule for both families is one in iptables and one in ip6tables.
     return [...rulesFor(rules, "ip"), ...rulesFor(rules, "ip6")];
   }
 
-  private async save(family: "ip" | "ip6", table: string): Promise<ObservedIptables> {
+  private async save(family: "ip" | "ip6", table: string, chains: IptablesChains): Promise<ObservedIptables> {
     const tool = family === "ip" ? "iptables-save" : "ip6tables-save";
     const result = await run(tool, ["-t", table]);
     if (!result.ok) throw new Error(`${tool} -t ${table}: ${result.stderr.trim()}`);
-    return readIptablesSave(table as "nat" | "filter", result.stdout);
+    return readIptablesSave(table as "nat" | "filter", result.stdout, chains);
   }
 
-  private async families(): Promise<{ family: "ip" | "ip6"; table: "nat" | "filter" }[]> {
-    return [
-      ...IPT_TABLES.map((table) => ({ family: "ip" as const, table })),
-      { family: "ip6" as const, table: "filter" as const },
-    ];
+  private families(): { family: "ip" | "ip6"; table: "nat" | "filter" }[] {
+    return [...IPT_TABLES.map((table) => ({ family: "ip" as const, table })), { family: "ip6" as const, table: "filter" as const }];
+  }
+
+  private async read(chains: IptablesChains) {
+    return Promise.all(this.families().map(async ({ family, table }) => ({ family, table, observed: await this.save(family, table, chains) })));
   }
 
   async observe(): Promise<Observed> {
-    const parts = await Promise.all((await this.families()).map(async ({ family, table }) => ({ family, table, observed: await this.save(family, table) })));
+    const parts = await this.read(this.chains);
     const lines = parts.flatMap((p) => p.observed.lines.map((l) => `${p.family}/${p.table} ${l}`));
     const jumps = parts.flatMap((p) => [...p.observed.jumps].map((j) => `${p.family}/${j}`)).sort();
     return { fingerprint: JSON.stringify({ lines, jumps }), rules: ownersOf(parts.flatMap((p) => p.observed.lines)) };
   }
 
-  async apply(rules: readonly Rule[]): Promise<void> {
-    for (const { family, table } of await this.families()) {
-      const observed = await this.save(family, table);
-      const input = restoreInput(table, rulesFor(rules, family), observed);
+  private async restore(rules: readonly Rule[], chains: IptablesChains): Promise<void> {
+    for (const { family, table } of this.families()) {
+      const observed = await this.save(family, table, chains);
+      const input = restoreInput(table, rulesFor(rules, family), observed, chains);
       const tool = family === "ip" ? "iptables-restore" : "ip6tables-restore";
       const result = await run(tool, ["--noflush"], input);
       if (!result.ok) throw new Error(`${tool} --noflush (${table}): ${result.stderr.trim()}`);
     }
+  }
+
+  apply(rules: readonly Rule[]): Promise<void> {
+    return this.restore(rules, this.chains);
+  }
+
+  async legacy(): Promise<{ where: string; owners: string[] } | undefined> {
+    const parts = await this.read(LEGACY_IPT_CHAINS);
+    if (!parts.some((p) => p.observed.chains.size || p.observed.jumps.size)) return undefined;
+    return { where: "iptables chains KVMCTL-*", owners: ownersOf(parts.flatMap((p) => p.observed.lines)).map((r) => r.owner) };
+  }
+
+  removeLegacy(): Promise<void> {
+    return this.restore([], LEGACY_IPT_CHAINS); // no rules: the chains and their jumps go
   }
 }
 
@@ -93,14 +129,16 @@ export class HostFirewall implements FirewallHost {
     private readonly files = { qemuConf: "/etc/libvirt/qemu.conf", passwd: "/etc/passwd" },
   ) {}
 
-  /** nftables when `nft` can list tables here, else iptables when it works, else none. */
-  async detect(preference: "auto" | BackendName): Promise<FirewallBackend | undefined> {
+  /** nftables when `nft` can list tables here, else iptables when it works, else none; named for `instance`. */
+  async detect(preference: "auto" | BackendName, instance: string): Promise<FirewallBackend | undefined> {
     const nftWorks = async () => (await run("nft", ["list", "tables"]).catch(() => ({ ok: false }))).ok;
     const iptablesWorks = async () => (await run("iptables-save", ["-t", "filter"]).catch(() => ({ ok: false }))).ok;
-    if (preference === "nftables") return (await nftWorks()) ? new NftBackend(this.scratch) : undefined;
-    if (preference === "iptables") return (await iptablesWorks()) ? new IptablesBackend() : undefined;
-    if (await nftWorks()) return new NftBackend(this.scratch);
-    if (await iptablesWorks()) return new IptablesBackend();
+    const nft = () => new NftBackend(this.scratch, nftTableFor(instance));
+    const iptables = () => new IptablesBackend(iptablesChains(iptablesPrefixFor(instance)));
+    if (preference === "nftables") return (await nftWorks()) ? nft() : undefined;
+    if (preference === "iptables") return (await iptablesWorks()) ? iptables() : undefined;
+    if (await nftWorks()) return nft();
+    if (await iptablesWorks()) return iptables();
     return undefined;
   }
 

@@ -62,6 +62,7 @@ export class Manager {
       observe: (since) => options.ports.hypervisor.observe(since),
       firewallBackend: options.firewallBackend,
       firewallCheckMs: options.firewallCheckMs,
+      instance: options.settings.instance,
     });
     this.services = services;
     this.singletons = new Map(singletons.map((s) => [s.key, s]));

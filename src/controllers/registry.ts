@@ -55,6 +55,8 @@ export interface SingletonOptions {
   observe(since: number): Promise<LiveState>;
   firewallBackend: "auto" | "nftables" | "iptables";
   firewallCheckMs: number;
+  /** This controller instance (its firewall table or chains are its own). */
+  instance: string;
 }
 
 export interface Singletons {
@@ -66,7 +68,7 @@ export interface Singletons {
 export const FIREWALL_KEY = "Firewall/host";
 
 export function createSingletons(options: SingletonOptions): Singletons {
-  const firewall = new Firewall({ backend: options.firewallBackend, logger: options.logger, host: options.ports.firewall, sysctl: options.ports.sysctl });
+  const firewall = new Firewall({ backend: options.firewallBackend, instance: options.instance, logger: options.logger, host: options.ports.firewall, sysctl: options.ports.sysctl });
   const firewallSingleton: Singleton = {
     key: FIREWALL_KEY,
     // Bridges and VNC ports change only with events or our own commands: the periodic check

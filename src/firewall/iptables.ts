@@ -1,6 +1,8 @@
-// iptables backend (pure), for hosts without nftables: kvmctl's own chains (KVMCTL-*), each
-// jumped to from the top of its built-in chain, replaced atomically per table with
-// `iptables-restore --noflush`, and read back from `iptables-save`.
+// iptables backend (pure), for hosts without nftables: a controller instance's own chains
+// (KVMCTL-<instance>-*), each jumped to from its built-in chain, replaced atomically per table
+// with `iptables-restore --noflush`, and read back from `iptables-save`. Each instance has its
+// own chains: one's sync never touches another's rules.
+import { createHash } from "node:crypto";
 import type { Chain, Rule } from "./rules.js";
 
 export type IptablesTable = "nat" | "filter";
@@ -11,17 +13,37 @@ interface ChainSpec {
   name: string;
 }
 
-export const IPT_CHAINS: Record<Chain, ChainSpec> = {
-  prerouting: { table: "nat", builtin: "PREROUTING", name: "KVMCTL-PREROUTING" },
-  "output-nat": { table: "nat", builtin: "OUTPUT", name: "KVMCTL-OUTPUT" },
-  postrouting: { table: "nat", builtin: "POSTROUTING", name: "KVMCTL-POSTROUTING" },
-  input: { table: "filter", builtin: "INPUT", name: "KVMCTL-INPUT" },
-  forward: { table: "filter", builtin: "FORWARD", name: "KVMCTL-FORWARD" },
-  output: { table: "filter", builtin: "OUTPUT", name: "KVMCTL-OUTPUT" },
-};
+export type IptablesChains = Record<Chain, ChainSpec>;
+
+/**
+ * The chains under a prefix: `KVMCTL-<instance>` for an instance (kept under iptables' 28
+ * characters: a longer instance name is replaced by a hash of it), plain `KVMCTL` for the
+ * chains of kvmctl before controller instances.
+ */
+export function iptablesChains(prefix: string): IptablesChains {
+  return {
+    prerouting: { table: "nat", builtin: "PREROUTING", name: `${prefix}-PREROUTING` },
+    "output-nat": { table: "nat", builtin: "OUTPUT", name: `${prefix}-OUTPUT` },
+    postrouting: { table: "nat", builtin: "POSTROUTING", name: `${prefix}-POSTROUTING` },
+    input: { table: "filter", builtin: "INPUT", name: `${prefix}-INPUT` },
+    forward: { table: "filter", builtin: "FORWARD", name: `${prefix}-FORWARD` },
+    output: { table: "filter", builtin: "OUTPUT", name: `${prefix}-OUTPUT` },
+  };
+}
+
+/** The chain prefix of a controller instance. */
+export function iptablesPrefixFor(instance: string): string {
+  const tag = /^[a-z0-9]{1,9}$/.test(instance) ? instance : createHash("sha256").update(instance).digest("hex").slice(0, 9);
+  return `KVMCTL-${tag}`;
+}
+
+/** The chains of kvmctl before controller instances (adopted and removed: src/controllers/firewall). */
+export const LEGACY_IPT_CHAINS = iptablesChains("KVMCTL");
+/** Chains the pure functions use when not told: the legacy names (tests). */
+export const IPT_CHAINS = LEGACY_IPT_CHAINS;
 
 export const IPT_TABLES: IptablesTable[] = ["nat", "filter"];
-const chainsOf = (table: IptablesTable) => Object.values(IPT_CHAINS).filter((c) => c.table === table);
+const chainsOf = (table: IptablesTable, chains: IptablesChains) => Object.values(chains).filter((c) => c.table === table);
 
 /** Arguments of one rule after `-A CHAIN` (each a separate token). */
 export function ruleArgs(rule: Rule): string[] {
@@ -62,8 +84,8 @@ export interface ObservedIptables {
   lines: string[];
 }
 
-export function readIptablesSave(table: IptablesTable, text: string): ObservedIptables {
-  const ours = new Set(chainsOf(table).map((c) => c.name));
+export function readIptablesSave(table: IptablesTable, text: string, chainSet: IptablesChains = IPT_CHAINS): ObservedIptables {
+  const ours = new Set(chainsOf(table, chainSet).map((c) => c.name));
   const chains = new Set<string>();
   const jumps = new Set<string>();
   const lines: string[] = [];
@@ -74,16 +96,20 @@ export function readIptablesSave(table: IptablesTable, text: string): ObservedIp
     if (!appended) continue;
     const [, chain, rest] = appended;
     if (ours.has(chain!)) lines.push(line);
-    else if (/^-j (KVMCTL-\S+)$/.test(rest!.trim())) jumps.add(`${table}/${chain}`);
+    else {
+      // Only jumps to this instance's chains: another instance's are none of its business.
+      const target = /^-j (\S+)$/.exec(rest!.trim())?.[1];
+      if (target && chainsOf(table, chainSet).some((c) => c.name === target && c.builtin === chain)) jumps.add(`${table}/${chain}`);
+    }
   }
   return { chains, jumps, lines };
 }
 
 /** iptables-restore --noflush input for one table: declaring a chain flushes it, then its rules. */
-export function restoreInput(table: IptablesTable, rules: readonly Rule[], observed: ObservedIptables): string {
+export function restoreInput(table: IptablesTable, rules: readonly Rule[], observed: ObservedIptables, chainSet: IptablesChains = IPT_CHAINS): string {
   const out = [`*${table}`];
-  const chains = chainsOf(table);
-  const wanted = rules.filter((r) => IPT_CHAINS[r.chain].table === table);
+  const chains = chainsOf(table, chainSet);
+  const wanted = rules.filter((r) => chainSet[r.chain].table === table);
   if (wanted.length === 0) {
     // Nothing to hold: remove the jumps and the chains themselves.
     for (const c of chains) if (observed.jumps.has(`${table}/${c.builtin}`)) out.push(`-D ${c.builtin} -j ${c.name}`);
@@ -91,7 +117,7 @@ export function restoreInput(table: IptablesTable, rules: readonly Rule[], obser
   } else {
     for (const c of chains) out.push(`:${c.name} - [0:0]`);
     for (const c of chains) if (!observed.jumps.has(`${table}/${c.builtin}`)) out.push(`-I ${c.builtin} 1 -j ${c.name}`);
-    for (const r of wanted) out.push([`-A`, IPT_CHAINS[r.chain].name, ...ruleArgs(r).map(quote)].join(" "));
+    for (const r of wanted) out.push([`-A`, chainSet[r.chain].name, ...ruleArgs(r).map(quote)].join(" "));
   }
   out.push("COMMIT", "");
   return out.join("\n");

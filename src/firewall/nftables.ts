@@ -1,10 +1,17 @@
 // nftables backend (pure): the rule list as one libnftables JSON transaction that replaces
-// table `inet kvmctl` atomically, and a reading of `nft -j list table` back. JSON rather than
-// nft's text language, so no value is ever parsed as syntax.
+// this controller instance's table (`inet kvmctl-<instance>`) atomically, and a reading of
+// `nft -j list table` back. JSON rather than nft's text language, so no value is ever parsed
+// as syntax. Each instance has its own table: one's sync never touches another's rules.
 import type { Chain, Rule } from "./rules.js";
 
 export const NFT_FAMILY = "inet";
-export const NFT_TABLE = "kvmctl";
+/** The table of kvmctl before controller instances: adopted and removed (src/controllers/firewall). */
+export const LEGACY_NFT_TABLE = "kvmctl";
+
+/** The nftables table of a controller instance. */
+export function nftTableFor(instance: string): string {
+  return `kvmctl-${instance}`;
+}
 
 interface ChainSpec {
   name: string;
@@ -23,7 +30,6 @@ export const NFT_CHAINS: Record<Chain, ChainSpec> = {
 };
 
 type Json = Record<string, unknown>;
-const table = { family: NFT_FAMILY, name: NFT_TABLE };
 const match = (left: unknown, right: unknown, op = "=="): Json => ({ match: { op, left, right } });
 
 function address(value: string): unknown {
@@ -60,15 +66,16 @@ function expressions(rule: Rule): Json[] {
  * One transaction: (re)create the table with its chains and rules, or remove it when there
  * are no rules. `add table` first makes the `delete` valid when the table is absent.
  */
-export function nftTransaction(rules: readonly Rule[]): Json {
+export function nftTransaction(rules: readonly Rule[], name: string): Json {
+  const table = { family: NFT_FAMILY, name };
   const commands: Json[] = [{ add: { table } }, { delete: { table } }];
   if (rules.length) {
     commands.push({ add: { table } });
     for (const chain of Object.values(NFT_CHAINS)) {
-      commands.push({ add: { chain: { family: NFT_FAMILY, table: NFT_TABLE, name: chain.name, type: chain.type, hook: chain.hook, prio: chain.prio, policy: "accept" } } });
+      commands.push({ add: { chain: { family: NFT_FAMILY, table: name, name: chain.name, type: chain.type, hook: chain.hook, prio: chain.prio, policy: "accept" } } });
     }
     for (const rule of rules) {
-      commands.push({ add: { rule: { family: NFT_FAMILY, table: NFT_TABLE, chain: NFT_CHAINS[rule.chain].name, expr: expressions(rule), comment: rule.owner } } });
+      commands.push({ add: { rule: { family: NFT_FAMILY, table: name, chain: NFT_CHAINS[rule.chain].name, expr: expressions(rule), comment: rule.owner } } });
     }
   }
   return { nftables: commands };
@@ -89,7 +96,7 @@ function stripHandles(value: unknown): unknown {
   return value;
 }
 
-/** Reads `nft -j list table inet kvmctl` output (undefined: the table does not exist). */
+/** Reads `nft -j list table inet NAME` output (undefined: the table does not exist). */
 export function readNftTable(json: string | undefined): ObservedTable {
   if (json === undefined) return { present: false, fingerprint: "", rules: [] };
   const parsed = JSON.parse(json) as { nftables?: Json[] };

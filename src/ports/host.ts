@@ -58,11 +58,14 @@ export interface FirewallBackend {
   apply(rules: readonly Rule[]): Promise<void>;
   /** The rules as this backend stores them, so an observation can be checked against them. */
   placed(rules: readonly Rule[]): readonly { owner: string }[];
+  /** kvmctl's table or chains from before controller instances, if present, and whose rules they hold. */
+  legacy?(): Promise<{ where: string; owners: string[] } | undefined>;
+  removeLegacy?(): Promise<void>;
 }
 
 export interface FirewallHost {
-  /** nftables when it works here, else iptables, else undefined (or only the preferred one). */
-  detect(preference: "auto" | BackendName): Promise<FirewallBackend | undefined>;
+  /** nftables when it works here, else iptables, else undefined (or only the preferred one); its table or chains are `instance`'s own. */
+  detect(preference: "auto" | BackendName, instance: string): Promise<FirewallBackend | undefined>;
   /** The uid QEMU runs as (passt's traffic is QEMU's own); undefined when unknown. */
   qemuUid(): number | undefined;
 }

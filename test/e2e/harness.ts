@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { iptablesPrefixFor } from "../../src/firewall/iptables.js";
+import { nftTableFor } from "../../src/firewall/nftables.js";
 import { LIBVIRT_URI, testGuest } from "../../testenv/env.js";
 import { kvmctl, tempDir } from "../cli/helpers.js";
 
@@ -58,11 +60,25 @@ export interface ReconcileLine extends LogLine {
 }
 
 export class E2eDirs {
+  /**
+   * The controller instance its controllers run as (`--instance`): its firewall rules are in
+   * table `inet kvmctl-<instance>` (`nftTable`) or chains `<iptPrefix>-*`.
+   */
+  readonly instance = `t${process.pid.toString(36)}`.slice(0, 9);
+
   /** `root` holds the manifest directory `dir`, the controller's log and its console logs. */
   constructor(
     readonly root: string,
     readonly dir: string,
   ) {}
+
+  get nftTable(): string {
+    return nftTableFor(this.instance);
+  }
+
+  get iptPrefix(): string {
+    return iptablesPrefixFor(this.instance);
+  }
 
   /** A fresh root under the system temp dir, readable by QEMU (libvirt-qemu), with `state/` in it. */
   static create(label: string): E2eDirs {
@@ -85,7 +101,8 @@ export class E2eDirs {
 
   /** `kvmctl controller` from source, debug-logging to controller.log; extra options appended, `env` added. */
   startController(extra: string[] = [], env: Record<string, string> = {}): ResultPromise {
-    return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...extra], {
+    const instance = extra.includes("--instance") ? [] : ["--instance", this.instance];
+    return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...instance, ...extra], {
       reject: false,
       env,
       stdout: { file: this.logFile, append: true },

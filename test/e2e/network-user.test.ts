@@ -20,7 +20,7 @@ let controller: ResultPromise | undefined;
 let server: OutsideServer | undefined;
 let port = 0;
 
-const nftChain = async (chain: string) => String((await execa("nft", ["list", "chain", "inet", "kvmctl", chain], { reject: false })).stdout);
+const nftChain = async (chain: string) => String((await execa("nft", ["list", "chain", "inet", run.nftTable, chain], { reject: false })).stdout);
 
 before(async () => {
   await assertInTestEnv();
@@ -96,7 +96,7 @@ spec:
 
   await t.test("the VM deleted: no rule of kvmctl's left; SIGTERM exits 0", async () => {
     assert.equal((await kvmctl(["--dir", run.dir, "delete", "vm", vm, "--wait", "--timeout=60s"])).exitCode, 0);
-    await run.waitUntil("the table gone", async () => (await execa("nft", ["list", "table", "inet", "kvmctl"], { reject: false })).exitCode !== 0, 30_000);
+    await run.waitUntil("the table gone", async () => (await execa("nft", ["list", "table", "inet", run.nftTable], { reject: false })).exitCode !== 0, 30_000);
     controller!.kill("SIGTERM");
     assert.equal((await controller!).exitCode, 0);
   });

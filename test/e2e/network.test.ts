@@ -30,9 +30,9 @@ let run: E2eDirs; // set in before(); after() runs even when before() failed
 let port = 0;
 let controller: ResultPromise | undefined;
 
-/** Rules of table inet kvmctl by owner comment; undefined when the table does not exist. */
+/** Rules of this controller instance's table (inet kvmctl-<instance>) by owner comment; undefined when it does not exist. */
 async function kvmctlRules(): Promise<Map<string, number> | undefined> {
-  const listed = await nft("-j", "list", "table", "inet", "kvmctl");
+  const listed = await nft("-j", "list", "table", "inet", run.nftTable);
   if (listed.exitCode !== 0) return undefined;
   const counts = new Map<string, number>();
   for (const item of JSON.parse(String(listed.stdout)).nftables as { rule?: { comment?: string } }[]) {
@@ -230,18 +230,18 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     assert.equal((await nft("add", "chain", "inet", "kvt-admin", "input", "{ type filter hook input priority 10 ; policy accept ; }")).exitCode, 0);
     assert.equal((await nft("add", "rule", "inet", "kvt-admin", "input", "tcp", "dport", "9", "accept", "comment", '"the admin\'s"')).exitCode, 0);
     const adminBefore = String((await nft("list", ...adminTable)).stdout);
-    const tableText = async () => String((await nft("list", "table", "inet", "kvmctl")).stdout);
+    const tableText = async () => String((await nft("list", "table", "inet", run.nftTable)).stdout);
     const original = await tableText();
     // Edited by hand: one of kvmctl's rules deleted, a stranger's rule added to its chain.
-    const listed = JSON.parse(String((await nft("-j", "-a", "list", "chain", "inet", "kvmctl", "forward")).stdout)).nftables as { rule?: { handle: number } }[];
+    const listed = JSON.parse(String((await nft("-j", "-a", "list", "chain", "inet", run.nftTable, "forward")).stdout)).nftables as { rule?: { handle: number } }[];
     const handle = listed.find((item) => item.rule)!.rule!.handle;
-    assert.equal((await nft("delete", "rule", "inet", "kvmctl", "forward", "handle", String(handle))).exitCode, 0);
-    assert.equal((await nft("add", "rule", "inet", "kvmctl", "input", "tcp", "dport", "7", "accept")).exitCode, 0);
+    assert.equal((await nft("delete", "rule", "inet", run.nftTable, "forward", "handle", String(handle))).exitCode, 0);
+    assert.equal((await nft("add", "rule", "inet", run.nftTable, "input", "tcp", "dport", "7", "accept")).exitCode, 0);
     assert.notEqual(await tableText(), original);
     const editMs = await run.waitUntil("the edited table to be restored", async () => (await tableText()) === original, 30_000);
-    assert.equal((await nft("flush", "table", "inet", "kvmctl")).exitCode, 0);
+    assert.equal((await nft("flush", "table", "inet", run.nftTable)).exitCode, 0);
     const flushMs = await run.waitUntil("the flushed table to be refilled", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
-    assert.equal((await nft("delete", "table", "inet", "kvmctl")).exitCode, 0);
+    assert.equal((await nft("delete", "table", "inet", run.nftTable)).exitCode, 0);
     const deleteMs = await run.waitUntil("the deleted table to come back", async () => (await kvmctlRules())?.get(`Network/${publicNet}`) === expected, 30_000);
     process.stdout.write(`# firewall repaired after an edit in ${editMs} ms, a flush in ${flushMs} ms, a delete in ${deleteMs} ms\n`);
     assert.equal(await tableText(), original);
@@ -259,7 +259,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
     await run.waitUntil("the public network to be active again", () => netActive(publicNet), 30_000);
     await run.waitUntil("the forward rule on the public network's current bridge", async () => {
       const bridge = /<bridge name='([^']+)'/.exec(String((await virsh("net-dumpxml", publicNet)).stdout))?.[1];
-      const listed = String((await nft("list", "chain", "inet", "kvmctl", "forward")).stdout);
+      const listed = String((await nft("list", "chain", "inet", run.nftTable, "forward")).stdout);
       return !!bridge && listed.includes(`oifname "${bridge}" ct status dnat accept`);
     }, 30_000);
     // libvirt leaves the guest's taps off the new bridge: kvmctl plugs them back in. The
@@ -306,7 +306,7 @@ test("seed 001 as manifests: NAT public with a port forward, isolated private, a
 test("without nft the iptables backend is chosen: its own chains carry the same forwards and egress rules, repaired and removed", async () => {
   const iptablesLines = async () => {
     const out = [];
-    for (const table of ["nat", "filter"]) out.push(...String((await execa("iptables-save", ["-t", table])).stdout).split("\n").filter((l) => l.includes("KVMCTL")));
+    for (const table of ["nat", "filter"]) out.push(...String((await execa("iptables-save", ["-t", table])).stdout).split("\n").filter((l) => l.includes(run.iptPrefix)));
     return out;
   };
   // A host without nftables' tool: PATH without /usr/sbin, the iptables tools linked in.
@@ -341,8 +341,8 @@ ${testGuestVm(vm, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}
     assert.match(fs.readFileSync(run.logFile, "utf8"), /firewall backend: iptables/, "the log names the backend");
     assert.equal((await run.getJson(`network/${extraNet}`)).status.firewall.backend, "iptables");
     const lines = await iptablesLines();
-    assert.ok(lines.includes("-A PREROUTING -j KVMCTL-PREROUTING"), lines.join("\n"));
-    assert.ok(lines.some((l) => l.startsWith("-A KVMCTL-PREROUTING") && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:22")), lines.join("\n"));
+    assert.ok(lines.includes(`-A PREROUTING -j ${run.iptPrefix}-PREROUTING`), lines.join("\n"));
+    assert.ok(lines.some((l) => l.startsWith(`-A ${run.iptPrefix}-PREROUTING`) && l.includes(`--dport ${port}`) && l.includes("--to-destination 198.19.0.5:22")), lines.join("\n"));
 
     // The same traffic as with nftables: from outside to the guest's sshd, egress allowed and denied.
     const guest = (commandLine: string) => guestShell({ host: HOST_ADDRESS, port, key: testGuest().sshKey }, commandLine, 90_000);
@@ -359,7 +359,7 @@ ${testGuestVm(vm, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}
     }
 
     // Flushed by hand: refilled, with no duplicate rule or jump.
-    assert.equal((await execa("iptables", ["-t", "nat", "-F", "KVMCTL-PREROUTING"], { reject: false })).exitCode, 0);
+    assert.equal((await execa("iptables", ["-t", "nat", "-F", `${run.iptPrefix}-PREROUTING`], { reject: false })).exitCode, 0);
     await run.waitUntil("the flushed chain refilled", async () => JSON.stringify(await iptablesLines()) === JSON.stringify(lines), 30_000);
     // No later check adds a duplicate: two that read the chains after the refill.
     await run.waitForReconciles("Firewall/host", { after: Date.now(), count: 2 });

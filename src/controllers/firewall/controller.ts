@@ -24,6 +24,8 @@ export interface FirewallState {
 
 export interface FirewallOptions {
   backend: "auto" | BackendName;
+  /** This controller instance: its rules live in its own table or chains. */
+  instance: string;
   logger: Logger;
   /** The host's firewall tools: which backend works, and QEMU's uid. */
   host: FirewallHost;
@@ -46,6 +48,18 @@ export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number 
   return { networks, vms, qemuUid: uid };
 }
 
+/**
+ * kvmctl's table (or chains) from before controller instances holds rules for some objects: the
+ * instance whose manifests name every one of them removes it, once its own table holds their
+ * rules; anything else leaves it (with one warning), since it may hold another directory's.
+ */
+async function legacyVerdict(backend: FirewallBackend, snapshot: Snapshot): Promise<{ where: string; others: string[] } | undefined> {
+  const legacy = await backend.legacy?.();
+  if (!legacy) return undefined;
+  const mine = new Set([...snapshot.objects.keys(), ...snapshot.invalid.keys()]);
+  return { where: legacy.where, others: [...new Set(legacy.owners.filter((o) => !mine.has(o)))].sort() };
+}
+
 export class Firewall {
   private backend: FirewallBackend | undefined;
   private detected = false;
@@ -54,6 +68,8 @@ export class Firewall {
   private lastRules = new Map<string, Rule[]>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly uid: number | undefined;
+  /** What became of kvmctl's table or chains from before instances (see resolveLegacy). */
+  private legacy: "unchecked" | "none" | "kept" = "unchecked";
   state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), total: 0 };
 
   constructor(private readonly options: FirewallOptions) {
@@ -69,11 +85,26 @@ export class Firewall {
 
   private async chooseBackend(): Promise<FirewallBackend | undefined> {
     if (!this.detected) {
-      this.backend = await this.options.host.detect(this.options.backend);
+      this.backend = await this.options.host.detect(this.options.backend, this.options.instance);
       this.detected = true;
       this.options.logger.info({ backend: this.backend?.name ?? "none", preference: this.options.backend }, this.backend ? `firewall backend: ${this.backend.name}` : "no usable firewall backend (neither nft nor iptables works); firewall rules are not applied");
     }
     return this.backend;
+  }
+
+  private async resolveLegacy(backend: FirewallBackend, snapshot: Snapshot): Promise<void> {
+    if (this.legacy !== "unchecked") return;
+    const verdict = await legacyVerdict(backend, snapshot);
+    if (!verdict) {
+      this.legacy = "none";
+    } else if (verdict.others.length === 0) {
+      await backend.removeLegacy?.();
+      this.legacy = "none";
+      this.options.logger.info({ where: verdict.where }, `removed the firewall rules of an earlier kvmctl (${verdict.where}): this instance's own now hold them`);
+    } else {
+      this.legacy = "kept";
+      this.options.logger.warn({ where: verdict.where, owners: verdict.others }, `the firewall rules of an earlier kvmctl (${verdict.where}) are left alone: they are also for ${verdict.others.join(", ")}, not in this directory; remove them when every controller runs this version`);
+    }
   }
 
   private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
@@ -106,6 +137,7 @@ export class Firewall {
         this.applied = holdsWanted(observed) ? { desired, fingerprint: observed.fingerprint } : undefined;
         this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${rules.length ? "applied" : "emptied"} (${reason})`);
       }
+      await this.resolveLegacy(backend, snapshot);
       this.lastRules = new Map();
       for (const rule of rules) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
       this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, total: observed.rules.length };

@@ -28,6 +28,7 @@ function setUp() {
   const table = new MemoryTable();
   const firewall = new Firewall({
     backend: "auto",
+    instance: "t1",
     logger: pino({ level: "silent" }),
     host: { detect: async () => table, qemuUid: () => 64055 },
     sysctl: { ensureIpv4Forwarding: async () => false },
@@ -68,4 +69,19 @@ test("the bridge moved: the rules follow it", async () => {
   await firewall.sync(snapshotWith("lan"), live("virbr6"));
   assert.equal(table.applies, 2);
   assert.ok(table.rules.every((r) => r.iif === "virbr6"));
+});
+
+test("an earlier kvmctl's table is removed by the instance whose manifests own all its rules, else left alone", async () => {
+  for (const [owners, removed] of [[["Network/lan"], true], [["Network/lan", "Network/elsewhere"], false]] as const) {
+    const table = new MemoryTable();
+    let legacy: string[] | undefined = [...owners];
+    Object.assign(table, {
+      legacy: async () => (legacy ? { where: "nftables table inet kvmctl", owners: legacy } : undefined),
+      removeLegacy: async () => void (legacy = undefined),
+    });
+    const firewall = new Firewall({ backend: "auto", instance: "t1", logger: pino({ level: "silent" }), host: { detect: async () => table, qemuUid: () => 64055 }, sysctl: { ensureIpv4Forwarding: async () => false } });
+    await firewall.sync(snapshotWith("lan"), live("virbr5"));
+    assert.equal(legacy === undefined, removed, `legacy owners ${owners.join(", ")}`);
+    assert.equal(table.rules.length, 2, "this instance's own table holds the rules");
+  }
 });

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { validateDocument, type Network, type VirtualMachine } from "../../../src/api/index.js";
-import { IPT_CHAINS, readIptablesSave, restoreInput, ruleArgs, rulesFor } from "../../../src/firewall/iptables.js";
-import { nftTransaction, readNftTable } from "../../../src/firewall/nftables.js";
+import { IPT_CHAINS, iptablesChains, iptablesPrefixFor, readIptablesSave, restoreInput, ruleArgs, rulesFor } from "../../../src/firewall/iptables.js";
+import { nftTableFor, nftTransaction, readNftTable } from "../../../src/firewall/nftables.js";
 import { countByOwner, renderFirewall, type FirewallInputs } from "../../../src/firewall/rules.js";
 
 function object<T>(kind: string, name: string, spec: Record<string, unknown>): T {
@@ -78,16 +78,18 @@ test("no bridge yet: the network's rules wait, and say why", () => {
   assert.match(pending.get("Network/public") ?? "", /bridge/);
 });
 
-test("nftables: one transaction replacing table inet kvmctl; empty rules delete it", () => {
+test("nftables: one transaction replacing the instance's table; empty rules delete it", () => {
   const { rules } = renderFirewall(inputs());
-  const tx = nftTransaction(rules).nftables as Record<string, Record<string, Record<string, unknown>>>[];
+  assert.equal(nftTableFor("k1a2b3c4d"), "kvmctl-k1a2b3c4d");
+  const tx = nftTransaction(rules, "kvmctl-t1").nftables as Record<string, Record<string, Record<string, unknown>>>[];
   assert.deepEqual(tx.slice(0, 3).map((c) => Object.keys(c)[0]), ["add", "delete", "add"]);
   const added = tx.filter((c) => c.add?.rule).map((c) => c.add!.rule!);
   assert.equal(added.length, rules.length);
-  assert.ok(added.every((r) => r.family === "inet" && r.table === "kvmctl"));
+  assert.ok(added.every((r) => r.family === "inet" && r.table === "kvmctl-t1"));
+  assert.ok(tx.every((c) => Object.values(c)[0]!.table === undefined || JSON.stringify(Object.values(c)[0]).includes("kvmctl-t1")), "no other table named");
   const dnat = added.find((r) => JSON.stringify(r.expr).includes('"dnat"'));
   assert.deepEqual((dnat!.expr as unknown[]).at(-1), { dnat: { family: "ip", addr: "192.0.2.10", port: 22 } });
-  assert.deepEqual((nftTransaction([]).nftables as Record<string, unknown>[]).map((c) => Object.keys(c)[0]), ["add", "delete"]);
+  assert.deepEqual((nftTransaction([], "kvmctl-t1").nftables as Record<string, unknown>[]).map((c) => Object.keys(c)[0]), ["add", "delete"]);
 });
 
 test("nftables: a listing is read without handles, and counted per owner", () => {
@@ -117,3 +119,20 @@ test("iptables: own chains, jumps inserted once, rules with comments; IPv6 gets 
   assert.ok(v6.some((r) => r.daddr === "fd00::/8"));
   assert.deepEqual(ruleArgs({ chain: "output", owner: "Network/passt", skuid: 64055, oif: "lo", verdict: { type: "accept" } }), ["-o", "lo", "-m", "owner", "--uid-owner", "64055", "-m", "comment", "--comment", "Network/passt", "-j", "ACCEPT"]);
 });
+
+test("iptables: each instance has its own chains and sees only its own jumps", () => {
+  const { rules } = renderFirewall(inputs());
+  assert.equal(iptablesPrefixFor("k1a2b3c4d"), "KVMCTL-k1a2b3c4d");
+  assert.match(iptablesPrefixFor("a-much-longer-instance-name"), /^KVMCTL-[0-9a-f]{9}$/, "kept under iptables' 28 characters");
+  assert.ok(Object.values(iptablesChains(iptablesPrefixFor("k1a2b3c4d"))).every((c) => c.name.length <= 28));
+  const mine = iptablesChains("KVMCTL-t1");
+  const theirs = "*nat\n:KVMCTL-t2-PREROUTING - [0:0]\n-A PREROUTING -j KVMCTL-t2-PREROUTING\n-A KVMCTL-t2-PREROUTING -p tcp -m comment --comment Network/theirs -j DNAT --to-destination 192.0.2.20:22\nCOMMIT\n";
+  const observed = readIptablesSave("nat", theirs, mine);
+  assert.deepEqual([...observed.jumps], [], "another instance's jump is not ours");
+  assert.deepEqual(observed.lines, []);
+  const input = restoreInput("nat", rulesFor(rules, "ip"), observed, mine);
+  assert.match(input, /-I PREROUTING 1 -j KVMCTL-t1-PREROUTING/);
+  assert.doesNotMatch(input, /KVMCTL-t2/, "nothing of t2's is declared, flushed or removed");
+  assert.doesNotMatch(restoreInput("nat", [], observed, mine), /KVMCTL-t2/);
+});
+
