@@ -170,6 +170,11 @@ export class VirshHypervisor implements Hypervisor {
     }
   }
 
+  async resizeDiskLive(uuid: string, target: string, capacity: number): Promise<void> {
+    if (!/^(vd|sd|hd|xvd)[a-z]{1,2}$/.test(target)) throw hypervisorError("other", `not a disk target: ${JSON.stringify(target)}`);
+    await this.run(["blockresize", uuidArg(uuid), target, "--size", `${capacity}B`]);
+  }
+
   async deleteVolume(poolUuid: string, volume: string): Promise<void> {
     await this.run(["vol-delete", "--pool", uuidArg(poolUuid), volume]);
   }

@@ -132,6 +132,12 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
   plan(input: Input): Plan;
   /** The plan's changes in words, for `kvmctl diff` (empty: nothing would change). */
   changes(plan: Plan): string[];
+  /**
+   * What status says of the object as libvirt holds it, without a reconcile: written with a
+   * failed reconcile's conditions, so a failure never erases the live facts (a running VM
+   * stays Running with its domain and disks while a step fails).
+   */
+  liveFacts?(target: PlanTarget<K>, live: LiveState, instance: string): Partial<StatusFacts<K>>;
   /** Observes, plans, acts through ctx.ports; throws TerminalError / DependencyNotReadyError / anything (retried). */
   reconcile(ctx: KindContext<Memory>, request: KindRequest<K>): Promise<KindOutcome<K>>;
 }

@@ -175,11 +175,15 @@ export class Manager {
   /** Failures become conditions (status.ts); successes were written by reconcile. */
   private async recordFailure(report: ReconcileReport): Promise<void> {
     if (report.outcome === "ready" || this.singletons.has(report.key)) return; // singletons: logged by the runtime; networks carry the firewall in status
-    const { kind } = parseObjectKey(report.key);
+    const { kind, name } = parseObjectKey(report.key);
     const stored = this.snapshot?.objects.get(report.key);
     const now = new Date(this.ports.clock.now());
+    const controller = this.kinds.get(kind);
     try {
-      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, this.kinds.get(kind)?.failurePhase, this.options.settings.instance, now));
+      // What libvirt holds stays in status (a shared, usually cached picture): a failure adds its condition, it erases no fact.
+      const live = stored && controller?.liveFacts ? await this.ports.hypervisor.observe(this.freshness(this.ports.clock.now(), STALE_MS, report.key)) : undefined;
+      const facts = live && stored ? controller!.liveFacts!({ key: report.key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file }, live, this.options.settings.instance) : {};
+      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, facts));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }

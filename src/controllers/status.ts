@@ -39,19 +39,22 @@ export function statusFromReport(stored: StoredObject, ready: boolean, report: O
  * The status after a reconcile that failed: the last facts stay (they still describe libvirt),
  * the conditions say what failed; `failurePhase` (a kind's) sets the phase for waiting/terminal.
  * `stored` is undefined for a document that is invalid (it has no parsed status to keep).
+ * `liveFacts`: the kind's facts as libvirt holds them now (KindController.liveFacts), over the last ones.
  */
-export function statusFromFailure(stored: StoredObject | undefined, error: unknown, failurePhase: { waiting: string; terminal: string } | undefined, instance: string, now = new Date()): Record<string, unknown> {
-  const previous = previousStatus(stored);
+export function statusFromFailure(stored: StoredObject | undefined, error: unknown, failurePhase: { waiting: string; terminal: string } | undefined, instance: string, now = new Date(), liveFacts: Record<string, unknown> = {}): Record<string, unknown> {
+  // The phase libvirt's state says, when the kind could tell one; else what the failure says.
+  const { phase: livePhase, ...facts } = liveFacts as { phase?: string };
+  const previous = { ...previousStatus(stored), ...facts } as PreviousStatus;
   const generation = stored?.generation ?? 1;
   const message = error instanceof Error ? error.message : String(error);
   let conditions: Condition[];
-  let phase = previous.phase;
+  let phase = livePhase ?? previous.phase;
   if (error instanceof TerminalError) {
     conditions = markStalled(previous.conditions, generation, error.reason, message, now);
-    phase = failurePhase?.terminal ?? phase;
+    phase = livePhase ?? failurePhase?.terminal ?? phase;
   } else if (error instanceof DependencyNotReadyError) {
     conditions = markReconciling(previous.conditions, generation, "DependencyNotReady", message, now);
-    phase = failurePhase?.waiting ?? phase;
+    phase = livePhase ?? failurePhase?.waiting ?? phase;
   } else {
     conditions = markReconciling(previous.conditions, generation, "ReconcileFailed", message, now);
   }

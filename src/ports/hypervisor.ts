@@ -70,6 +70,8 @@ export interface Hypervisor {
   uploadVolume(poolUuid: string, volume: string, file: string): Promise<void>;
   /** Grows the volume to `capacity` bytes; resolves false (and changes nothing) when that would shrink it. */
   resizeVolume(poolUuid: string, volume: string, capacity: number): Promise<boolean>;
+  /** Grows a disk of a running domain (by its target, e.g. "vda") to `capacity` bytes; the guest sees the new size. */
+  resizeDiskLive(uuid: string, target: string, capacity: number): Promise<void>;
   deleteVolume(poolUuid: string, volume: string): Promise<void>;
 
   defineNetwork(xml: string): Promise<void>;

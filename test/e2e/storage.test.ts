@@ -189,6 +189,20 @@ test("pools and disks converge, are repaired, and are deleted only when empty", 
     assert.equal((await run.getJson(`vm/${vm}`)).status.phase, "Running");
   });
 
+  await t.test("a disk grown on the running VM: blockresize, the guest sees the new size, the domain keeps running", async () => {
+    const domid = String((await virsh("domid", vm)).stdout).trim();
+    fs.writeFileSync(path.join(root, "vm.yaml"), vmManifest().replace("{name: empty, pool: ${rawPool}, size: 8Mi}".replace("${rawPool}", rawPool), `{name: empty, pool: ${rawPool}, size: 24Mi}`));
+    assert.match(fs.readFileSync(path.join(root, "vm.yaml"), "utf8"), /size: 24Mi/);
+    assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
+    const ready = await kvmctl(["--dir", dir, "wait", `vm/${vm}`, "--for=condition=Ready", "--timeout=90s"]);
+    assert.equal(ready.exitCode, 0, ready.stderr);
+    const size = await sshWhenReady({ port, key: testGuest().sshKey }, ["blockdev --getsize64 /dev/vdf"]);
+    assert.equal(Number(size.trim()), 24 * 1024 * 1024, "the guest sees the grown disk");
+    assert.equal(String((await virsh("domid", vm)).stdout).trim(), domid, "the same running domain");
+    const events = fs.readFileSync(path.join(dir, ".kvmctl", "events", `VirtualMachine-${vm}.jsonl`), "utf8");
+    assert.match(events, /live: blockresize vdf/);
+  });
+
   await t.test("deletionPolicy Delete removes exactly the volumes kvmctl created", async () => {
     const deleted = await kvmctl(["--dir", dir, "delete", "vm", vm, "--wait", "--timeout=90s"]);
     assert.equal(deleted.exitCode, 0, deleted.stderr);

@@ -1,12 +1,13 @@
 // VirtualMachine: observe → plan (pure, ./plan.ts) → act through the ports → report.
 import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
 import { buildVolumeXml } from "../../libvirt/index.js";
-import { NotFoundError, type LiveState, type Ports } from "../../ports/index.js";
+import type { VirtualMachineSpec } from "../../api/index.js";
+import { NotFoundError, type LiveDomain, type LiveState, type Ports } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
-import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget } from "../kind.js";
+import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
-import { isActive, planVm, planVmDeletion, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
+import { isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {
@@ -50,6 +51,8 @@ async function act(ports: Ports, action: VmAction): Promise<void> {
       // A clone bigger than the size asked for stays as it is: disks never shrink.
       await hv.resizeVolume(action.poolUuid, action.volume, action.capacity);
       return;
+    case "resizeDiskLive":
+      return hv.resizeDiskLive(action.uuid, action.target, action.capacity);
     case "define":
       return hv.defineDomain(action.xml);
     case "autostart":
@@ -174,9 +177,6 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
     // After its own steps a reconcile reads back only its domain; the next event brings the rest.
     const after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
-    const sshForward = stored.object.spec.interfaces.flatMap((nic) => nic.user?.portForwards ?? []).find((pf) => pf.guestPort === 22 && pf.protocol === "tcp");
-    const running = after?.running;
-    const vnc = running?.vnc;
     return {
       ready: plan.ready,
       requeueAfterMs: plan.requeueAfterMs ?? (plan.ready ? undefined : 2_000),
@@ -185,23 +185,46 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
         message: plan.message,
         extraConditions: [{ type: "RestartRequired", present: plan.restartRequired.length > 0, reason: "RestartRequired", message: plan.message }],
         facts: {
+          ...vmFacts(stored.object.spec, after, plan.disks, state),
           // The phase describes the domain after this reconcile's steps, not before.
           phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
           startedOnce: started || undefined,
-          domain: after ? { uuid: after.config.uuid, state: after.state, ...(after.reason ? { reason: after.reason } : {}) } : undefined,
-          disks: plan.disks.map((d) => {
-            const volume = state.pools.get(d.pool)?.volumes.get(d.volume);
-            return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}) };
-          }),
-          interfaces: (running ?? after?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),
-          ssh: sshForward ? { host: sshForward.address === "0.0.0.0" ? "127.0.0.1" : sshForward.address, port: sshForward.hostPort } : undefined,
-          vnc: vnc?.port ? { listen: vnc.listen ?? "127.0.0.1", port: vnc.port } : undefined,
-          consoleLog: after?.config.consoleLog,
         },
       },
     };
   },
+
+  liveFacts(target, live, instance) {
+    const domain = live.domains.get(target.name);
+    const ownership = domain ? ownershipOf(domain.config.owner, target.key, instance).of : "mine";
+    if (ownership === "foreign" || ownership === "other-instance") return {}; // a domain that is not this manifest's says nothing about it
+    const disks = target.object.spec.disks.map((disk) => {
+      const format = disk.format ?? (live.pools.get(disk.pool)?.facts.type === "logical" ? "raw" : "qcow2");
+      return { name: disk.name, pool: disk.pool, volume: volumeNameFor(target.name, disk, format) };
+    });
+    const facts = vmFacts(target.object.spec, domain, disks, live);
+    // A phase only when there is a domain to say it: else the failure's (Pending, Failed).
+    return domain ? { ...facts, phase: phaseFor({ creatingDisks: false, stopping: false, willBeActive: isActive(domain), liveState: domain.state, liveReason: domain.reason }) } : facts;
+  },
 };
+
+/** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */
+function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string }[], live: LiveState): StatusFacts<"VirtualMachine"> {
+  const sshForward = spec.interfaces.flatMap((nic) => nic.user?.portForwards ?? []).find((pf) => pf.guestPort === 22 && pf.protocol === "tcp");
+  const running = domain?.running;
+  const vnc = running?.vnc;
+  return {
+    domain: domain ? { uuid: domain.config.uuid, state: domain.state, ...(domain.reason ? { reason: domain.reason } : {}) } : undefined,
+    disks: disks.map((d) => {
+      const volume = live.pools.get(d.pool)?.volumes.get(d.volume);
+      return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}) };
+    }),
+    interfaces: (running ?? domain?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),
+    ssh: sshForward ? { host: sshForward.address === "0.0.0.0" ? "127.0.0.1" : sshForward.address, port: sshForward.hostPort } : undefined,
+    vnc: vnc?.port ? { listen: vnc.listen ?? "127.0.0.1", port: vnc.port } : undefined,
+    consoleLog: domain?.config.consoleLog,
+  };
+}
 
 /** The networks a VM manifest's interfaces name (a guest's start wakes them: its leases appear). */
 export function networksOfVm(snapshot: Parameters<typeof objectOf>[0], name: string): string[] {

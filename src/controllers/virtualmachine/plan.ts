@@ -17,6 +17,8 @@ export type VmAction =
   | { type: "cloneVolume"; pool: string; poolUuid: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromPoolUuid: string; fromVolume: string }
   | { type: "importImage"; pool: string; poolUuid: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
   | { type: "resizeVolume"; pool: string; poolUuid: string; volume: string; capacity: number }
+  /** A disk of the running domain grown live (QEMU holds the image's write lock: vol-resize cannot). */
+  | { type: "resizeDiskLive"; uuid: string; target: string; pool: string; volume: string; capacity: number }
   | { type: "define"; xml: string }
   | { type: "autostart"; uuid: string; enabled: boolean }
   | { type: "start"; uuid: string }
@@ -166,7 +168,10 @@ export function planVm(input: VmPlanInput): VmPlan {
         steps.push({ action: { type: "createVolume", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, capacity: disk.size!, format }, message: `create ${disk.pool}/${volume} (${disk.size} bytes)` });
       }
     } else if (disk.size !== undefined && existing.capacity < disk.size) {
-      steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
+      // A disk the running domain has open is grown through QEMU, which also tells the guest.
+      const attached = isActive(live) ? live!.running?.disks.find((d) => d.pool === disk.pool && d.volume === volume) : undefined;
+      if (attached) steps.push({ action: { type: "resizeDiskLive", uuid, target: attached.target, pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes (live: blockresize ${attached.target})` });
+      else steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
     }
   }
 

@@ -4,6 +4,8 @@
 // graceful stop on virtual time.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
+import { statusFromFailure } from "../../../src/controllers/status.js";
 import { ownedUuid, poolUuid } from "../../../src/libvirt/index.js";
 import { DependencyNotReadyError, TerminalError } from "../../../src/runtime/index.js";
 import { UUID_RE } from "../helpers/fake-hypervisor.js";
@@ -409,4 +411,36 @@ test("a libvirt failure propagates (retried by the runtime) and the status keeps
   const status = h.failureStatus("VirtualMachine/web", error);
   assert.equal(status.phase, "Running", "the last facts stay");
   assert.equal((status.conditions as { type: string; reason: string }[]).find((c) => c.type === "Ready")?.reason, "ReconcileFailed");
+});
+
+test("a disk of a running VM grows live (blockresize), the stopped VM's offline (vol-resize)", async () => {
+  const h = await runningWeb();
+  const spec = h.snapshot.objects.get("VirtualMachine/web")!.raw.spec as { disks: { name: string; size: string }[] };
+  h.apply("VirtualMachine", "web", { ...spec, disks: spec.disks.map((d) => ({ ...d, size: "20Gi" })) });
+  await h.reconcile("VirtualMachine/web");
+  assert.deepEqual(h.hv.calls.filter((c) => /resize/i.test(c)), [`resizeDiskLive ${WEB} vda ${20 * 1024 ** 3}`], "vol-resize would fail on the image QEMU holds");
+  assert.equal(h.hv.pool("default")?.volumes.get("web-root.qcow2")?.capacity, 20 * 1024 ** 3);
+  await h.hv.byHand((hv) => hv.destroyDomain(WEB));
+  h.apply("VirtualMachine", "web", { ...spec, runStrategy: "Halted", disks: spec.disks.map((d) => ({ ...d, size: "30Gi" })) });
+  h.hv.clearCalls();
+  await h.reconcile("VirtualMachine/web");
+  assert.ok(h.hv.calls.includes(`resizeVolume ${POOL} web-root.qcow2 ${30 * 1024 ** 3}`), h.hv.calls.join("\n"));
+});
+
+test("a failing reconcile keeps the live facts: a running VM stays Running with its domain and disks, plus ReconcileFailed", async () => {
+  const h = await runningWeb();
+  const spec = h.snapshot.objects.get("VirtualMachine/web")!.raw.spec as { disks: { name: string; size: string }[] };
+  const stored = h.apply("VirtualMachine", "web", { ...spec, disks: spec.disks.map((d) => ({ ...d, size: "20Gi" })) });
+  h.hv.failNext("resizeDiskLive", new Error("internal error: unable to execute QEMU command 'block_resize'"));
+  const error = await h.rejection("VirtualMachine/web");
+  // What the manager writes: the kind's live facts under the failure's conditions (no earlier status to keep).
+  const live = await h.hv.observe(0);
+  const facts = KIND_CONTROLLERS.VirtualMachine.liveFacts!({ key: stored.key, name: "web", object: stored.object as never, specHash: stored.specHash, file: stored.location.file }, live, TEST_INSTANCE);
+  const status = statusFromFailure(stored, error, KIND_CONTROLLERS.VirtualMachine.failurePhase, TEST_INSTANCE, new Date(), facts);
+  assert.equal(status.phase, "Running");
+  assert.equal((status.domain as { uuid: string; state: string }).uuid, WEB);
+  assert.equal((status.domain as { state: string }).state, "running");
+  assert.deepEqual((status.disks as { volume: string }[]).map((d) => d.volume), ["web-root.qcow2"]);
+  assert.deepEqual((status.conditions as { type: string; reason: string }[]).map((c) => [c.type, c.reason]), [["Ready", "ReconcileFailed"], ["Reconciling", "ReconcileFailed"]]);
+  assert.deepEqual(KIND_CONTROLLERS.VirtualMachine.liveFacts!({ key: stored.key, name: "web", object: stored.object as never, specHash: stored.specHash, file: stored.location.file }, live, "another"), {}, "another instance's domain says nothing of this manifest");
 });

@@ -50,7 +50,11 @@ test("disks grow, never shrink", () => {
   const v = vm({ disks: [{ name: "root", size: "10Gi" }] });
   const live = liveFrom(planVm(input(v)), "running");
   const bigger = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 1024 ** 3]])]]) }));
-  assert.deepEqual(bigger.steps.map((s) => s.action.type), ["resizeVolume"]);
+  assert.deepEqual(bigger.steps.map((s) => s.action.type), ["resizeDiskLive"], "a running domain's disk grows through QEMU (blockresize)");
+  assert.equal((bigger.steps[0]!.action as { target: string }).target, "vda");
+  const stopped = liveFrom(planVm(input(v)), "shut off", "shutdown");
+  const offline = planVm(input(v, { live: stopped, startedOnce: true, pools: new Map([["default", pool([["web-root.qcow2", 1024 ** 3]])]]) }));
+  assert.deepEqual(offline.steps.map((s) => s.action.type).filter((t) => t !== "start"), ["resizeVolume"], "a stopped one's with vol-resize");
   const smaller = planVm(input(v, { live, pools: new Map([["default", pool([["web-root.qcow2", 20 * 1024 ** 3]])]]) }));
   assert.deepEqual(smaller.steps, []);
 });

@@ -486,8 +486,22 @@ export class FakeHypervisor implements Hypervisor {
     const facts = pool.volumes.get(volume);
     if (!facts) throw new NotFoundError(`Storage volume not found: no storage vol with matching name '${volume}'`);
     if (capacity < facts.capacity) return false; // the adapter: libvirt's "shrink" refusal
+    // As QEMU does: a running domain holds the image's write lock; only blockresize may grow it.
+    const user = [...this.domains.values()].find((d) => d.running?.disks.some((disk) => disk.pool === pool.def.name && disk.volume === volume));
+    if (user) throw new HypervisorError(`Failed to get "write" lock: Is another process using the image [${this.pathOf(pool, volume)}]?`, "other");
     facts.capacity = capacity;
     return true;
+  }
+
+  async resizeDiskLive(uuid: string, target: string, capacity: number): Promise<void> {
+    const d = this.domainFor("resizeDiskLive", uuid, target, String(capacity));
+    const disk = d.running?.disks.find((x) => x.target === target);
+    if (!disk?.pool || !disk.volume) throw new HypervisorError(`invalid argument: disk '${target}' not found in domain`, "other");
+    const pool = [...this.pools.values()].find((p) => p.def.name === disk.pool);
+    const facts = pool?.volumes.get(disk.volume);
+    if (!facts) throw new NotFoundError(`Storage volume not found: ${disk.volume}`);
+    if (capacity < facts.capacity) throw new HypervisorError("invalid argument: can't shrink a disk", "other");
+    facts.capacity = capacity;
   }
 
   async deleteVolume(poolUuid: string, volume: string): Promise<void> {
