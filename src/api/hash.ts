@@ -2,13 +2,20 @@
 // describes and a later edit makes that status visibly stale.
 import { createHash } from "node:crypto";
 
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+/** Keys sorted, undefined left out; throws (plainly) for a value that contains itself. */
+export function canonicalJson(value: unknown, within: Set<unknown> = new Set()): string {
   if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+    if (within.has(value)) throw new Error("a value that contains itself (a recursive YAML alias) cannot be used");
+    within.add(value);
+    try {
+      if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v, within)).join(",")}]`;
+      const entries = Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v, within)}`).join(",")}}`;
+    } finally {
+      within.delete(value);
+    }
   }
   return JSON.stringify(value) ?? "null";
 }

@@ -3,6 +3,8 @@
 // refused: Kubernetes reads "2G" as 2·10⁹ bytes, libvirt as 2 GiB (and "100k" as 100000
 // vs 102400 bytes), and guessing wrong silently costs a user 7% of their disk or RAM.
 
+import { quoteText } from "./text.js";
+
 const BINARY: Record<string, number> = { Ki: 1, Mi: 2, Gi: 3, Ti: 4, Pi: 5, Ei: 6 };
 const DECIMAL: Record<string, number> = { KB: 1, MB: 2, GB: 3, TB: 4, PB: 5, EB: 6 };
 const AMBIGUOUS = new Set(["k", "K", "M", "G", "T", "P", "E"]);
@@ -23,34 +25,34 @@ export function parseQuantity(input: unknown): QuantityResult {
   }
   const text = input.trim();
   const match = QUANTITY_RE.exec(text);
-  if (!match) return { ok: false, message: `"${input}" is not a quantity; write e.g. "512Mi" or "2Gi"` };
+  if (!match) return { ok: false, message: `${quoteText(input)} is not a quantity; write e.g. "512Mi" or "2Gi"` };
   const [, sign, digits, rawUnit] = match as unknown as [string, string, string, string];
-  if (sign === "-") return { ok: false, message: `"${input}" is negative; a size must be positive` };
+  if (sign === "-") return { ok: false, message: `${quoteText(input)} is negative; a size must be positive` };
   const value = Number(digits);
   let factor: number;
   if (rawUnit === "") {
     return {
       ok: false,
-      message: `"${input}" has no unit; write e.g. "${digits}Mi" (mebibytes) or "${digits}Gi" (gibibytes)`,
+      message: `${quoteText(input)} has no unit; write e.g. "${digits}Mi" (mebibytes) or "${digits}Gi" (gibibytes)`,
     };
   } else if (rawUnit === "B" || rawUnit === "b" || rawUnit === "bytes") {
     factor = 1;
   } else if (AMBIGUOUS.has(rawUnit)) {
     return {
       ok: false,
-      message: `"${input}" is ambiguous (Kubernetes reads ${rawUnit} as a power of 1000, libvirt as a power of 1024); write "${digits}${rawUnit.toUpperCase()}i" or "${digits}${rawUnit.toUpperCase()}B"`,
+      message: `${quoteText(input)} is ambiguous (Kubernetes reads ${rawUnit} as a power of 1000, libvirt as a power of 1024); write "${digits}${rawUnit.toUpperCase()}i" or "${digits}${rawUnit.toUpperCase()}B"`,
     };
   } else {
     const iec = rawUnit.endsWith("iB") ? rawUnit.slice(0, -1) : rawUnit; // MiB -> Mi
     if (iec in BINARY) factor = 1024 ** BINARY[iec]!;
     else if (rawUnit in DECIMAL) factor = 1000 ** DECIMAL[rawUnit]!;
-    else return { ok: false, message: `"${input}" has an unknown unit "${rawUnit}"; use Ki, Mi, Gi, Ti (or KiB, MiB, GiB, TiB, KB, MB, GB)` };
+    else return { ok: false, message: `${quoteText(input)} has an unknown unit ${quoteText(rawUnit)}; use Ki, Mi, Gi, Ti (or KiB, MiB, GiB, TiB, KB, MB, GB)` };
   }
   const bytes = value * factor;
   if (!Number.isSafeInteger(bytes)) {
-    return { ok: false, message: `"${input}" is not a whole number of bytes or is too large` };
+    return { ok: false, message: `${quoteText(input)} is not a whole number of bytes or is too large` };
   }
-  if (bytes <= 0) return { ok: false, message: `"${input}" must be greater than zero` };
+  if (bytes <= 0) return { ok: false, message: `${quoteText(input)} must be greater than zero` };
   return { ok: true, bytes };
 }
 

@@ -4,6 +4,7 @@ import { closest, distance } from "fastest-levenshtein";
 import type { z } from "zod";
 import { API_GROUP, API_VERSION } from "./common.js";
 import { isKindName, kindInfo, kindNameList, type KvmObject } from "./kinds.js";
+import { escapeText, quoteText } from "./text.js";
 
 export type FieldPath = (string | number)[];
 
@@ -21,16 +22,17 @@ export function validateDocument(raw: unknown): ValidationResult {
   const doc = raw as Record<string, unknown>;
   if (doc.kind === undefined) return fail(["kind"], `kind is required (one of ${kindNameList().join(", ")})`);
   if (!isKindName(doc.kind)) {
-    const hint = typeof doc.kind === "string" ? didYouMean(doc.kind, kindNameList()) : "";
-    return fail(["kind"], `unknown kind ${JSON.stringify(doc.kind)}; expected one of ${kindNameList().join(", ")}${hint}`);
+    const hint = typeof doc.kind === "string" ? closeMatch(doc.kind, kindNameList()) : undefined;
+    return fail(["kind"], `unknown kind ${quoteText(doc.kind)}; expected one of ${kindNameList().join(", ")}${hint ? `; did you mean "${hint}"?` : ""}`);
   }
   if (doc.apiVersion !== API_VERSION) {
-    const what = doc.apiVersion === undefined ? "apiVersion is required" : `wrong apiVersion ${JSON.stringify(doc.apiVersion)}`;
+    const what = doc.apiVersion === undefined ? "apiVersion is required" : `wrong apiVersion ${quoteText(doc.apiVersion)}`;
     const group = typeof doc.apiVersion === "string" && doc.apiVersion.startsWith(`${API_GROUP}/`) ? " (this kvmctl serves only v1alpha1)" : "";
     return fail(["apiVersion"], `${what}; expected ${API_VERSION}${group}`);
   }
   const schema = kindInfo(doc.kind).schema;
-  const parsed = schema.safeParse(raw);
+  // reportInput: an issue then says what was there, so a wrong type is not taken for a missing field.
+  const parsed = schema.safeParse(raw, { reportInput: true });
   if (parsed.success) return { ok: true, object: parsed.data as KvmObject };
   return { ok: false, issues: parsed.error.issues.flatMap((issue) => describeIssue(schema, issue)) };
 }
@@ -39,29 +41,51 @@ function fail(path: FieldPath, message: string): ValidationResult {
   return { ok: false, issues: [{ path, message }] };
 }
 
+/** zod's issues in kvmctl's words (a wrong type is not "required", user text quoted and escaped). */
+export function describeIssues(schema: z.ZodType, issues: readonly z.core.$ZodIssue[]): ValidationIssue[] {
+  return issues.flatMap((issue) => describeIssue(schema, issue));
+}
+
 function describeIssue(schema: z.ZodType, issue: z.core.$ZodIssue): ValidationIssue[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   if (issue.code === "unrecognized_keys") {
     const known = knownKeysAt(schema, path);
     return issue.keys.map((key) => ({
       path: [...path, key],
-      message: `unknown field "${key}"${didYouMean(key, known)}`,
+      message: `unknown field ${quoteText(key)}${didYouMean(key, known)}`,
     }));
   }
-  if (issue.code === "invalid_type" && issue.input === undefined) {
-    return [{ path, message: `${String(path.at(-1) ?? "value")} is required` }];
+  if (issue.code === "invalid_type") {
+    if (issue.input === undefined) return [{ path, message: `${String(path.at(-1) ?? "value")} is required` }];
+    const shown = issue.input !== null && typeof issue.input !== "object" ? ` ${quoteText(issue.input, 40)}` : "";
+    return [{ path, message: `expected ${issue.expected}, got ${typeOf(issue.input)}${shown}` }];
   }
   if (issue.code === "invalid_value" && "values" in issue) {
     return [{ path, message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}` }];
   }
-  return [{ path, message: issue.message }];
+  return [{ path, message: escapeText(issue.message) }];
+}
+
+/** What a manifest value is, in the words a YAML author knows. */
+function typeOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return typeof value === "string" ? "text" : typeof value;
+}
+
+/** The candidate `word` is a likely typo of, if any. */
+function closeMatch(word: string, candidates: string[]): string | undefined {
+  if (candidates.length === 0) return undefined;
+  const best = closest(word, candidates);
+  const limit = Math.max(2, Math.floor(best.length / 3));
+  return distance(word.toLowerCase(), best.toLowerCase()) <= limit ? best : undefined;
 }
 
 function didYouMean(word: string, candidates: string[]): string {
   if (candidates.length === 0) return "";
-  const best = closest(word, candidates);
-  const limit = Math.max(2, Math.floor(best.length / 3));
-  return distance(word.toLowerCase(), best.toLowerCase()) <= limit ? `; did you mean "${best}"?` : `; expected one of ${candidates.join(", ")}`;
+  const best = closeMatch(word, candidates);
+  return best ? `; did you mean "${best}"?` : `; expected one of ${candidates.join(", ")}`;
 }
 
 /** Walks the schema along `path` and lists the keys an object there may have. */

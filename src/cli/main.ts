@@ -118,6 +118,11 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are "errors" to commander; everything else it reports is usage.
       return error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
+    // A manifest kvmctl cannot edit safely: a user's matter, said plainly (no stack trace).
+    if (error instanceof Error && error.name === "ManifestEditError") {
+      process.stderr.write(`error: ${error.message}\n`);
+      return EXIT_FAILURE;
+    }
     if (error instanceof CliError) {
       process.stderr.write(`error: ${error.message}\n`);
       return error.exitCode;

@@ -2,7 +2,7 @@
 // problem. This is the only module of the read path that needs zod and yaml, so the reader
 // imports it lazily: a CLI run whose files are all in the disk cache never loads them.
 import type { z } from "zod";
-import { DNS_LABEL, isKindName, kindInfo, objectKey, specHash, validateDocument, type FieldPath, type KindName } from "../api/index.js";
+import { describeIssues, DNS_LABEL, isKindName, kindInfo, objectKey, specHash, validateDocument, type FieldPath, type KindName } from "../api/index.js";
 import type { DocumentEntry, FileEntry, StatusFileEntry } from "./entries.js";
 import { documentStart, locatePath, toPosition } from "./locate.js";
 import { parseYamlText, type ParsedYaml, type ParsedYamlDocument } from "./parse.js";
@@ -51,6 +51,11 @@ function checkDocument(document: ParsedYamlDocument, parsed: ParsedYaml, file: s
     return problem;
   };
 
+  if (document.refused.length) {
+    // Aliases, tags, directives: the object is invalid (its kind and name still identify it).
+    entry.problems = document.refused.map((p) => (id.key ? { ...p, key: id.key } : p));
+    return entry;
+  }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     const result = validateDocument(value);
     entry.problems = result.ok ? [] : result.issues.map((issue) => at(issue.path, issue.message));
@@ -84,16 +89,10 @@ export function validateStatus(
   status: unknown,
 ): { ok: true; status: Record<string, unknown> } | { ok: false; issues: { path: FieldPath; message: string }[] } {
   const schema = (kindInfo(kind).schema as unknown as { shape: { status: z.ZodType } }).shape.status;
-  const parsed = schema.safeParse(status);
+  const parsed = schema.safeParse(status, { reportInput: true });
   if (parsed.success && parsed.data && typeof parsed.data === "object") return { ok: true, status: parsed.data as Record<string, unknown> };
   if (parsed.success) return { ok: false, issues: [{ path: [], message: "must be a mapping" }] };
-  return {
-    ok: false,
-    issues: parsed.error.issues.map((issue) => ({
-      path: issue.path.filter((p): p is string | number => typeof p !== "symbol"),
-      message: issue.message,
-    })),
-  };
+  return { ok: false, issues: describeIssues(schema, parsed.error.issues) };
 }
 
 /**

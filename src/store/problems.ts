@@ -1,5 +1,6 @@
 // How manifest problems are built and printed. One format everywhere, so the CLI, the
 // controller's log and the tests agree on what "file, document, line:column, field" looks like.
+import { escapeText, quoteText } from "../api/text.js";
 import type { FieldPath } from "../api/validate.js";
 import type { ManifestProblem, SourceLocation } from "./types.js";
 
@@ -11,7 +12,7 @@ export function formatFieldPath(path: FieldPath): string {
   for (const segment of path) {
     if (typeof segment === "number") out += `[${segment}]`;
     else if (IDENTIFIER.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
+    else out += `[${quoteText(segment, 64)}]`;
   }
   return out;
 }
@@ -28,7 +29,8 @@ export function formatLocation(location: SourceLocation): string {
 export function formatProblem(problem: ManifestProblem): string {
   const field = problem.path && problem.path.length > 0 ? `${formatFieldPath(problem.path)}: ` : "";
   const warning = problem.severity === "warning" ? "warning: " : "";
-  return `${formatLocation(problem.location)}: ${warning}${field}${problem.message}`;
+  // Escaped as a whole: a file name or a message quoting a manifest cannot forge terminal output.
+  return escapeText(`${formatLocation(problem.location)}: ${warning}${field}${problem.message}`);
 }
 
 export function isError(problem: ManifestProblem): boolean {

@@ -40,6 +40,42 @@ describe("bad input", () => {
     assert.ok(!snapshot.objects.has("Network/lan"), "nothing from a file whose structure is in doubt");
   });
 
+  it("aliases, explicit tags and directives make their document invalid (named, located); the file's other documents count", async () => {
+    const alias = `${NET("lan")}---\napiVersion: kvmctl.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: a}\nspec: &s {cpus: 1, self: *s}\n`;
+    const tagged = `${VM("b").replace("spec:", "spec: !!omap")}`;
+    const directive = `%YAML 1.1\n---\n${VM("c")}`;
+    const { lines, snapshot } = await readWith({ "alias.yaml": alias, "tag.yaml": tagged, "directive.yaml": directive });
+    assertLine(lines, `alias.yaml: document 2, line ${posOf(alias, "*s")}: YAML aliases (*s) are not allowed in manifests`);
+    assertLine(lines, "tag.yaml: document 1, line");
+    assert.ok(lines.some((l) => l.includes("the YAML tag !!omap is not supported")), lines.join("\n"));
+    assertLine(lines, "directive.yaml: document 1, line 1:1: YAML directives (%YAML, %TAG) are not supported in manifests");
+    assert.ok(snapshot.objects.has("Network/lan"), "the valid document next to it still counts");
+    for (const key of ["VirtualMachine/a", "VirtualMachine/b", "VirtualMachine/c"]) assert.ok(snapshot.invalid.has(key), `${key} is invalid, not gone`);
+  });
+
+  it("line ends YAML would not see (a bare CR, NEL) make the file unreadable, its objects kept: never read as empty", async () => {
+    const crOnly = NET("mac").replace(/\n/g, "\r");
+    const { lines, snapshot } = await readWith({ "mac.yaml": crOnly, "quoted.yaml": VM("q", '  boot: {kernel: /k, cmdline: "a\rb"}\n') });
+    assertLine(lines, "mac.yaml: document 1, line 1:");
+    assert.ok(lines.some((l) => l.includes("bare carriage return (CR) line end")), lines.join("\n"));
+    assert.ok(snapshot.unreadableFiles.has("mac.yaml"));
+    assert.ok(snapshot.objects.has("VirtualMachine/q"), "a CR inside a quoted string is the string's own");
+  });
+
+  it("messages escape control, C1 and bidi characters from the manifest (no forged terminal output)", async () => {
+    const text = VM("e", "  cpu\u001b[2K\u202e: 2\n");
+    const { lines } = await readWith({ "esc.yaml": text });
+    const line = lines.find((l) => l.startsWith("esc.yaml"))!;
+    assert.match(line, /unknown field "cpu\\u001b\[2K\\u202e"/);
+    assert.doesNotMatch(line, /[\u0000-\u001f\u202e]/);
+  });
+
+  it("a wrong type is said as such, never as a missing field", async () => {
+    const text = VM("t", '  cpus: "two"\n');
+    const { lines } = await readWith({ "type.yaml": text });
+    assertLine(lines, `type.yaml: document 1, line ${posOf(text, '"two"')}: spec.cpus: expected number, got text "two"`);
+  });
+
   it("a document that is not a mapping", async () => {
     const text = `${NET("lan")}---\n- a\n- b\n`;
     const { lines, snapshot } = await readWith({ "x.yaml": text });
