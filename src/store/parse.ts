@@ -1,6 +1,6 @@
 // YAML text → documents, with syntax errors as located problems. yaml@2's Documents keep
 // node ranges, which locate.ts turns into line:column for any field path.
-import { isAlias, isNode, LineCounter, parseAllDocuments, visit, type Document } from "yaml";
+import { isAlias, isMap, isNode, isPair, isSeq, LineCounter, parseAllDocuments, visit, type Document } from "yaml";
 import type { ManifestProblem } from "./types.js";
 
 export interface ParsedYamlDocument {
@@ -75,7 +75,7 @@ export function parseYamlText(text: string, file: string): ParsedYaml {
         message: `invalid YAML: ${firstLine(error.message)}`,
       });
     }
-    // Aliases (*a), explicit tags and directives: manifests need none of them. An alias can make
+    // Aliases (*a), explicit tags, directives, collection keys: manifests need none of them. An alias can make
     // a value that contains itself or expands a small file into gigabytes; a tag or %YAML 1.1
     // changes what a value means (kvmctl reads and writes YAML 1.2's core schema).
     const refused: ManifestProblem[] = [];
@@ -90,6 +90,10 @@ export function parseYamlText(text: string, file: string): ParsedYaml {
         const start = isNode(node) ? (node.range?.[0] ?? 0) : 0;
         if (isAlias(node)) {
           refuse(start, `YAML aliases (*${node.source}) are not allowed in manifests: write the value out`);
+          return visit.BREAK;
+        }
+        if (isPair(node) && (isMap(node.key) || isSeq(node.key))) {
+          refuse(isNode(node.key) ? (node.key.range?.[0] ?? 0) : 0, "a mapping key must be a plain value, not a list or a mapping");
           return visit.BREAK;
         }
         const tag = isNode(node) ? (node as { tag?: string }).tag : undefined;

@@ -20,7 +20,7 @@ interface StatusDoc {
 function readStatusDocs(text: string | undefined): StatusDoc[] {
   if (text === undefined) return [];
   const docs: StatusDoc[] = [];
-  for (const doc of parseAllDocuments(text)) {
+  for (const doc of parseAllDocuments(text, { logLevel: "error" })) {
     if (doc.errors.length) return []; // damaged: it only held status, which the controller rewrites
     const value = doc.toJS() as Record<string, unknown> | null;
     const metadata = value?.metadata as Record<string, unknown> | undefined;

@@ -38,7 +38,7 @@ export interface ParsedRegions {
 export function parseRegions(text: string): ParsedRegions {
   const lineCounter = new LineCounter();
   const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
-  const docs = Array.from(new Composer({ uniqueKeys: true }).compose(tokens));
+  const docs = Array.from(new Composer({ uniqueKeys: true, logLevel: "error" }).compose(tokens));
   const regions: DocumentRegion[] = [];
   let hasErrors = false;
   let docIndex = 0;
