@@ -6,9 +6,27 @@ import os from "node:os";
 import path from "node:path";
 import type { ScratchFiles, SecretFiles, Sysctl } from "../ports/index.js";
 
+/** A secret is a password or a key: far below this. */
+const MAX_SECRET_BYTES = 64 * 1024;
+
 export class HostSecretFiles implements SecretFiles {
+  /**
+   * Regular files only, opened non-blocking (a FIFO would freeze the event loop, /dev/zero
+   * would grow memory without end) and read up to a cap.
+   */
   async read(file: string): Promise<string> {
-    return fs.promises.readFile(file, "utf8");
+    const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+      if (stat.size > MAX_SECRET_BYTES) throw new Error(`${file} is ${stat.size} bytes, over the ${MAX_SECRET_BYTES}-byte limit for a secret`);
+      const buffer = Buffer.alloc(Math.min(stat.size, MAX_SECRET_BYTES) + 1);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      if (bytesRead > MAX_SECRET_BYTES) throw new Error(`${file} grew over the ${MAX_SECRET_BYTES}-byte limit for a secret`);
+      return buffer.subarray(0, bytesRead).toString("utf8");
+    } finally {
+      await handle.close();
+    }
   }
 }
 
