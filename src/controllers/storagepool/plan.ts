@@ -40,8 +40,11 @@ export function planPool(name: string, spec: StoragePoolSpec, live: LivePool | u
   if (restart) steps.push({ action: { type: "destroy", uuid }, message: `stop, to move to ${poolTargetPath(name, spec)}` });
   // dir: creates the directory. logical: builds the volume group only when the manifest
   // names devices for it, and never over existing data (--no-overwrite).
+  // A stopped dir pool is built too: one defined but never built (a controller killed in
+  // between, the directory removed by hand) cannot start, and building an existing directory
+  // changes nothing. A stopped logical pool is not: its volume group may already hold data.
   const build = !live || drift.length > 0;
-  if (build && spec.type === "dir") steps.push({ action: { type: "build", uuid, noOverwrite: false }, message: `create directory ${spec.path}` });
+  if ((build || !live?.active) && spec.type === "dir") steps.push({ action: { type: "build", uuid, noOverwrite: false }, message: `create directory ${spec.path}` });
   if (build && spec.type === "logical" && spec.sourceDevices?.length) steps.push({ action: { type: "build", uuid, noOverwrite: true }, message: `build volume group on ${spec.sourceDevices.join(", ")}` });
   if (!live?.active || restart) steps.push({ action: { type: "start", uuid }, message: "start" });
   // A new pool starts with autostart off: only turning it on costs a command then.

@@ -65,11 +65,23 @@ test("drift: a pool stopped by hand is started, autostart turned off by hand is 
     await hv.setPoolAutostart(FAST, false);
   });
   const outcome = await h.reconcile("StoragePool/fast");
-  assert.deepEqual(h.hv.calls, [`startPool ${FAST}`, `setPoolAutostart ${FAST} on`]);
+  assert.deepEqual(h.hv.calls, [`buildPool ${FAST}`, `startPool ${FAST}`, `setPoolAutostart ${FAST} on`], "built first: its directory may be gone");
   assert.equal(outcome.report?.facts.phase, "Active");
   h.hv.clearCalls();
   await h.reconcile("StoragePool/fast");
   assert.deepEqual(h.hv.calls, []);
+});
+
+test("a pool defined but never built (a controller killed in between) is built and started", async () => {
+  const h = new ControllerHarness();
+  h.apply("StoragePool", "fast", { path: PATH });
+  h.hv.failNext("buildPool", new Error("killed"));
+  await assert.rejects(h.reconcile("StoragePool/fast"));
+  assert.ok(!h.hv.hostDirs.has(PATH) && h.hv.pool("fast")?.active === false, "defined, no directory, stopped");
+  h.hv.clearCalls();
+  const outcome = await h.reconcile("StoragePool/fast");
+  assert.deepEqual(h.hv.calls, [`buildPool ${FAST}`, `startPool ${FAST}`, `setPoolAutostart ${FAST} on`]);
+  assert.equal(outcome.report?.facts.phase, "Active");
 });
 
 test("drift: the path of a stopped pool changed by hand is redefined and the pool started at its own path", async () => {

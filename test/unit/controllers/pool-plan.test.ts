@@ -41,12 +41,18 @@ test("a logical pool builds its volume group only with --no-overwrite, and only 
 
 test("a converged pool needs nothing; drift is repaired", () => {
   assert.deepEqual(actions(planPool("images", dirSpec, live("images"), I)), []);
-  assert.deepEqual(actions(planPool("images", dirSpec, live("images", { active: false }), I)), ["start"], "stopped by hand");
+  assert.deepEqual(actions(planPool("images", dirSpec, live("images", { active: false }), I)), ["build", "start"], "stopped by hand: its directory made again if gone");
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { autostart: false }), I)), ["autostart"]);
   const moved = planPool("images", dirSpec, live("images", { path: "/srv/elsewhere" }), I);
   assert.deepEqual(actions(moved), ["define", "destroy", "build", "start"], "a running pool takes a new definition only when restarted");
   assert.deepEqual(actions(planPool("images", dirSpec, live("images", { path: "/srv/elsewhere", active: false }), I)), ["define", "build", "start"], "a stopped one is not stopped again");
   assert.match(moved.kind === "converge" ? moved.steps[0]!.message : "", /target path: \/srv\/elsewhere → \/var\/lib\/kvmctl\/images/);
+});
+
+test("a stopped pool: a dir pool defined but never built is built; a logical one never built over", () => {
+  assert.deepEqual(actions(planPool("images", dirSpec, live("images", { active: false, autostart: false }), I)), ["build", "start", "autostart"], "a controller killed between define and build");
+  const group = { ...live("vg0", { active: false }), facts: { name: "vg0", uuid: poolUuid("vg0", I), type: "logical" as const, targetPath: "/dev/vg0", volumeGroup: "vg0" } };
+  assert.deepEqual(actions(planPool("vg0", lvmSpec, group, I)), ["start"], "its volume group may hold data");
 });
 
 test("a pool of the same name kvmctl did not create is never touched", () => {
@@ -80,7 +86,7 @@ test("lifecycle: the phase follows the steps about to run, then what libvirt rep
 
 test("whose a pool is: this instance's, an earlier kvmctl's (managed, never pruned), another's (left alone)", () => {
   const legacy = live("images", { uuid: poolUuid("images") });
-  assert.deepEqual(actions(planPool("images", dirSpec, { ...legacy, active: false }, I)), ["start"], "an earlier version's pool named by the manifest is managed");
+  assert.deepEqual(actions(planPool("images", dirSpec, { ...legacy, active: false }, I)), ["build", "start"], "an earlier version's pool named by the manifest is managed");
   assert.deepEqual(planPoolDeletion("images", legacy, I), { kind: "prune", steps: [] }, "but never pruned: nothing records who adopted it");
   const other = live("images", { uuid: poolUuid("images", "t2") });
   const plan = planPool("images", dirSpec, other, I);
