@@ -69,16 +69,26 @@ export class EventStreams {
     });
     let stderr = "";
     child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => (stderr += chunk).slice(-2000));
-    // virsh prints nothing when it connects, so a reconnect is announced after a short grace.
-    const announce = setTimeout(() => reconnect && this.options.onReconnect(stream), 500);
+    child.stderr?.on("data", (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
+    let ended = false;
+    // virsh prints nothing when it connects: once libvirtd answers while the stream still runs,
+    // it is connected. Then the backoff starts over (the next restart is followed at once) and a
+    // reconnect is announced: events may have been missed meanwhile.
+    const probe = setTimeout(() => {
+      void execa("virsh", ["-c", this.options.uri, "version"], { reject: false, timeout: 5_000, env: { LC_ALL: "C" } }).then((answer) => {
+        if (ended || this.stopped || answer.exitCode !== 0) return;
+        this.attempts.set(stream, 0);
+        if (reconnect) this.options.onReconnect(stream);
+      });
+    }, 300);
     void child.then(() => {
-      clearTimeout(announce);
+      ended = true;
+      clearTimeout(probe);
       if (this.stopped) return;
       const attempt = (this.attempts.get(stream) ?? 0) + 1;
       this.attempts.set(stream, sawOutput ? 1 : attempt);
       this.options.onError(stream, stderr.trim() || "event stream ended");
-      const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
+      const delay = Math.min(5_000, 250 * 2 ** Math.min(attempt, 6));
       setTimeout(() => this.spawn(stream, true), delay).unref();
     });
   }

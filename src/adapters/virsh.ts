@@ -21,6 +21,8 @@ export class VirshError extends Error {
 const NOT_FOUND = [/failed to get (domain|network|pool|vol)/i, /no (domain|network|storage pool|storage vol)[a-z ]* with matching/i, /not found/i, /Storage volume not found/i];
 const BUSY = [/timed out/i, /another .*job/i, /is busy/i, /cannot acquire state change lock/i, /Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i];
 const EXISTS = [/already exists/i, /already defined/i, /is already active/i, /already running/i];
+/** What virsh says when the connection to libvirtd went away under it. */
+const LOST_CONNECTION = [/Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i, /failed to connect to the hypervisor/i, /no valid connection/i, /Broken pipe/i];
 
 export function classifyVirshError(stderr: string): VirshErrorKind {
   if (NOT_FOUND.some((re) => re.test(stderr))) return "not-found";
@@ -114,10 +116,14 @@ export class Virsh {
     });
     // execa strips the final newline; the end marker is matched as a whole line.
     const stdout = `${String(result.stdout)}\n`;
+    const stderr = String(result.stderr);
     if (!stdout.includes(`${marker}-end`)) {
-      const stderr = String(result.stderr);
       throw new VirshError(["<batch>"], stderr || "batch did not complete", classifyVirshError(stderr));
     }
+    // virsh goes on after a command fails, also after losing libvirtd part-way: the commands
+    // after that print nothing, which must not read as "no objects" (a picture with every
+    // network missing would empty the firewall). The whole batch fails instead.
+    if (LOST_CONNECTION.some((re) => re.test(stderr))) throw new VirshError(["<batch>"], stderr, "busy");
     const outputs: (string | undefined)[] = [];
     let from = 0; // markers come in order: search on from the last one, not from the start
     for (let i = 0; i < commands.length; i++) {

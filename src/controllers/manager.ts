@@ -224,6 +224,7 @@ export class Manager {
 
   /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs. */
   async start(): Promise<void> {
+    for (const file of await this.options.store.removeStaleTempFiles()) this.options.logger.info({ file }, "removed a temporary file a killed kvmctl left behind");
     this.snapshot = await this.options.store.read();
     this.lastStoreChangeAt = this.ports.clock.now(); // a directory being changed as we start settles first
     for (const problem of this.snapshot.problems) this.options.logger.warn({ problem: formatProblem(problem) }, "manifest problem");
@@ -247,7 +248,10 @@ export class Manager {
       onEvent: (event) => this.route(event),
       onReconnect: (stream) => {
         this.options.logger.info({ stream }, "libvirt event stream reconnected; resyncing");
-        void this.listKeys(this.ports.clock.now()).then((keys) => keys.forEach((k) => this.controller.enqueue(k))).catch(() => undefined);
+        // Everything again, at once: what failed while libvirtd was away waits out no backoff.
+        void this.listKeys(this.ports.clock.now())
+          .then((keys) => keys.forEach((k) => (this.controller.forget(k), this.controller.enqueue(k))))
+          .catch(() => undefined);
       },
       onError: (stream, message) => this.options.logger.warn({ stream, message }, "libvirt event stream ended; reconnecting"),
     });
