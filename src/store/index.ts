@@ -278,6 +278,12 @@ export class ManifestStore {
     if (fs.existsSync(file)) await this.writer.run(file, () => this.writer.remove(file, {}));
   }
 
+  /** Removes temporary files a killed kvmctl left in the manifest (and status) directory; returns them. */
+  async removeStaleTempFiles(): Promise<string[]> {
+    const { removeStaleTempFiles } = await import("./safe-write.js");
+    return [...new Set([this.dir, this.stateRoot])].flatMap((root) => removeStaleTempFiles(root));
+  }
+
   /** Appends an event to `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, keeping the last 50. */
   async recordEvent(key: string, event: ObjectEvent): Promise<void> {
     const { recordEvent } = await eventsModule();

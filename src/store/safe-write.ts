@@ -217,3 +217,40 @@ export function ensurePrivateDir(dir: string, root: string): string {
   }
   return dir;
 }
+
+/** A temporary file of replaceFile's: `.<name>.kvmctl-<16 hex>.tmp`. */
+const TEMP_FILE = /^\..+\.kvmctl-[0-9a-f]{16}\.tmp$/;
+
+/**
+ * Removes replaceFile's temporary files under `root` that a killed process left behind (older
+ * than `olderThanMs`: a live writer's is seconds old at most). Never follows symlinks. Returns
+ * the paths removed.
+ */
+export function removeStaleTempFiles(root: string, olderThanMs = 60_000, now = Date.now()): string[] {
+  const removed: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory() && depth < 16 && entry.name !== ".git") walk(full, depth + 1);
+      else if (entry.isFile() && TEMP_FILE.test(entry.name)) {
+        try {
+          if (now - fs.lstatSync(full).mtimeMs > olderThanMs) {
+            fs.rmSync(full, { force: true });
+            removed.push(full);
+          }
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
+  };
+  walk(root, 0);
+  return removed;
+}
+

@@ -120,3 +120,16 @@ test("a busy status writer loses none of 40 edits in place and 40 renames by oth
   assert.equal(writer.errors, "", "the status writer failed");
   assert.match(fs.readFileSync(file, "utf8"), /^status:/m, "the writer's own work is there too");
 });
+
+test("temporary files a killed writer left behind are removed once stale, a live writer's are not", async () => {
+  const { removeStaleTempFiles } = await import("../../../src/store/safe-write.js");
+  const { dir } = await manifestDir();
+  const stale = path.join(dir, "virtualmachines", ".web.yaml.kvmctl-0123456789abcdef.tmp");
+  const fresh = path.join(dir, "virtualmachines", ".web.yaml.kvmctl-fedcba9876543210.tmp");
+  const lookalike = path.join(dir, "virtualmachines", ".web.yaml.swp");
+  for (const f of [stale, fresh, lookalike]) fs.writeFileSync(f, "x");
+  const old = new Date(Date.now() - 120_000);
+  fs.utimesSync(stale, old, old);
+  assert.deepEqual(removeStaleTempFiles(dir), [stale]);
+  assert.ok(fs.existsSync(fresh) && fs.existsSync(lookalike));
+});
