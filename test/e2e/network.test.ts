@@ -362,7 +362,9 @@ ${testGuestVm(vm, `  interfaces:\n    - {network: ${extraNet}, mac: "${guestMac}
     }
 
     // Flushed by hand: refilled, with no duplicate rule or jump.
+    const flushedAt = Date.now();
     assert.equal((await execa("iptables", ["-t", "nat", "-F", `${run.iptPrefix}-PREROUTING`], { reject: false })).exitCode, 0);
+    await run.waitForLog("the controller to notice the flush", (line) => line.time >= flushedAt && line.reason === "the table was changed by hand");
     await run.waitUntil("the flushed chain refilled", async () => JSON.stringify(await iptablesLines()) === JSON.stringify(lines), 30_000);
     // No later check adds a duplicate: two that read the chains after the refill.
     await run.waitForReconciles("Firewall/host", { after: Date.now(), count: 2 });
