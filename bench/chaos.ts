@@ -204,7 +204,7 @@ function startController(s: Scenario): Run {
   // logging for the "reconcile finished" lines this harness reads.
   const child = spawn(
     process.execPath,
-    ["--max-semi-space-size=2", MAIN, "--dir", s.dir, "controller", "--instance", INSTANCE, "--concurrency", "8", "--default-domain-type", "qemu", "--console-log-dir", path.join(s.root, "console"), "--log-level", "debug"],
+    ["--max-semi-space-size=2", MAIN, "--dir", s.dir, "controller", "--instance", INSTANCE, "--concurrency", "8", "--default-domain-type", "qemu", "--console-log-dir", path.join(s.root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--allow-host-path", `pool=${s.root}`, "--log-level", "debug"],
     { stdio: ["ignore", log, log] },
   );
   fs.closeSync(log);

@@ -14,6 +14,7 @@ import { pino } from "pino";
 import { hostPorts } from "../src/adapters/host-ports.js";
 import { Observer } from "../src/adapters/observer.js";
 import { Virsh } from "../src/adapters/virsh.js";
+import { hostPathPolicy } from "../src/controllers/host-path-policy.js";
 import { Manager } from "../src/controllers/manager.js";
 import { ManifestStore } from "../src/store/index.js";
 import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/env.js";
@@ -90,7 +91,7 @@ async function readyCount(store: ManifestStore): Promise<number> {
 function startController(dir: string, root: string): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
   // Run as examples/systemd/kvmctl.service runs it (NODE_OPTIONS=--max-semi-space-size=2).
-  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
+  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
 }
 
 async function stopController(child: ChildProcess): Promise<void> {
@@ -210,6 +211,7 @@ async function noopPass(): Promise<void> {
         resyncMs: 300_000,
         firewallBackend: "auto",
         firewallCheckMs: 5_000,
+        hostPaths: hostPathPolicy([`kernel=${path.dirname(testGuest().kernel)}`]),
       });
       await manager.runOnce(); // converges: defines what is missing
       const spawnedBefore = ports.hypervisor.virsh.spawned;

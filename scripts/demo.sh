@@ -10,5 +10,7 @@ for file in examples/test-guest/*.yaml; do
   [ -e "state/$(basename "$file")" ] || cp "$file" state/
 done
 echo "== controller (try in another terminal: npm run testenv:exec -- node dist/cli/main.js get all -o wide)"
+# The test guest's kernel is in /run, which kvmctl's host-path defaults leave out.
 exec ip netns exec kvmctl-test node dist/cli/main.js --dir state controller \
-  --default-domain-type qemu --console-log-dir /var/log/kvmctl/console "$@"
+  --default-domain-type qemu --console-log-dir /var/log/kvmctl/console \
+  --allow-host-path kernel=/run/kvmctl-testenv/guest "$@"

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { ScratchFiles, SecretFiles, Sysctl } from "../ports/index.js";
+import type { PathResolver, ScratchFiles, SecretFiles, Sysctl } from "../ports/index.js";
 
 /** A secret is a password or a key: far below this. */
 const MAX_SECRET_BYTES = 64 * 1024;
@@ -26,6 +26,28 @@ export class HostSecretFiles implements SecretFiles {
       return buffer.subarray(0, bytesRead).toString("utf8");
     } finally {
       await handle.close();
+    }
+  }
+}
+
+export class HostPathResolver implements PathResolver {
+  /** Throws for a path that cannot be resolved (a symlink loop, a symlink to nothing, no permission). */
+  real(file: string): string {
+    let current = path.resolve(file);
+    const rest: string[] = [];
+    for (;;) {
+      try {
+        return path.join(fs.realpathSync.native(current), ...rest.reverse());
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+        // A dangling symlink would let its target be created later through it.
+        if (fs.lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink()) throw new Error(`${current} is a symlink to a missing target`);
+        const parent = path.dirname(current);
+        if (parent === current) return path.resolve(file);
+        rest.push(path.basename(current));
+        current = parent;
+      }
     }
   }
 }

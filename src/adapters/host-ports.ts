@@ -3,7 +3,7 @@
 import { systemClock } from "../runtime/clock.js";
 import type { Ports } from "../ports/index.js";
 import { HostFirewall } from "./firewall.js";
-import { HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
+import { HostPathResolver, HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
 import { LinuxNetDevices } from "./netdev.js";
 import { QemuImg } from "./qemu-img.js";
 import { Virsh } from "./virsh.js";
@@ -25,6 +25,7 @@ export function hostPorts(options: HostPortsOptions): HostPorts {
   return {
     hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}) }), scratch),
     secrets: new HostSecretFiles(),
+    paths: new HostPathResolver(),
     images: new QemuImg(),
     netdev: new LinuxNetDevices(),
     sysctl: new ProcSysctl(),

@@ -85,6 +85,12 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--allow-empty", "prune everything when the manifest directory holds no objects (else only what `kvmctl delete` removed)")
     .option("--settle <duration>", "quiet time of the manifest directory before a deletion is acted on", "2s")
     .option("--rescan <duration>", "full re-read of the manifest directory without file events (safety net)", "10s")
+    .option(
+      "--allow-host-path <use=dir>",
+      "let manifests use host paths under DIR for USE: pool, device, image, kernel or secret (repeatable; added to the defaults, `none` drops them)",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));

@@ -9,6 +9,7 @@ import type { HypervisorEvent, LiveState, Ports } from "../ports/index.js";
 import type { Logger } from "../runtime/index.js";
 import type { Snapshot, StoredObject } from "../store/index.js";
 import type { FirewallState } from "./firewall/controller.js";
+import type { HostPathRef } from "./host-path-policy.js";
 
 /** What this controller instance was started with, for every kind to read. */
 export interface ControllerSettings {
@@ -124,6 +125,12 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
   recordedFile?(live: LiveState, name: string): string | undefined;
   /** The keys a libvirt event wakes (the object of the same name, and objects that depend on it). */
   wakeFor(event: HypervisorEvent, snapshot: Pick<Snapshot, "objects">): string[];
+  /**
+   * The host paths the object's spec makes the controller read, write or hand to libvirt: the
+   * manager refuses the object (Stalled, HostPathNotAllowed) before any step when one is outside
+   * the controller's host-path policy (./host-path-policy.ts). Omitted: the kind names none.
+   */
+  hostPaths?(object: ObjectOfKind<K>): HostPathRef[];
   /** The status phase a failed reconcile writes: waiting for a dependency, or stalled. */
   readonly failurePhase?: { waiting: string; terminal: string };
   /** Gathers what the pure plan needs (reads through ports, changes nothing). */

@@ -6,6 +6,7 @@ import type { HypervisorEvent, LiveState, Ports } from "../ports/index.js";
 import { Controller, every, TerminalError, type Logger, type ReconcileContext, type ReconcileReport, type ReconcileResult } from "../runtime/index.js";
 import { formatProblem, type ManifestStore, type Snapshot } from "../store/index.js";
 import type { AnyKindController, ControllerSettings, KindContext, ObjectMemory } from "./kind.js";
+import { DEFAULT_HOST_PATHS, hostPathRefusals, type HostPathPolicy } from "./host-path-policy.js";
 import { objectRecorder } from "./recorder.js";
 import { builtinControllers, createSingletons, type Singleton, type Singletons } from "./registry.js";
 import { pruneDecision, type PrunePolicy } from "./prune-policy.js";
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   prune?: Partial<PrunePolicy>;
   /** Full re-read of the manifest directory without file events (ms); default 10 s. */
   rescanMs?: number;
+  /** Which host directories manifests may use, per use; default DEFAULT_HOST_PATHS. */
+  hostPaths?: HostPathPolicy;
 }
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -149,6 +152,11 @@ export class Manager {
     if (!controller) {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };
+    }
+    if (stored && controller.hostPaths) {
+      // Before anything is read or done for the object: a refused path is never touched.
+      const refusals = hostPathRefusals(controller.hostPaths(stored.object), this.options.hostPaths ?? DEFAULT_HOST_PATHS, (p) => this.ports.paths.real(p));
+      if (refusals.length) throw new TerminalError(refusals.join("; "), "HostPathNotAllowed");
     }
     const kindContext: KindContext<unknown> = {
       ports: this.ports,

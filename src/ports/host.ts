@@ -12,6 +12,17 @@ export interface SecretFiles {
 export interface ImageInfo {
   format: string;
   virtualSize: number;
+  /** Another file the image reads (a qcow2 backing file or external data file), if any. */
+  backingFile?: string;
+}
+
+/** Real paths on the host, for the host-path policy (src/controllers/host-path-policy.ts). */
+export interface PathResolver {
+  /**
+   * `file` with every symlink resolved; a path that does not exist (yet) resolves through its
+   * deepest existing parent, the rest appended as written.
+   */
+  real(file: string): string;
 }
 
 /** qemu-img: learn an image's format and size, convert it into an existing volume. */

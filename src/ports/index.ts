@@ -2,7 +2,7 @@
 // (src/adapters/host-ports.ts) builds the real ones; tests pass fakes.
 import type { Clock } from "../runtime/clock.js";
 import type { Hypervisor } from "./hypervisor.js";
-import type { FirewallHost, ImageTool, NetDevices, SecretFiles, Sysctl } from "./host.js";
+import type { FirewallHost, ImageTool, NetDevices, PathResolver, SecretFiles, Sysctl } from "./host.js";
 
 export * from "./errors.js";
 export type * from "./host.js";
@@ -12,6 +12,7 @@ export type * from "./live.js";
 export interface Ports {
   hypervisor: Hypervisor;
   secrets: SecretFiles;
+  paths: PathResolver;
   images: ImageTool;
   netdev: NetDevices;
   sysctl: Sysctl;

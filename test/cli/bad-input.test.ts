@@ -170,3 +170,19 @@ describe("usage errors exit 2", () => {
     });
   }
 });
+
+describe("a bad --allow-host-path is a usage error, before the controller touches anything", () => {
+  for (const [value, message] of [
+    ["disk=/srv", /expected USE=DIR with USE one of pool, device, image, kernel, secret/],
+    ["pool=srv", /must be an absolute path/],
+    ["image=/", /allowing \/ would allow everything/],
+  ] as const) {
+    test(value, async () => {
+      const before = contents(state);
+      const result = await kvmctl(["--dir", state, "controller", "--once", "--allow-host-path", value]);
+      assert.equal(result.exitCode, 2, result.stderr);
+      assert.match(result.stderr, message);
+      assert.deepEqual(contents(state), before);
+    });
+  }
+});

@@ -91,7 +91,7 @@ before(async () => {
 after(async () => {
   if (controller && controller.exitCode === null) {
     controller.kill("SIGTERM");
-    await Promise.race([controller, new Promise((r) => setTimeout(r, 30_000))]);
+    await Promise.race([controller, new Promise((r) => setTimeout(r, 30_000).unref())]);
     if (controller.exitCode === null) controller.kill("SIGKILL");
   }
   await virsh("pool-destroy", pool);

@@ -99,10 +99,19 @@ export class E2eDirs {
     return path.join(this.root, "controller.log");
   }
 
-  /** `kvmctl controller` from source, debug-logging to controller.log; extra options appended, `env` added. */
+  /**
+   * The host paths the tests' manifests use: pools, images and secret files under `root`, the
+   * test guest's kernel and initrd (in /run, which kvmctl's defaults leave out).
+   */
+  get hostPathFlags(): string[] {
+    const kernelDir = path.dirname(testGuest().kernel);
+    return ["pool", "image", "secret"].flatMap((use) => ["--allow-host-path", `${use}=${this.root}`]).concat("--allow-host-path", `kernel=${kernelDir}`);
+  }
+
+  /** `kvmctl controller` from source, debug-logging to controller.log, allowed `hostPathFlags`; extra options appended, `env` added. */
   startController(extra: string[] = [], env: Record<string, string> = {}): ResultPromise {
     const instance = extra.includes("--instance") ? [] : ["--instance", this.instance];
-    return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...instance, ...extra], {
+    return execa(process.execPath, ["--import", "tsx", MAIN, "--dir", this.dir, "controller", "--default-domain-type", "qemu", "--console-log-dir", path.join(this.root, "console"), "--log-level", "debug", ...this.hostPathFlags, ...instance, ...extra], {
       reject: false,
       env,
       stdout: { file: this.logFile, append: true },

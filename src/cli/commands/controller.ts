@@ -19,6 +19,7 @@ export interface ControllerOptions {
   instance?: string;
   settle: string;
   rescan: string;
+  allowHostPath: string[];
 }
 
 /**
@@ -66,6 +67,14 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   const rescanMs = parseDuration(options.rescan, "--rescan");
   const firewallBackend = options.firewallBackend;
   if (firewallBackend !== "auto" && firewallBackend !== "nftables" && firewallBackend !== "iptables") throw new UsageError("--firewall-backend must be auto, nftables or iptables");
+  const { hostPathPolicy, describeHostPathPolicy, HostPathFlagError } = await import("../../controllers/host-path-policy.js");
+  let hostPaths;
+  try {
+    hostPaths = hostPathPolicy(options.allowHostPath);
+  } catch (error) {
+    if (error instanceof HostPathFlagError) throw new UsageError(error.message);
+    throw error;
+  }
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore();
   const release = await acquireLock(ctx.dir, store.dataDir);
@@ -96,6 +105,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     firewallCheckMs,
     prune: { settleMs, allowEmpty: options.allowEmpty === true },
     rescanMs,
+    hostPaths,
   });
   try {
     if (options.once) {
@@ -107,7 +117,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       if (notReady.length) throw new ExitCode(1);
       return;
     }
-    logger.info({ instance, uri: ctx.connect, concurrency, resyncMs }, "controller starting");
+    logger.info({ instance, uri: ctx.connect, concurrency, resyncMs, hostPaths: describeHostPathPolicy(hostPaths) }, "controller starting");
     await manager.start();
     await new Promise<void>((resolve) => {
       let stopping = false;

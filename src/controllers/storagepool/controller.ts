@@ -40,6 +40,14 @@ export const storagePoolController: KindController<"StoragePool", PoolPlanInput,
   kind: "StoragePool",
   order: 10,
 
+  hostPaths(object) {
+    const spec = object.spec;
+    return [
+      ...(spec.path ? [{ use: "pool" as const, field: "spec.path", path: spec.path }] : []),
+      ...(spec.sourceDevices ?? []).map((device, i) => ({ use: "device" as const, field: `spec.sourceDevices[${i}]`, path: device })),
+    ];
+  },
+
   ownedKeys(live, instance) {
     return [...live.pools.values()].flatMap((pool) => (poolOwnership(pool.facts.uuid, pool.facts.name, instance).of === "mine" ? [`StoragePool/${pool.facts.name}`] : []));
   },

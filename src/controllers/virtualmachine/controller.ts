@@ -5,6 +5,7 @@ import type { VirtualMachineSpec } from "../../api/index.js";
 import { NotFoundError, type LiveDomain, type LiveState, type Ports } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
+import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
 import { isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
@@ -35,6 +36,9 @@ async function act(ports: Ports, action: VmAction): Promise<void> {
     }
     case "importImage": {
       const info = await ports.images.info(action.image);
+      // A backing file (or qcow2 data file) is another host file qemu-img and QEMU would read:
+      // the host-path policy checked only the image itself.
+      if (info.backingFile !== undefined) throw new TerminalError(`the image ${action.image} reads another file (${JSON.stringify(info.backingFile)}, a backing or data file): refused; flatten it first (qemu-img convert -O qcow2 IMAGE FLAT)`, "HostPathNotAllowed");
       const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
       await hv.createVolume(action.poolUuid, buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType));
       if (info.format === action.format) {
@@ -95,6 +99,19 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
   kind: "VirtualMachine",
   order: 30,
   failurePhase: { waiting: "Pending", terminal: "Failed" },
+
+  hostPaths(object) {
+    const spec = object.spec;
+    const refs: HostPathRef[] = [];
+    spec.disks.forEach((disk, i) => {
+      if (disk.from?.image) refs.push({ use: "image", field: `spec.disks[${i}].from.image`, path: disk.from.image });
+    });
+    if (spec.boot?.kernel) refs.push({ use: "kernel", field: "spec.boot.kernel", path: spec.boot.kernel });
+    if (spec.boot?.initrd) refs.push({ use: "kernel", field: "spec.boot.initrd", path: spec.boot.initrd });
+    const secret = spec.consoles.vnc?.passwordSecretFile;
+    if (secret) refs.push({ use: "secret", field: "spec.consoles.vnc.passwordSecretFile", path: secret });
+    return refs;
+  },
 
   ownedKeys(live, instance) {
     return [...live.domains.values()].flatMap((d) => (d.config.owner?.manifest.startsWith("VirtualMachine/") && d.config.owner.instance === instance ? [d.config.owner.manifest] : []));

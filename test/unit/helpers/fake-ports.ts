@@ -9,7 +9,7 @@ import type { ControllerSettings, KindContext, KindOutcome, ObjectRecorder } fro
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { Rule } from "../../../src/firewall/rules.js";
-import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
+import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -102,9 +102,19 @@ export class FakeFirewallHost implements FirewallHost {
   }
 }
 
+/** Real paths: the path itself, unless `links` maps a prefix of it somewhere else (a symlink). */
+export class FakePaths implements PathResolver {
+  readonly links = new Map<string, string>();
+  real(file: string): string {
+    for (const [link, target] of this.links) if (file === link || file.startsWith(`${link}/`)) return target + file.slice(link.length);
+    return file;
+  }
+}
+
 export interface FakePorts extends Ports {
   hypervisor: FakeHypervisor;
   secrets: FakeSecrets;
+  paths: FakePaths;
   images: FakeImages;
   netdev: FakeNetDevices;
   sysctl: FakeSysctl;
@@ -116,7 +126,7 @@ export function fakePorts(clock = new ManualClock()): FakePorts {
   const netdev = new FakeNetDevices();
   const hypervisor = new FakeHypervisor(clock);
   hypervisor.tapHost = netdev;
-  return { hypervisor, secrets: new FakeSecrets(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), clock };
+  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), clock };
 }
 
 // ---------------------------------------------------------------------------------------
