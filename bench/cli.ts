@@ -1,5 +1,6 @@
-// CLI speed: `kvmctl get vm` over 500 manifests and `kvmctl --help`, wall time of the
-// built binary (run `npm run build` first). Prints figures; asserts nothing.
+// CLI speed: `kvmctl get vm` over 500 manifests, `kvmctl get network` over 4,000 networks
+// (the cross-object subnet check), and `kvmctl --help`, wall time of the built binary (run
+// `npm run build` first). Prints figures; asserts nothing.
 // Goals (issue 2): get vm over 500 manifests <= 300 ms, --help <= 150 ms.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -29,6 +30,12 @@ function time(args: string[], env: NodeJS.ProcessEnv = process.env): number {
   return ms;
 }
 
+/** `count` isolated networks, each its own /24, in one file. */
+function networkManifests(dir: string, count: number): void {
+  const docs = Array.from({ length: count }, (_, i) => `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata: {name: net-${i}}\nspec: {mode: isolated, ipv4: {address: 10.${Math.floor(i / 256)}.${i % 256}.1, prefix: 24}}\n`);
+  fs.writeFileSync(path.join(dir, "networks.yaml"), docs.join("---\n"));
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const report = (label: string, values: number[], goal?: number) =>
   console.log(`${label.padEnd(44)} median ${median(values).toFixed(0).padStart(5)} ms   min ${Math.min(...values).toFixed(0).padStart(5)} ms${goal ? `   (goal <= ${goal} ms)` : ""}`);
@@ -55,4 +62,18 @@ try {
   report("kvmctl get vm, 500 manifests, no cache", cold);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const netDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-cli-net-"));
+try {
+  networkManifests(netDir, 4000);
+  const cold = Array.from({ length: Math.min(RUNS, 3) }, () => {
+    fs.rmSync(path.join(netDir, ".kvmctl"), { recursive: true, force: true });
+    return time(["--dir", netDir, "get", "network"]);
+  });
+  const warm = Array.from({ length: Math.min(RUNS, 5) }, () => time(["--dir", netDir, "get", "network"]));
+  report("kvmctl get network, 4000 networks, no cache", cold);
+  report("kvmctl get network, 4000 networks, warm cache", warm);
+} finally {
+  fs.rmSync(netDir, { recursive: true, force: true });
 }

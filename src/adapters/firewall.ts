@@ -3,9 +3,10 @@
 // chains hold and replaces them in one transaction per table. Nothing else is read or written.
 import fs from "node:fs";
 import { execa } from "execa";
+import ipaddr from "ipaddr.js";
 import { IPT_TABLES, iptablesChains, iptablesPrefixFor, LEGACY_IPT_CHAINS, readIptablesSave, restoreInput, rulesFor, ownersOf, type IptablesChains, type ObservedIptables } from "../firewall/iptables.js";
 import { LEGACY_NFT_TABLE, NFT_FAMILY, nftTableFor, nftTransaction, readNftTable } from "../firewall/nftables.js";
-import type { Rule } from "../firewall/rules.js";
+import type { HostListener, Rule } from "../firewall/rules.js";
 import type { BackendName, FirewallBackend, FirewallHost, Observed, ScratchFiles } from "../ports/index.js";
 
 const TIMEOUT = 30_000;
@@ -127,6 +128,7 @@ export class HostFirewall implements FirewallHost {
   constructor(
     private readonly scratch: ScratchFiles,
     private readonly files = { qemuConf: "/etc/libvirt/qemu.conf", passwd: "/etc/passwd" },
+    private readonly procNet = "/proc/net",
   ) {}
 
   /** nftables when `nft` can list tables here, else iptables when it works, else none; named for `instance`. */
@@ -146,6 +148,47 @@ export class HostFirewall implements FirewallHost {
   qemuUid(): number | undefined {
     return qemuUid(this.files.qemuConf, this.files.passwd);
   }
+
+  async listening(): Promise<HostListener[]> {
+    const found: HostListener[] = [];
+    for (const [file, protocol, state] of [["tcp", "tcp", "0A"], ["tcp6", "tcp", "0A"], ["udp", "udp", "07"], ["udp6", "udp", "07"]] as const) {
+      let text: string;
+      try {
+        text = await fs.promises.readFile(`${this.procNet}/${file}`, "utf8");
+      } catch {
+        continue; // no IPv6 here
+      }
+      found.push(...parseProcNet(text, protocol, state));
+    }
+    return found;
+  }
+}
+
+/**
+ * Bound sockets from a /proc/net/{tcp,udp}[6] table: rows in `state` (0A: TCP LISTEN; 07: an
+ * unconnected UDP socket). Addresses are hex, each 32-bit word in host (little-endian) order.
+ */
+export function parseProcNet(text: string, protocol: "tcp" | "udp", state: string): HostListener[] {
+  const out: HostListener[] = [];
+  for (const line of text.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 4 || fields[3] !== state) continue;
+    const [hexAddress, hexPort] = fields[1]!.split(":") as [string, string];
+    const words = hexAddress.match(/.{8}/g) ?? [];
+    const bytes = words.flatMap((w) => [w.slice(6, 8), w.slice(4, 6), w.slice(2, 4), w.slice(0, 2)].map((b) => parseInt(b, 16)));
+    const address =
+      bytes.length === 4
+        ? bytes.join(".")
+        : compressIpv6(Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)));
+    out.push({ protocol, address, port: parseInt(hexPort, 16) });
+  }
+  return out;
+}
+
+/** "0:0:0:0:0:0:0:1" → "::1"; an IPv4-mapped address as its IPv4 form (how it would match a forward). */
+function compressIpv6(groups: string[]): string {
+  const address = ipaddr.IPv6.parse(groups.join(":"));
+  return address.isIPv4MappedAddress() ? address.toIPv4Address().toString() : address.toString();
 }
 
 /** The uid QEMU runs as: qemu.conf's `user`, else Debian's libvirt-qemu; undefined when unknown. */

@@ -2,7 +2,7 @@
 // overlapping subnets or one bridge, a volume claimed by two VMs. Each finding is
 // reported on every object involved, so each file shows its own error.
 import { objectKey, type KvmObject } from "./kinds.js";
-import { subnetsOverlap } from "./net.js";
+import { subnetRange } from "./net.js";
 import type { FieldPath } from "./validate.js";
 import type { Network } from "./network.js";
 
@@ -103,24 +103,37 @@ function poolTargetClaims(objects: readonly KvmObject[]): Claim[] {
   });
 }
 
+/**
+ * Every pair of networks whose subnets overlap, each side reported. Two CIDR blocks overlap
+ * only when one holds the other, so a sweep over the blocks sorted by start (larger first) with
+ * a stack of the blocks still open finds them in O(n log n) plus one step per overlapping pair
+ * (4,000 networks were 38 s with the pairwise check on every read).
+ */
 function subnetOverlaps(networks: Network[]): CrossObjectIssue[] {
-  const issues: CrossObjectIssue[] = [];
+  const issues: { order: [number, number]; issue: CrossObjectIssue }[] = [];
   for (const family of ["ipv4", "ipv6"] as const) {
-    const withSubnet = networks.filter((n) => n.spec[family]);
-    for (const a of withSubnet) {
-      for (const b of withSubnet) {
-        if (a === b) continue;
-        const sa = a.spec[family]!;
-        const sb = b.spec[family]!;
-        if (subnetsOverlap(sa, sb)) {
+    const blocks = networks.flatMap((n, index) => (n.spec[family] ? [{ index, net: n, subnet: n.spec[family]!, ...subnetRange(n.spec[family]!.address, n.spec[family]!.prefix) }] : []));
+    blocks.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.end > b.end ? -1 : a.end < b.end ? 1 : a.index - b.index));
+    const open: typeof blocks = [];
+    for (const block of blocks) {
+      while (open.length && open[open.length - 1]!.end < block.start) open.pop();
+      for (const outer of open) {
+        for (const [a, b] of [[outer, block], [block, outer]] as const) {
           issues.push({
-            key: objectKey("Network", a.metadata.name),
-            path: ["spec", family, "address"],
-            message: `${family} subnet ${sa.address}/${sa.prefix} overlaps Network/${b.metadata.name} (${sb.address}/${sb.prefix})`,
+            order: [a.index, b.index],
+            issue: {
+              key: objectKey("Network", a.net.metadata.name),
+              path: ["spec", family, "address"],
+              message: `${family} subnet ${a.subnet.address}/${a.subnet.prefix} overlaps Network/${b.net.metadata.name} (${b.subnet.address}/${b.subnet.prefix})`,
+            },
           });
         }
       }
+      open.push(block);
     }
   }
-  return issues;
+  // In the order the networks were given (family by family), as the pairwise check reported them.
+  const familyOf = (i: { issue: CrossObjectIssue }) => (i.issue.path[1] === "ipv4" ? 0 : 1);
+  issues.sort((x, y) => familyOf(x) - familyOf(y) || x.order[0] - y.order[0] || x.order[1] - y.order[1]);
+  return issues.map((i) => i.issue);
 }

@@ -5,11 +5,13 @@ import { z } from "zod";
 export const ipv4Address = z.string().refine((s) => ipaddr.IPv4.isValidFourPartDecimal(s), {
   error: "must be an IPv4 address like 10.0.0.1",
 });
-export const ipv6Address = z.string().refine((s) => ipaddr.IPv6.isValid(s), {
-  error: "must be an IPv6 address like fd00::1",
+// No zone id ("fe80::1%eth0"): ipaddr.js accepts one, but no firewall rule or libvirt address can hold it.
+const isIpv6 = (s: string) => !s.includes("%") && ipaddr.IPv6.isValid(s);
+export const ipv6Address = z.string().refine(isIpv6, {
+  error: "must be an IPv6 address like fd00::1 (without a %zone)",
 });
-export const ipAddress = z.string().refine((s) => ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s), {
-  error: "must be an IPv4 or IPv6 address",
+export const ipAddress = z.string().refine((s) => ipaddr.IPv4.isValidFourPartDecimal(s) || isIpv6(s), {
+  error: "must be an IPv4 or IPv6 address (IPv6 without a %zone)",
 });
 export const cidr = z.string().refine(isCidr, { error: "must be a CIDR range like 10.0.0.0/8 or fd00::/8" });
 
@@ -53,7 +55,13 @@ export function compareAddresses(a: string, b: string): number {
   return 0;
 }
 
-/** Two subnets overlap when either contains the other's network address. */
-export function subnetsOverlap(a: { address: string; prefix: number }, b: { address: string; prefix: number }): boolean {
-  return inSubnet(a.address, b.address, b.prefix) || inSubnet(b.address, a.address, a.prefix);
+/** The first and last address of `address/prefix` as numbers (IPv4 or IPv6). */
+export function subnetRange(address: string, prefix: number): { start: bigint; end: bigint } {
+  const bytes = ipaddr.parse(address).toByteArray();
+  const bits = bytes.length * 8;
+  const value = bytes.reduce((acc, byte) => (acc << 8n) | BigInt(byte), 0n);
+  const size = 1n << BigInt(bits - prefix);
+  const start = value - (value % size);
+  return { start, end: start + size - 1n };
 }
+

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { API_VERSION, objectMeta, reportDuplicates, statusBase } from "./common.js";
 import { interfaceName, macAddress, port } from "./names.js";
-import { cidr, compareAddresses, inSubnet, ipv4Address, ipv4Bounds, ipv6Address, ipAddress } from "./net.js";
+import { cidr, compareAddresses, inSubnet, ipv4Address, ipv4Bounds, ipv6Address } from "./net.js";
 
 export const dhcpHost = z.strictObject({
   mac: macAddress.optional(),
@@ -31,7 +31,8 @@ export const ipv6Config = z.strictObject({
 export const networkPortForward = z.strictObject({
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
   hostPort: port,
-  hostAddress: ipAddress.optional().meta({ description: "Only traffic to this host address; default any." }),
+  // IPv4 only: the forward is a DNAT to the guest's IPv4 address.
+  hostAddress: ipv4Address.optional().meta({ description: "Only traffic to this host IPv4 address; default any." }),
   guestAddress: ipv4Address,
   guestPort: port,
 });

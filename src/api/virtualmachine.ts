@@ -98,11 +98,20 @@ export const cloudInit = z.strictObject({
     .optional(),
 });
 
-export const vncConsole = z.strictObject({
-  listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default." }),
-  port: z.number().int().min(5900).max(65535).optional().meta({ description: "Default: allocated by libvirt." }),
-  passwordSecretFile: absolutePath.optional().meta({ description: "File holding the VNC password (kept out of manifests)." }),
-});
+export const vncConsole = z
+  .strictObject({
+    listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default; any other address needs passwordSecretFile." }),
+    port: z.number().int().min(5900).max(65535).optional().meta({ description: "Default: allocated by libvirt." }),
+    passwordSecretFile: absolutePath.optional().meta({ description: "File holding the VNC password (kept out of manifests)." }),
+  })
+  .check((ctx) => {
+    // A VNC console reachable from elsewhere without a password is the guest's keyboard for anyone.
+    const { listen, passwordSecretFile } = ctx.value;
+    const loopback = listen.startsWith("127.") || listen === "::1";
+    if (!loopback && passwordSecretFile === undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: `a VNC console listening on ${listen} (not loopback) needs passwordSecretFile` });
+    }
+  });
 
 export const consoles = z.strictObject({
   serial: z.boolean().default(true),

@@ -85,6 +85,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--allow-empty", "prune everything when the manifest directory holds no objects (else only what `kvmctl delete` removed)")
     .option("--settle <duration>", "quiet time of the manifest directory before a deletion is acted on", "2s")
     .option("--rescan <duration>", "full re-read of the manifest directory without file events (safety net)", "10s")
+    .option("--reserved-host-ports <ports>", "host ports no Network port forward may take, comma-separated (`none`: only those the host listens on)", "22")
     .option(
       "--allow-host-path <use=dir>",
       "let manifests use host paths under DIR for USE: pool, device, image, kernel or secret (repeatable; added to the defaults, `none` drops them)",

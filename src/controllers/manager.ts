@@ -30,6 +30,8 @@ export interface ManagerOptions {
   rescanMs?: number;
   /** Which host directories manifests may use, per use; default DEFAULT_HOST_PATHS. */
   hostPaths?: HostPathPolicy;
+  /** Host ports no Network port forward may take (besides those the host listens on); default [22]. */
+  reservedHostPorts?: readonly number[];
 }
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -66,6 +68,7 @@ export class Manager {
       firewallBackend: options.firewallBackend,
       firewallCheckMs: options.firewallCheckMs,
       instance: options.settings.instance,
+      ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
     });
     this.services = services;
     this.singletons = new Map(singletons.map((s) => [s.key, s]));

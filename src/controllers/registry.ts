@@ -57,6 +57,8 @@ export interface SingletonOptions {
   firewallCheckMs: number;
   /** This controller instance (its firewall table or chains are its own). */
   instance: string;
+  /** Host ports no Network forward may take; default [22]. */
+  reservedHostPorts?: readonly number[];
 }
 
 export interface Singletons {
@@ -68,7 +70,14 @@ export interface Singletons {
 export const FIREWALL_KEY = "Firewall/host";
 
 export function createSingletons(options: SingletonOptions): Singletons {
-  const firewall = new Firewall({ backend: options.firewallBackend, instance: options.instance, logger: options.logger, host: options.ports.firewall, sysctl: options.ports.sysctl });
+  const firewall = new Firewall({
+    backend: options.firewallBackend,
+    instance: options.instance,
+    logger: options.logger,
+    host: options.ports.firewall,
+    sysctl: options.ports.sysctl,
+    ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
+  });
   const firewallSingleton: Singleton = {
     key: FIREWALL_KEY,
     // Bridges and VNC ports change only with events or our own commands: the periodic check

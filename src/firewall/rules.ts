@@ -47,17 +47,36 @@ export interface FirewallVm {
   vncPort?: number;
 }
 
+/** A socket bound on the host (TCP listening, UDP unconnected), as /proc/net lists it. */
+export interface HostListener {
+  protocol: "tcp" | "udp";
+  address: string;
+  port: number;
+}
+
+/** What a Network's port forward may not take: it would redirect the host's own traffic to a guest. */
+export interface HostPortGuard {
+  /** Host ports no forward takes, whatever listens (the controller's --reserved-host-ports; 22 by default). */
+  reserved: readonly number[];
+  /** Sockets bound on the host right now. */
+  listening: readonly HostListener[];
+}
+
 export interface FirewallInputs {
   networks: FirewallNetwork[];
   vms: FirewallVm[];
   /** uid QEMU (and passt) run as; needed only for mode user egress rules. */
   qemuUid?: number;
+  /** Without it, no forward is refused. */
+  hostPorts?: HostPortGuard;
 }
 
 export interface RenderResult {
   rules: Rule[];
   /** Objects whose rules could not be rendered, and why (e.g. bridge not known yet). */
   pending: Map<string, string>;
+  /** Objects some of whose port forwards were left out (a reserved or busy host port), and why. */
+  refused: Map<string, string>;
   /** True when some NAT network needs the kernel to forward IPv4. */
   needsForwarding: boolean;
 }
@@ -91,7 +110,25 @@ function egressRules(owner: string, spec: NetworkSpec, chain: Chain, base: Parti
   return rules;
 }
 
-function networkRules(net: FirewallNetwork, qemuUid: number | undefined, pending: Map<string, string>): Rule[] {
+const isLoopback = (address: string) => address.startsWith("127.") || address === "::1";
+const isWildcard = (address: string) => address === "0.0.0.0" || address === "::";
+
+/**
+ * Why the forward may not take its host port, or undefined. A socket listening on all
+ * addresses, or on the forward's own hostAddress, or (for a forward to every local address) on
+ * any address but loopback, is the host's: the DNAT would take its traffic.
+ */
+export function forwardConflict(pf: NetworkSpec["portForwards"][number], guard: HostPortGuard): string | undefined {
+  const port = `${pf.protocol}/${pf.hostPort}`;
+  if (guard.reserved.includes(pf.hostPort)) return `host port ${port} is reserved on this host (the controller's --reserved-host-ports): a forward would take it from the host`;
+  const taken = guard.listening.find(
+    (l) => l.protocol === pf.protocol && l.port === pf.hostPort && (isWildcard(l.address) || (pf.hostAddress ? l.address === pf.hostAddress : !isLoopback(l.address))),
+  );
+  if (taken) return `host port ${port} is in use on this host (a socket listens on ${taken.address.includes(":") ? `[${taken.address}]` : taken.address}:${taken.port}): a forward would take its traffic`;
+  return undefined;
+}
+
+function networkRules(net: FirewallNetwork, qemuUid: number | undefined, pending: Map<string, string>, guard: HostPortGuard | undefined, refused: Map<string, string>): Rule[] {
   const { key: owner, spec } = net;
   if (spec.mode === "user") {
     if (spec.egress.length === 0) return [];
@@ -126,7 +163,12 @@ function networkRules(net: FirewallNetwork, qemuUid: number | undefined, pending
     rules.push({ chain: "postrouting", owner, family: "ip", saddr: subnet, daddr: "255.255.255.255/32", verdict: { type: "return" } });
     rules.push({ chain: "postrouting", owner, family: "ip", saddr: subnet, notDaddr: subnet, verdict: { type: "masquerade" } });
   }
-  for (const pf of spec.portForwards) {
+  const forwards = spec.portForwards.filter((pf) => {
+    const conflict = guard && forwardConflict(pf, guard);
+    if (conflict) refused.set(owner, refused.has(owner) ? `${refused.get(owner)}; ${conflict}` : conflict);
+    return !conflict;
+  });
+  for (const pf of forwards) {
     const match = pf.hostAddress ? { daddr: pf.hostAddress } : { daddrLocal: true };
     const common = { owner, family: "ip" as const, protocol: pf.protocol, dports: [pf.hostPort], verdict: { type: "dnat" as const, addr: pf.guestAddress, port: pf.guestPort } };
     // From outside (prerouting) and from the host itself (output). Loopback is left alone:
@@ -134,7 +176,7 @@ function networkRules(net: FirewallNetwork, qemuUid: number | undefined, pending
     rules.push({ chain: "prerouting", ...match, ...common });
     rules.push({ chain: "output-nat", ...match, ...(pf.hostAddress ? {} : { notDaddr: "127.0.0.0/8" }), ...common });
   }
-  if (spec.portForwards.length) rules.push({ chain: "forward", owner, oif: bridge, dnatted: true, verdict: { type: "accept" } });
+  if (forwards.length) rules.push({ chain: "forward", owner, oif: bridge, dnatted: true, verdict: { type: "accept" } });
   return rules;
 }
 
@@ -167,11 +209,12 @@ function vmRules(vm: FirewallVm): Rule[] {
 /** Every rule kvmctl wants, in a stable order (networks, then VMs, each by key). */
 export function renderFirewall(inputs: FirewallInputs): RenderResult {
   const pending = new Map<string, string>();
+  const refused = new Map<string, string>();
   const networks = [...inputs.networks].sort((a, b) => a.key.localeCompare(b.key));
   const vms = [...inputs.vms].sort((a, b) => a.key.localeCompare(b.key));
-  const rules = [...networks.flatMap((n) => networkRules(n, inputs.qemuUid, pending)), ...vms.flatMap(vmRules)];
+  const rules = [...networks.flatMap((n) => networkRules(n, inputs.qemuUid, pending, inputs.hostPorts, refused)), ...vms.flatMap(vmRules)];
   const needsForwarding = networks.some((n) => n.spec.mode === "nat" || n.spec.mode === "route" || n.spec.mode === "open");
-  return { rules, pending, needsForwarding };
+  return { rules, pending, refused, needsForwarding };
 }
 
 /** Rules per owner key. */

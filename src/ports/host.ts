@@ -1,7 +1,7 @@
 // Ports for the host services other than libvirt. Reconcilers reach the host only through
 // these (and the Hypervisor port); src/adapters/ implements them on Linux (host-ports.ts builds them), the unit
 // tests with in-memory fakes.
-import type { Rule } from "../firewall/rules.js";
+import type { HostListener, Rule } from "../firewall/rules.js";
 
 /** Files that hold secrets (a VNC password): read, never logged. */
 export interface SecretFiles {
@@ -79,4 +79,6 @@ export interface FirewallHost {
   detect(preference: "auto" | BackendName, instance: string): Promise<FirewallBackend | undefined>;
   /** The uid QEMU runs as (passt's traffic is QEMU's own); undefined when unknown. */
   qemuUid(): number | undefined;
+  /** Sockets bound on the host (TCP listening, UDP unconnected): a port forward must not take their traffic. */
+  listening(): Promise<HostListener[]>;
 }

@@ -171,15 +171,17 @@ describe("usage errors exit 2", () => {
   }
 });
 
-describe("a bad --allow-host-path is a usage error, before the controller touches anything", () => {
-  for (const [value, message] of [
-    ["disk=/srv", /expected USE=DIR with USE one of pool, device, image, kernel, secret/],
-    ["pool=srv", /must be an absolute path/],
-    ["image=/", /allowing \/ would allow everything/],
+describe("a bad --allow-host-path or --reserved-host-ports is a usage error, before the controller touches anything", () => {
+  for (const [flag, value, message] of [
+    ["--allow-host-path", "disk=/srv", /expected USE=DIR with USE one of pool, device, image, kernel, secret/],
+    ["--allow-host-path", "pool=srv", /must be an absolute path/],
+    ["--allow-host-path", "image=/", /allowing \/ would allow everything/],
+    ["--reserved-host-ports", "22,ssh", /--reserved-host-ports: "ssh" is not a port/],
+    ["--reserved-host-ports", "70000", /is not a port \(1-65535\)/],
   ] as const) {
-    test(value, async () => {
+    test(`${flag} ${value}`, async () => {
       const before = contents(state);
-      const result = await kvmctl(["--dir", state, "controller", "--once", "--allow-host-path", value]);
+      const result = await kvmctl(["--dir", state, "controller", "--once", flag, value]);
       assert.equal(result.exitCode, 2, result.stderr);
       assert.match(result.stderr, message);
       assert.deepEqual(contents(state), before);

@@ -20,6 +20,7 @@ export interface ControllerOptions {
   settle: string;
   rescan: string;
   allowHostPath: string[];
+  reservedHostPorts: string;
 }
 
 /**
@@ -50,6 +51,16 @@ export async function acquireLock(dir: string, dataDir: string): Promise<() => P
   return () => lock.release();
 }
 
+/** "22,2222" → [22, 2222]; "none" (or nothing) → []. */
+function parsePortList(text: string, flag: string): number[] {
+  if (text.trim() === "" || text.trim() === "none") return [];
+  return text.split(",").map((part) => {
+    const port = Number(part.trim());
+    if (!/^\d+$/.test(part.trim()) || port < 1 || port > 65535) throw new UsageError(`${flag}: ${JSON.stringify(part)} is not a port (1-65535); give a comma-separated list, or none`);
+    return port;
+  });
+}
+
 function readQuietly(file: string): string {
   try {
     return fs.readFileSync(file, "utf8").trim();
@@ -75,6 +86,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     if (error instanceof HostPathFlagError) throw new UsageError(error.message);
     throw error;
   }
+  const reservedHostPorts = parsePortList(options.reservedHostPorts, "--reserved-host-ports");
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore();
   const release = await acquireLock(ctx.dir, store.dataDir);
@@ -106,6 +118,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     prune: { settleMs, allowEmpty: options.allowEmpty === true },
     rescanMs,
     hostPaths,
+    reservedHostPorts,
   });
   try {
     if (options.once) {
@@ -117,7 +130,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       if (notReady.length) throw new ExitCode(1);
       return;
     }
-    logger.info({ instance, uri: ctx.connect, concurrency, resyncMs, hostPaths: describeHostPathPolicy(hostPaths) }, "controller starting");
+    logger.info({ instance, uri: ctx.connect, concurrency, resyncMs, hostPaths: describeHostPathPolicy(hostPaths), reservedHostPorts }, "controller starting");
     await manager.start();
     await new Promise<void>((resolve) => {
       let stopping = false;

@@ -5,7 +5,7 @@
 // A singleton (src/controllers/registry.ts): one per controller, woken by every manifest
 // change and libvirt event and every --firewall-check; Networks sync it when they change.
 import { createHash } from "node:crypto";
-import { countByOwner, renderFirewall, type FirewallInputs, type Rule } from "../../firewall/rules.js";
+import { countByOwner, renderFirewall, type FirewallInputs, type HostPortGuard, type Rule } from "../../firewall/rules.js";
 import type { BackendName, FirewallBackend, FirewallHost, LiveState, Observed, Sysctl } from "../../ports/index.js";
 import type { Logger } from "../../runtime/index.js";
 import type { Snapshot } from "../../store/index.js";
@@ -17,6 +17,8 @@ export interface FirewallState {
   counts: Map<string, number>;
   /** Objects whose rules wait for something (e.g. a bridge name). */
   pending: Map<string, string>;
+  /** Objects some of whose port forwards were left out (a reserved or busy host port), and why. */
+  refused: Map<string, string>;
   total: number;
   /** Set when the last sync failed. */
   error?: string;
@@ -30,10 +32,12 @@ export interface FirewallOptions {
   /** The host's firewall tools: which backend works, and QEMU's uid. */
   host: FirewallHost;
   sysctl: Sysctl;
+  /** Host ports no Network forward may take (--reserved-host-ports); default [22]. */
+  reservedHostPorts?: readonly number[];
 }
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
-export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number | undefined): FirewallInputs {
+export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number | undefined, hostPorts?: HostPortGuard): FirewallInputs {
   const networks: FirewallInputs["networks"] = [];
   const vms: FirewallInputs["vms"] = [];
   for (const [key, stored] of snapshot.objects) {
@@ -45,7 +49,7 @@ export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number 
       vms.push({ key, spec: stored.object.spec, vncPort: running?.vnc?.port !== undefined && running.vnc.port > 0 ? running.vnc.port : undefined });
     }
   }
-  return { networks, vms, qemuUid: uid };
+  return { networks, vms, qemuUid: uid, ...(hostPorts ? { hostPorts } : {}) };
 }
 
 /**
@@ -70,7 +74,7 @@ export class Firewall {
   private readonly uid: number | undefined;
   /** What became of kvmctl's table or chains from before instances (see resolveLegacy). */
   private legacy: "unchecked" | "none" | "kept" = "unchecked";
-  state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), total: 0 };
+  state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), refused: new Map(), total: 0 };
 
   constructor(private readonly options: FirewallOptions) {
     this.uid = options.host.qemuUid();
@@ -108,7 +112,9 @@ export class Firewall {
   }
 
   private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
-    const rendered = renderFirewall(firewallInputs(snapshot, live, this.uid));
+    // What listens on the host now: a forward must not take a port the host itself serves.
+    const listening = await this.options.host.listening().catch(() => []);
+    const rendered = renderFirewall(firewallInputs(snapshot, live, this.uid, { reserved: this.options.reservedHostPorts ?? [22], listening }));
     // An object whose manifest is invalid or unreadable keeps the rules it had.
     const held = new Set([...snapshot.invalid.keys(), ...[...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys)]);
     const fresh = rendered.rules.filter((r) => !held.has(r.owner));
@@ -117,7 +123,7 @@ export class Firewall {
     const backend = await this.chooseBackend();
     if (!backend) {
       const error = rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
-      this.state = { backend: "none", counts: new Map(), pending: rendered.pending, total: 0, ...(error ? { error } : {}) };
+      this.state = { backend: "none", counts: new Map(), pending: rendered.pending, refused: rendered.refused, total: 0, ...(error ? { error } : {}) };
       return this.state;
     }
     try {
@@ -140,7 +146,7 @@ export class Firewall {
       await this.resolveLegacy(backend, snapshot);
       this.lastRules = new Map();
       for (const rule of rules) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
-      this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, total: observed.rules.length };
+      this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, total: observed.rules.length };
     } catch (error) {
       this.applied = undefined;
       this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };

@@ -34,6 +34,8 @@ function referencingVms(snapshot: Snapshot, name: string): string[] {
 
 /** libvirt sends no event when dnsmasq hands out a lease: while a running guest has none, look again this often. */
 const LEASE_POLL_MS = 5_000;
+/** How often a Network whose forwards the host port guard left out looks again. */
+const REFUSED_FORWARD_POLL_MS = 10_000;
 
 /** MACs of running guests' interfaces on `network` that hold no DHCP lease. */
 export function guestMacsWithoutLease(network: string, domains: Iterable<LiveDomain>, leases: Lease[]): string[] {
@@ -132,7 +134,9 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     const isUser = network.spec.mode === "user";
     const pendingRules = firewall.pending.get(key);
     const firewallError = firewall.error ?? (firewall.backend === "none" && (firewall.counts.size || network.spec.portForwards.length || network.spec.egress.length || network.spec.mode === "nat") ? "no firewall backend on this host" : undefined);
-    const ok = (isUser || after?.active === true) && !firewallError && !pendingRules;
+    // Forwards left out because the host itself uses their port: the rest of the network works.
+    const refusedForwards = firewall.refused.get(key);
+    const ok = (isUser || after?.active === true) && !firewallError && !pendingRules && !refusedForwards;
     let leases: Lease[] | undefined;
     if (after?.active && network.spec.ipv4?.dhcp) leases = await ctx.ports.hypervisor.networkLeases(after.uuid).catch(() => undefined);
     const restartRequired = plan.kind === "converge" ? plan.restartRequired : undefined;
@@ -141,10 +145,11 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     const awaitingLease = leases !== undefined && guestMacsWithoutLease(name, state.domains.values(), leases).length > 0;
     return {
       ready: ok,
-      requeueAfterMs: ok ? (awaitingLease ? LEASE_POLL_MS : undefined) : 2_000,
+      // A busy port may be let go of: look again now and then, not every 2 s.
+      requeueAfterMs: ok ? (awaitingLease ? LEASE_POLL_MS : undefined) : refusedForwards && !firewallError && !pendingRules ? REFUSED_FORWARD_POLL_MS : 2_000,
       report: {
-        reason: ok ? "Succeeded" : firewallError ? "FirewallFailed" : "Progressing",
-        message: ok ? (isUser ? `passt egress rules applied (${firewall.counts.get(key) ?? 0} rules)` : `network is active on bridge ${bridge ?? "?"}`) : (firewallError ?? pendingRules ?? "network is not active yet"),
+        reason: ok ? "Succeeded" : firewallError ? "FirewallFailed" : refusedForwards ? "HostPortConflict" : "Progressing",
+        message: ok ? (isUser ? `passt egress rules applied (${firewall.counts.get(key) ?? 0} rules)` : `network is active on bridge ${bridge ?? "?"}`) : (firewallError ?? refusedForwards ?? pendingRules ?? "network is not active yet"),
         extraConditions: [{ type: "RestartRequired", present: restartRequired !== undefined, reason: "NetworkInUse", message: restartRequired ?? "" }],
         facts: {
           uuid: after?.uuid,

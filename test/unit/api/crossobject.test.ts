@@ -41,6 +41,38 @@ describe("validateObjectSet", () => {
     assert.deepEqual(found.map((i) => i.path.join(".")), ["spec.ipv6.address", "spec.ipv6.address"]);
   });
 
+  it("subnet overlaps: the same pairs, in the same order, as checking every pair (300 random networks, nested and equal blocks)", () => {
+    // A seeded walk over a small space, so that nesting, equal blocks and neighbours all occur.
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const networks = Array.from({ length: 300 }, (_, i) => {
+      const prefix = 20 + rand(10);
+      const size = 2 ** (32 - prefix);
+      const base = 10 * 2 ** 24 + rand(4) * 2 ** 16 + rand(2 ** 16); // any address in 10.0-3.x.x
+      const first = base - (base % size) + 1; // the block's first host address
+      const address = [24, 16, 8, 0].map((shift) => Math.floor(first / 2 ** shift) % 256).join(".");
+      return valid(net(`n${i}`, { mode: "isolated", ipv4: { address, prefix, dhcp: undefined } }));
+    });
+    const toNumber = (a: string) => a.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+    const block = (n: (typeof networks)[number]) => {
+      const { address, prefix } = (n.spec as { ipv4: { address: string; prefix: number } }).ipv4;
+      const size = 2 ** (32 - prefix);
+      const start = toNumber(address) - (toNumber(address) % size);
+      return { start, end: start + size - 1 };
+    };
+    const expected: string[] = [];
+    for (const a of networks) {
+      for (const b of networks) {
+        if (a === b) continue;
+        const [x, y] = [block(a), block(b)];
+        if (x.start <= y.end && y.start <= x.end) expected.push(`Network/${a.metadata.name} overlaps Network/${b.metadata.name}`);
+      }
+    }
+    const found = validateObjectSet(networks).filter((i) => i.message.includes("overlaps"));
+    assert.ok(expected.length > 50, `the walk makes overlaps (${expected.length})`);
+    assert.deepEqual(found.map((i) => `${i.key} overlaps ${/overlaps (Network\/\S+)/.exec(i.message)![1]}`), expected);
+  });
+
   it("a host port forwarded by two VMs: reported on both, at the hostPort field", () => {
     const found = validateObjectSet([userVm("web1", 5001), userVm("web2", 5001)]);
     assert.deepEqual(lines(found), [

@@ -69,6 +69,17 @@ describe("VirtualMachine", () => {
     assert.deepEqual(interfaces, [{ network: "lan", model: "virtio" }]);
   });
 
+  it("a VNC console off loopback needs a password file", () => {
+    assertIssue(vm("a", { consoles: { vnc: { listen: "0.0.0.0" } } }), "spec.consoles.vnc.passwordSecretFile", /a VNC console listening on 0\.0\.0\.0 \(not loopback\) needs passwordSecretFile/);
+    assertIssue(vm("a", { consoles: { vnc: { listen: "2001:db8::5" } } }), "spec.consoles.vnc.passwordSecretFile", /listening on 2001:db8::5/);
+    for (const listen of ["127.0.0.1", "127.0.0.2", "::1"]) valid(vm("a", { consoles: { vnc: { listen } } }));
+    valid(vm("a", { consoles: { vnc: { listen: "0.0.0.0", passwordSecretFile: "/var/lib/kvmctl/secrets/vnc" } } }));
+  });
+
+  it("IPv6 addresses carry no %zone (no rule could hold one)", () => {
+    assertIssue(vm("a", { consoles: { vnc: { listen: "fe80::1%eth0", passwordSecretFile: "/x" } } }), "spec.consoles.vnc.listen", /without a %zone/);
+  });
+
   it("no spec at all is a VM with every default", () => {
     const obj = valid<VirtualMachine>({ apiVersion: API, kind: "VirtualMachine", metadata: { name: "a" } });
     assert.equal(obj.spec.runStrategy, "Always");
@@ -138,6 +149,13 @@ describe("Network", () => {
       egress: [],
       autostart: true,
     });
+  });
+
+  it("a port forward's hostAddress is IPv4 (the DNAT goes to the guest's IPv4 address), never with a %zone", () => {
+    for (const hostAddress of ["2001:db8::1", "fe80::1%eth0"]) {
+      assertIssue(lan({}, { portForwards: [{ hostPort: 2222, hostAddress, guestAddress: "10.1.0.10", guestPort: 22 }] }), "spec.portForwards.0.hostAddress", /must be an IPv4 address/);
+    }
+    assertIssue(lan({}, { ipv6: { address: "fe80::1%eth0", prefix: 64 } }), "spec.ipv6.address", /without a %zone/);
   });
 
   it("a DHCP range outside the prefix is rejected at its start/end", () => {

@@ -30,7 +30,7 @@ function setUp() {
     backend: "auto",
     instance: "t1",
     logger: pino({ level: "silent" }),
-    host: { detect: async () => table, qemuUid: () => 64055 },
+    host: { detect: async () => table, qemuUid: () => 64055, listening: async () => [] },
     sysctl: { ensureIpv4Forwarding: async () => false },
   });
   return { table, firewall };
@@ -79,9 +79,35 @@ test("an earlier kvmctl's table is removed by the instance whose manifests own a
       legacy: async () => (legacy ? { where: "nftables table inet kvmctl", owners: legacy } : undefined),
       removeLegacy: async () => void (legacy = undefined),
     });
-    const firewall = new Firewall({ backend: "auto", instance: "t1", logger: pino({ level: "silent" }), host: { detect: async () => table, qemuUid: () => 64055 }, sysctl: { ensureIpv4Forwarding: async () => false } });
+    const firewall = new Firewall({ backend: "auto", instance: "t1", logger: pino({ level: "silent" }), host: { detect: async () => table, qemuUid: () => 64055, listening: async () => [] }, sysctl: { ensureIpv4Forwarding: async () => false } });
     await firewall.sync(snapshotWith("lan"), live("virbr5"));
     assert.equal(legacy === undefined, removed, `legacy owners ${owners.join(", ")}`);
     assert.equal(table.rules.length, 2, "this instance's own table holds the rules");
   }
+});
+
+test("a forward on a reserved port or one the host listens on stays out of the table until the port is free", async () => {
+  const spec = { mode: "nat", ipv4: { address: "192.0.2.1", prefix: 24 }, portForwards: [8080, 2222, 9090].map((hostPort) => ({ hostPort, guestAddress: "192.0.2.10", guestPort: 80 })) };
+  const result = validateDocument({ apiVersion: "kvmctl.dev/v1alpha1", kind: "Network", metadata: { name: "lan" }, spec });
+  assert.ok(result.ok);
+  const stored = { key: "Network/lan", kind: "Network", name: "lan", object: result.object as Network } as unknown as StoredObject;
+  const snapshot = { objects: new Map([[stored.key, stored]]), invalid: new Map(), unreadableFiles: new Map() } as unknown as Snapshot;
+  const table = new MemoryTable();
+  let listening = [{ protocol: "tcp" as const, address: "0.0.0.0", port: 8080 }];
+  const firewall = new Firewall({
+    backend: "auto",
+    instance: "t1",
+    logger: pino({ level: "silent" }),
+    host: { detect: async () => table, qemuUid: () => 64055, listening: async () => listening },
+    sysctl: { ensureIpv4Forwarding: async () => false },
+    reservedHostPorts: [2222],
+  });
+  const forwarded = () => [...new Set(table.rules.filter((r) => r.verdict.type === "dnat").map((r) => r.dports![0]))].sort();
+  const state = await firewall.sync(snapshot, live("virbr5"));
+  assert.deepEqual(forwarded(), [9090]);
+  assert.match(state.refused.get("Network/lan")!, /tcp\/8080 is in use on this host.*tcp\/2222 is reserved|tcp\/2222 is reserved.*tcp\/8080 is in use/);
+  listening = [];
+  const freed = await firewall.sync(snapshot, live("virbr5"));
+  assert.deepEqual(forwarded(), [8080, 9090], "the port let go of: its forward applied");
+  assert.match(freed.refused.get("Network/lan")!, /^host port tcp\/2222 is reserved/);
 });

@@ -175,6 +175,16 @@ test("a firewall that fails: not Ready, reason FirewallFailed", async () => {
   assert.match(outcome.report?.message ?? "", /Operation not permitted/);
 });
 
+test("a forward the host port guard left out: not Ready, reason HostPortConflict, looked at again in 10 s", async () => {
+  const h = await runningLan();
+  h.firewallState = { ...h.firewallState, refused: new Map([["Network/lan", "host port tcp/22 is reserved on this host"]]) };
+  const outcome = await h.reconcile("Network/lan");
+  assert.equal(outcome.ready, false);
+  assert.equal(outcome.report?.reason, "HostPortConflict");
+  assert.match(outcome.report?.message ?? "", /tcp\/22 is reserved/);
+  assert.equal(outcome.requeueAfterMs, 10_000);
+});
+
 test("mode user is not a libvirt network: nothing is defined, Ready once its rules are applied", async () => {
   const h = new ControllerHarness();
   h.apply("Network", "passt", { mode: "user", egress: [{ action: "deny", to: ["203.0.113.0/24"] }] });

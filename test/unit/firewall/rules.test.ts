@@ -136,3 +136,46 @@ test("iptables: each instance has its own chains and sees only its own jumps", (
   assert.doesNotMatch(restoreInput("nat", [], observed, mine), /KVMCTL-t2/);
 });
 
+
+test("host ports: a forward never takes a reserved port or one the host listens on; the network's other rules stay", () => {
+  const net = object<Network>("Network", "fw", {
+    mode: "nat",
+    ipv4: { address: "192.0.2.1", prefix: 24 },
+    portForwards: [
+      { hostPort: 22, guestAddress: "192.0.2.10", guestPort: 22 },
+      { hostPort: 8080, guestAddress: "192.0.2.10", guestPort: 80 },
+      { hostPort: 5353, protocol: "udp", guestAddress: "192.0.2.10", guestPort: 53 },
+      { hostPort: 9000, hostAddress: "198.51.100.7", guestAddress: "192.0.2.10", guestPort: 9000 },
+      { hostPort: 9001, guestAddress: "192.0.2.10", guestPort: 9001 },
+      { hostPort: 9002, hostAddress: "198.51.100.7", guestAddress: "192.0.2.10", guestPort: 9002 },
+    ],
+  });
+  const render = (listening: { protocol: "tcp" | "udp"; address: string; port: number }[], reserved = [22]) =>
+    renderFirewall({ networks: [{ key: "Network/fw", spec: net.spec, bridge: "virbr9" }], vms: [], hostPorts: { reserved, listening } });
+  const dnatPorts = (r: ReturnType<typeof render>) => [...new Set(r.rules.filter((x) => x.verdict.type === "dnat").map((x) => `${x.protocol}/${x.dports![0]}`))].sort();
+
+  const quiet = render([]);
+  assert.deepEqual(dnatPorts(quiet), ["tcp/8080", "tcp/9000", "tcp/9001", "tcp/9002", "udp/5353"]);
+  assert.match(quiet.refused.get("Network/fw")!, /^host port tcp\/22 is reserved on this host \(the controller's --reserved-host-ports\)/);
+  assert.equal(render([], []).refused.size, 0, "nothing reserved, nothing listening: every forward");
+
+  const busy = render([
+    { protocol: "tcp", address: "0.0.0.0", port: 8080 }, // every address: always the host's
+    { protocol: "tcp", address: "127.0.0.1", port: 5353 }, // another protocol
+    { protocol: "udp", address: "127.0.0.1", port: 9001 }, // another protocol
+    { protocol: "tcp", address: "127.0.0.1", port: 9001 }, // loopback only: a forward never takes loopback traffic
+    { protocol: "tcp", address: "203.0.113.9", port: 9000 }, // another address than the forward's
+    { protocol: "tcp", address: "198.51.100.7", port: 9002 }, // the forward's own address
+  ]);
+  assert.deepEqual(dnatPorts(busy), ["tcp/9000", "tcp/9001", "udp/5353"]);
+  const why = busy.refused.get("Network/fw")!;
+  assert.match(why, /host port tcp\/8080 is in use on this host \(a socket listens on 0\.0\.0\.0:8080\): a forward would take its traffic/);
+  assert.match(why, /host port tcp\/9002 is in use on this host \(a socket listens on 198\.51\.100\.7:9002\)/);
+  assert.match(render([{ protocol: "tcp", address: "::", port: 9001 }]).refused.get("Network/fw")!, /\[::\]:9001/);
+  // A listener on another local address takes a forward to every local address.
+  assert.ok(!dnatPorts(render([{ protocol: "tcp", address: "203.0.113.9", port: 9001 }])).includes("tcp/9001"));
+  // The network's masquerade and the forward-accept for the forwards left stay.
+  assert.ok(busy.rules.some((r) => r.verdict.type === "masquerade") && busy.rules.some((r) => r.chain === "forward" && r.dnatted));
+  const none = renderFirewall({ networks: [{ key: "Network/fw", spec: { ...net.spec, portForwards: [net.spec.portForwards[0]!] }, bridge: "virbr9" }], vms: [], hostPorts: { reserved: [22], listening: [] } });
+  assert.ok(!none.rules.some((r) => r.dnatted), "no forward left: no forward-accept rule");
+});

@@ -8,7 +8,7 @@ import type { FirewallState } from "../../../src/controllers/firewall/controller
 import type { ControllerSettings, KindContext, KindOutcome, ObjectRecorder } from "../../../src/controllers/kind.js";
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
-import type { Rule } from "../../../src/firewall/rules.js";
+import type { HostListener, Rule } from "../../../src/firewall/rules.js";
 import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type Snapshot, type StoredObject } from "../../../src/store/index.js";
@@ -99,6 +99,11 @@ export class FakeFirewallHost implements FirewallHost {
   }
   qemuUid(): number | undefined {
     return 64055;
+  }
+  /** Sockets bound on the fake host. */
+  readonly listeners: HostListener[] = [];
+  async listening(): Promise<HostListener[]> {
+    return [...this.listeners];
   }
 }
 
@@ -226,7 +231,7 @@ export class ControllerHarness {
   snapshot: Snapshot = snapshotOf([]);
   settings: ControllerSettings = { instance: TEST_INSTANCE, defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
   /** What services.firewall.sync returns (set `error` to make networks report FirewallFailed). */
-  firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), total: 0 };
+  firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), refused: new Map(), total: 0 };
   /** The `since` of every firewall sync. */
   readonly firewallSyncs: number[] = [];
   private readonly memories = new Map<string, Map<string, unknown>>();
