@@ -40,12 +40,21 @@ export class ManifestReader {
 
   constructor(private readonly options: ReaderOptions) {
     this.excludeReal = new Set();
-    if (options.statusDir) {
-      try {
-        this.excludeReal.add(fs.realpathSync(options.statusDir));
-      } catch {
-        // not created yet: nothing to exclude
-      }
+    this.refreshExcluded();
+  }
+
+  /**
+   * A status directory inside the manifest directory is never read as manifests. It may not
+   * exist when the reader starts (the first status write makes it), so it is looked up at
+   * every read.
+   */
+  private refreshExcluded(): void {
+    if (!this.options.statusDir) return;
+    this.excludeReal.add(path.resolve(this.options.statusDir));
+    try {
+      this.excludeReal.add(fs.realpathSync(this.options.statusDir));
+    } catch {
+      // not created yet: its resolved path is excluded already
     }
   }
 
@@ -68,6 +77,7 @@ export class ManifestReader {
     const next: CacheData = { files: {}, statusFiles: {}, lastKnown: { ...previous.lastKnown }, crossCheck: previous.crossCheck };
     let changed = this.cache === undefined;
 
+    this.refreshExcluded();
     const scan = scanManifestDir(dir, this.excludeReal);
     // A directory that was read before and is gone now (moved away, unmounted, a checkout being
     // replaced) is not an empty one: everything it held is unreadable, and so kept, until it is back.

@@ -12,6 +12,22 @@ const STATUS = { observedGeneration: 1, observedSpecHash: "abc", conditions: [{ 
 const PAIR = `${VM("web1")}status:\n  phase: FromManifest\n---\n${NET("lan")}`;
 
 describe("status directory", () => {
+  it("inside the manifest directory, made by the first status write, it is never read as manifests", async () => {
+    const dir = await tempDir();
+    writeTree(dir, { "all/pair.yaml": `${VM("web1")}---\n${NET("lan")}` });
+    const statusDir = path.join(dir, "status");
+    for (const fresh of [false, true]) {
+      const store = new ManifestStore({ dir, statusDir, diskCache: fresh });
+      const first = await store.read();
+      assert.equal(await store.writeStatus("VirtualMachine/web1", { ...STATUS, phase: "Running" }), true);
+      assert.ok(fs.existsSync(path.join(statusDir, "all/pair.yaml")), "the status file is inside --dir");
+      const again = await store.read();
+      assert.deepEqual([...again.objects.keys()].sort(), [...first.objects.keys()].sort());
+      assert.deepEqual(again.problems.map(formatProblem), [], "its status files are no manifests");
+      assert.equal(again.objects.get("VirtualMachine/web1")?.object.status?.phase, "Running");
+    }
+  });
+
   it("writes status beside, never into, the manifests; reading merges it", async () => {
     const dir = await tempDir();
     const statusDir = await tempDir("kvmctl-status-");
