@@ -27,9 +27,13 @@ export const volumeName = z
     error: "must be a volume name: letters, digits, '_', '.', '+', '-', not starting with '.' or '-'",
   });
 
+// No control characters and no trailing whitespace: such a path never compares equal to what
+// libvirt reports back (it would be redefined on every pass), and reads wrong in a terminal.
 export const absolutePath = z
   .string()
-  .regex(/^\/[^\0]*$/, { error: "must be an absolute path" })
+  .regex(/^\//, { error: "must be an absolute path" })
+  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, { error: "must not contain control characters" })
+  .regex(/^.*[^\s]$/s, { error: "must not end in whitespace" })
   .refine((p) => !p.split("/").includes(".."), { error: "must not contain '..'" });
 
 export const macAddress = z

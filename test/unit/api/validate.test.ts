@@ -76,6 +76,16 @@ describe("VirtualMachine", () => {
     valid(vm("a", { consoles: { vnc: { listen: "0.0.0.0", passwordSecretFile: "/var/lib/kvmctl/secrets/vnc" } } }));
   });
 
+  it("host paths: absolute, no control characters, no trailing whitespace, no '..'", () => {
+    const boot = (kernel: string) => vm("a", { boot: { kernel } });
+    assertIssue(boot("vmlinuz"), "spec.boot.kernel", /must be an absolute path/);
+    assertIssue(boot("/srv/boot/vmlinuz "), "spec.boot.kernel", /must not end in whitespace/);
+    assertIssue(boot("/srv/boot/vmlinuz\n"), "spec.boot.kernel", /must not end in whitespace|control characters/);
+    for (const control of ["\u0007", "\u001b[31m", "\u0085", "\u007f"]) assertIssue(boot(`/srv/boot/vm${control}linuz`), "spec.boot.kernel", /must not contain control characters/);
+    assertIssue(boot("/srv/../etc/shadow"), "spec.boot.kernel", /must not contain '\.\.'/);
+    valid(boot("/srv/boot/vmlinuz-6.1 (old)"));
+  });
+
   it("IPv6 addresses carry no %zone (no rule could hold one)", () => {
     assertIssue(vm("a", { consoles: { vnc: { listen: "fe80::1%eth0", passwordSecretFile: "/x" } } }), "spec.consoles.vnc.listen", /without a %zone/);
   });
