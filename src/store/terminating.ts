@@ -5,8 +5,9 @@
 // `wait --for=delete` can show it. The controller removes it once the object is gone or its
 // manifest is back.
 import fs from "node:fs";
-import type { Condition } from "../api/common.js";
 import path from "node:path";
+import type { Condition } from "../api/common.js";
+import { isKindName } from "../api/kind-names.js";
 import { ensureDataDir } from "./disk-cache.js";
 import { keyFileStem } from "./events.js";
 import type { FileWriter } from "./file-writer.js";
@@ -25,13 +26,38 @@ function recordFile(dataDir: string, key: string): string {
   return path.join(dataDir, "terminating", `${keyFileStem(key)}.json`);
 }
 
+// Checked by hand, not with zod: `kvmctl get` reads these records, and zod would cost every
+// CLI start whose manifests are all in the parse cache.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const isString = (value: unknown): value is string => typeof value === "string";
+const CONDITION_FIELDS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+
+function isRecord(value: unknown): value is TerminatingRecord {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+  const r = value as Record<string, unknown>;
+  return (
+    isKindName(r.kind) &&
+    isString(r.name) &&
+    DNS_LABEL.test(r.name) &&
+    isString(r.since) &&
+    isString(r.phase) &&
+    Array.isArray(r.conditions) &&
+    r.conditions.every((c) => c && typeof c === "object" && CONDITION_FIELDS.every((f) => isString((c as Record<string, unknown>)[f])))
+  );
+}
+
+/**
+ * The record of `key`, or undefined when there is none — or when it is not one kvmctl wrote
+ * for that key (torn, edited by hand, another key's): such a file never becomes a key.
+ */
 export async function readTerminating(dataDir: string, key: string): Promise<TerminatingRecord | undefined> {
+  let raw: unknown;
   try {
-    const record = JSON.parse(await fs.promises.readFile(recordFile(dataDir, key), "utf8")) as TerminatingRecord;
-    return typeof record.kind === "string" && Array.isArray(record.conditions) ? record : undefined;
+    raw = JSON.parse(await fs.promises.readFile(recordFile(dataDir, key), "utf8"));
   } catch {
-    return undefined; // missing, or torn by hand: no record
+    return undefined; // missing, or not JSON
   }
+  return isRecord(raw) && `${raw.kind}/${raw.name}` === key ? raw : undefined;
 }
 
 export async function listTerminating(dataDir: string): Promise<TerminatingRecord[]> {

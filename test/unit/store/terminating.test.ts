@@ -45,4 +45,24 @@ describe("terminating records", () => {
     assert.deepEqual(await store.listTerminating(), []);
     assert.equal(await store.setTerminating("Network/lan", undefined), false, "unknown to this store: nothing to clear");
   });
+
+  it("a record edited by hand into something kvmctl never writes is no record: it never becomes a key", async () => {
+    const dir = await tempDir();
+    const store = new ManifestStore({ dir });
+    await store.setTerminating("Network/good", { phase: "Terminating", reason: "NetworkInUse", message: "in use" });
+    const records = path.join(dir, ".kvmctl/terminating");
+    const valid = JSON.parse(fs.readFileSync(path.join(records, "Network-good.json"), "utf8"));
+    const planted: Record<string, unknown> = {
+      "VirtualMachine-web.json": { ...valid, kind: "VirtualMachine", name: { evil: true } },
+      "Widget-w.json": { ...valid, kind: "Widget", name: "w" },
+      "Network-other.json": { ...valid, name: "lan" }, // says another key than its file
+      "Network-bad.json": { ...valid, name: "bad", conditions: "none" },
+      "Network-upper.json": { ...valid, name: "Upper" },
+      "StoragePool-null.json": null,
+      "StoragePool-list.json": [1, 2],
+    };
+    for (const [file, value] of Object.entries(planted)) fs.writeFileSync(path.join(records, file), JSON.stringify(value));
+    assert.deepEqual((await store.listTerminating()).map((r) => `${r.kind}/${r.name}`), ["Network/good"]);
+    assert.equal(await store.readTerminating("Network/other"), undefined);
+  });
 });
