@@ -10,6 +10,7 @@ const BACKPORTS_PACKAGES = [
   "libvirt-daemon-driver-qemu",
   "qemu-system-x86",
   "qemu-utils",
+  "systemd", // systemd-analyze checks the example unit (no systemd runs)
 ];
 const BOOKWORM_PACKAGES = [
   "passt",

@@ -1,6 +1,7 @@
 // Every example is valid, as a set (no conflicting ports or names across examples of one
 // directory), and points editors at its JSON Schema.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
@@ -36,4 +37,17 @@ test("the kvm-in-a-box VM is seed 001's foo: 2 CPUs, 1024 MiB, public network, a
   assert.equal(foo.spec.interfaces[0]!.network, "public");
   assert.equal(foo.spec.cloudInit?.sshAuthorizedKeys?.length, 1);
   assert.ok(snapshot.objects.has("StoragePool/vg0"));
+});
+
+test("the systemd unit verifies, and its sandbox keeps systemd's offline exposure score at 6 or below", () => {
+  const unit = path.resolve("examples/systemd/kvmctl.service");
+  const verify = spawnSync("systemd-analyze", ["verify", unit], { encoding: "utf8" });
+  assert.equal(verify.error, undefined, "systemd-analyze is missing (testenv provisioning installs systemd)");
+  assert.equal(verify.status, 0, verify.stderr);
+  assert.equal(verify.stderr.trim(), "", "no warnings");
+  const security = spawnSync("systemd-analyze", ["security", "--offline=yes", unit], { encoding: "utf8" });
+  const score = Number(/Overall exposure level for kvmctl\.service: ([\d.]+)/.exec(security.stdout)?.[1]);
+  assert.ok(Number.isFinite(score), security.stdout + security.stderr);
+  process.stdout.write(`# systemd-analyze security --offline: exposure ${score} (10 is a unit without sandboxing)\n`);
+  assert.ok(score <= 6, `exposure ${score}`);
 });
