@@ -8,10 +8,9 @@ import path from "node:path";
 import { test } from "node:test";
 import { parse } from "yaml";
 import { DEFAULT_HOST_PATHS, hostPathPolicy, hostPathRefusals, HostPathFlagError, isWithin } from "../../../src/controllers/host-path-policy.js";
-import { Manager } from "../../../src/controllers/manager.js";
 import { ManifestStore } from "../../../src/store/index.js";
 import { tempDir } from "../store/helpers.js";
-import { fakePorts, silentLogger } from "../helpers/fake-ports.js";
+import { fakePorts, testManager } from "../helpers/fake-ports.js";
 
 test("within: the directory itself and what is under it, never a sibling with the same prefix", () => {
   assert.ok(isWithin("/var/lib/kvmctl", "/var/lib/kvmctl"));
@@ -92,15 +91,7 @@ test("the manager refuses objects that name host paths outside the policy, befor
   ports.paths.links.set("/srv/pools/link", "/etc");
   ports.images.images.set("/srv/img/base.qcow2", { format: "qcow2", virtualSize: 1 << 30 });
   ports.images.images.set("/srv/img/backed.qcow2", { format: "qcow2", virtualSize: 1 << 30, backingFile: "/etc/shadow" });
-  const manager = new Manager({
-    store: new ManifestStore({ dir, diskCache: false }),
-    ports,
-    logger: silentLogger,
-    settings: { instance: "t1", defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
-    concurrency: 1,
-    resyncMs: 60_000,
-    firewallBackend: "auto",
-    firewallCheckMs: 5_000,
+  const manager = testManager(new ManifestStore({ dir, diskCache: false }), ports, {
     hostPaths: hostPathPolicy(["none", "pool=/srv/pools", "image=/srv/img", "kernel=/srv/boot"]),
   });
   const reports = new Map((await manager.runOnce()).map((r) => [r.key, r]));

@@ -12,14 +12,13 @@ import { parse } from "yaml";
 import { z } from "zod";
 import { API_VERSION, objectMeta, quantity, registerKind, statusBase, type KindName } from "../../../src/api/index.js";
 import type { KindController } from "../../../src/controllers/kind.js";
-import { Manager } from "../../../src/controllers/manager.js";
 import { builtinControllers } from "../../../src/controllers/registry.js";
 import { buildVolumeXml } from "../../../src/libvirt/index.js";
 import type { LivePool } from "../../../src/ports/index.js";
 import { DependencyNotReadyError } from "../../../src/runtime/index.js";
 import { ManifestStore } from "../../../src/store/index.js";
 import { tempDir } from "../store/helpers.js";
-import { fakePorts, silentLogger } from "../helpers/fake-ports.js";
+import { fakePorts, testManager } from "../helpers/fake-ports.js";
 
 // 1. The API: the schema and the status fields the controller writes.
 const widgetStatusFields = z.object({ ...statusBase, volume: z.string().optional(), capacity: z.number().optional() });
@@ -92,17 +91,7 @@ test("a kind added outside src/ runs through the manager: read, reconciled, stat
   const ports = fakePorts();
   await ports.hypervisor.addForeignPool("default", { path: "/var/lib/libvirt/images" });
   const store = new ManifestStore({ dir, diskCache: false });
-  const manager = new Manager({
-    store,
-    ports,
-    logger: silentLogger,
-    settings: { instance: "t1", defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
-    concurrency: 2,
-    resyncMs: 60_000,
-    firewallBackend: "auto",
-    firewallCheckMs: 5_000,
-    controllers: [...builtinControllers(), widgetController],
-  });
+  const manager = testManager(store, ports, { concurrency: 2, controllers: [...builtinControllers(), widgetController] });
 
   // Reconciled after the built-in kinds, before the firewall singleton.
   const reports = await manager.runOnce();
@@ -144,17 +133,7 @@ test("a failing reconcile of a test-only kind gets its status from the one statu
   const file = path.join(dir, "w2.yaml");
   fs.writeFileSync(file, `apiVersion: kvmctl.dev/v1alpha1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 1Mi}\n`);
   const ports = fakePorts(); // no pool "default": the widget waits
-  const manager = new Manager({
-    store: new ManifestStore({ dir, diskCache: false }),
-    ports,
-    logger: silentLogger,
-    settings: { instance: "t1", defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
-    concurrency: 1,
-    resyncMs: 60_000,
-    firewallBackend: "auto",
-    firewallCheckMs: 5_000,
-    controllers: [widgetController],
-  });
+  const manager = testManager(new ManifestStore({ dir, diskCache: false }), ports, { controllers: [widgetController] });
   const [report] = await manager.runOnce();
   assert.equal(report?.outcome, "waiting");
   const status = (parse(fs.readFileSync(file, "utf8")) as { status: { conditions: { type: string; status: string; reason: string; message: string }[] } }).status;

@@ -6,12 +6,13 @@ import assert from "node:assert/strict";
 import { specHash, validateDocument, type KindName } from "../../../src/api/index.js";
 import type { FirewallState } from "../../../src/controllers/firewall/controller.js";
 import type { ControllerSettings, KindContext, KindOutcome, ObjectRecorder } from "../../../src/controllers/kind.js";
+import { Manager, type ManagerOptions } from "../../../src/controllers/manager.js";
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
 import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
-import { deriveGeneration, type Snapshot, type StoredObject } from "../../../src/store/index.js";
+import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
 import { ManualClock } from "./manual-clock.js";
 
@@ -345,4 +346,19 @@ export class ControllerHarness {
     const kind = key.slice(0, key.indexOf("/")) as KindName;
     return statusFromFailure(this.snapshot.objects.get(key), error, KIND_CONTROLLERS[kind].failurePhase, this.settings.instance, new Date(this.clock.now()));
   }
+}
+
+/** A Manager over `store` and fake `ports` as the controller command builds one (one worker), `options` on top. */
+export function testManager(store: ManifestStore, ports: FakePorts, options: Partial<ManagerOptions> = {}): Manager {
+  return new Manager({
+    store,
+    ports,
+    logger: silentLogger,
+    settings: { instance: TEST_INSTANCE, defaultDomainType: "qemu", consoleLogDir: "/var/log/kvmctl/console" },
+    concurrency: 1,
+    resyncMs: 60_000,
+    firewallBackend: "auto",
+    firewallCheckMs: 5_000,
+    ...options,
+  });
 }
