@@ -12,7 +12,11 @@ export interface CliContext {
   dir: string;
   connect: string;
   statusDir: string | undefined;
-  openStore(): Promise<ManifestStore>;
+  /**
+   * The store over the directory. "read" (get, describe, diff, wait): the parse cache is written
+   * only by the directory's owner, so reading someone else's directory leaves it as it was.
+   */
+  openStore(access?: "read" | "write"): Promise<ManifestStore>;
 }
 
 export const DEFAULT_DIR = "./state";
@@ -27,10 +31,10 @@ export function resolveContext(options: GlobalOptions, env: NodeJS.ProcessEnv = 
     dir,
     connect,
     statusDir,
-    async openStore() {
+    async openStore(access = "write") {
       if (!store) {
         const { ManifestStore } = await import("../store/index.js");
-        store = new ManifestStore({ dir, statusDir });
+        store = new ManifestStore({ dir, statusDir, diskCacheWrites: access === "read" ? "owner" : "always" });
       }
       return store;
     },

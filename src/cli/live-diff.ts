@@ -20,7 +20,7 @@ export async function liveDiff(ctx: CliContext, documents: SourceDocument[]): Pr
     throw new CliError(`cannot compare with libvirt at ${ctx.connect} (${(error as Error).message.split("\n")[0]}); use --no-live to diff the manifests only`);
   }
   const { readInstance } = await import("../store/instance.js");
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("read");
   const planContext = {
     ports,
     // The instance this directory's controller recorded; none yet: objects are seen as a new one would.

@@ -86,6 +86,7 @@ export class ManifestStore {
       stateRoot: this.stateRoot,
       maxFileSize: options.maxFileSize,
       diskCache: options.diskCache,
+      diskCacheWrites: options.diskCacheWrites,
     });
   }
 

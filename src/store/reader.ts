@@ -18,6 +18,7 @@ export interface ReaderOptions {
   stateRoot: string;
   maxFileSize?: number;
   diskCache?: boolean;
+  diskCacheWrites?: "always" | "owner";
 }
 
 type CheckModule = typeof import("./check-documents.js");
@@ -56,6 +57,12 @@ export class ManifestReader {
     } catch {
       // not created yet: its resolved path is excluded already
     }
+  }
+
+  private mayWriteCache(): boolean {
+    if (this.options.diskCacheWrites !== "owner") return true;
+    const owner = fs.statSync(this.options.stateRoot, { throwIfNoEntry: false })?.uid;
+    return owner !== undefined && owner === process.geteuid?.();
   }
 
   /** Keys the file (or, for "dir/", every file under it) held at its last good read. */
@@ -158,7 +165,7 @@ export class ManifestReader {
         return problems;
       },
     });
-    if (changed && this.options.diskCache !== false) await saveDiskCache(this.options.stateRoot, next);
+    if (changed && this.options.diskCache !== false && this.mayWriteCache()) await saveDiskCache(this.options.stateRoot, next);
     return snapshot;
   }
 

@@ -98,6 +98,12 @@ export interface StoreOptions {
    * re-parses only files whose content changed. Default true; failures to write it are ignored.
    */
   diskCache?: boolean;
+  /**
+   * Addition: "owner" writes the disk cache only when this process runs as the owner of the
+   * directory holding it (read-only commands: `get` run by another user, even root, writes
+   * nothing into someone else's directory). Default "always".
+   */
+  diskCacheWrites?: "always" | "owner";
 }
 
 /** Addition: what `watch()` reports. `keys` changed in spec, validity, presence or readability. */

@@ -107,7 +107,7 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
   const kinds = kindsFor(kindArg);
   if (kinds.length !== 1) throw new UsageError(`describe needs one kind, not "${kindArg}"`);
   const kind = kinds[0]!;
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("read");
   const snapshot = await store.read();
   const { found, missing } = select(snapshot, kind, names);
   const out: string[] = [];

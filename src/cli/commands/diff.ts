@@ -29,7 +29,7 @@ export async function runDiff(ctx: CliContext, options: DiffOptions): Promise<vo
   let changed = false;
   try {
     const documents = await readInputs(options.filename, true);
-    const store = await ctx.openStore();
+    const store = await ctx.openStore("read");
     const snapshot = await store.read();
     for (const source of documents) {
       if (!source.key) continue;

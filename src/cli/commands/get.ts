@@ -117,7 +117,7 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
   const format = parseOutputFormat(options.output);
   const kinds = kindsFor(kindArg);
   if (kinds.length > 1 && names.length > 0) throw new UsageError(`a name cannot be given with "all"`);
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("read");
   const snapshot = await store.read();
   // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
   printProblems(snapshot.problems);

@@ -56,7 +56,7 @@ function label(key: string): string {
 }
 
 export async function waitForCondition(ctx: CliContext, key: string, type: string, timeoutMs: number, value = "True"): Promise<void> {
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("read");
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const snapshot = await store.read();
@@ -85,7 +85,7 @@ export async function waitForCondition(ctx: CliContext, key: string, type: strin
 
 /** Waits until the controller has recorded that it removed what `key` owned in libvirt. */
 export async function waitForDeletion(ctx: CliContext, key: string, since: Date, timeoutMs: number): Promise<void> {
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("read");
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const snapshot = await store.read();
