@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import type { ResultPromise } from "execa";
+import { parseDocument } from "yaml";
 import { restartLibvirtd } from "../../testenv/daemons.js";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
@@ -87,6 +88,22 @@ test("a VM on the test guest converges, self-heals, changes, survives crashes, a
     assert.deepEqual(status.ssh, { host: "127.0.0.1", port });
     assert.match(status.domain.uuid, /^[0-9a-f-]{36}$/);
     assert.equal((await virsh("vol-info", "--pool", pool, `${vm}-data.qcow2`)).exitCode, 0, "disk created in its pool");
+  });
+
+  await t.test("kvmctl ssh: through the forward the spec names (not a hand-edited status), known hosts in the user's state directory", async () => {
+    // Someone edits the status block to point elsewhere: kvmctl ssh does not follow it.
+    const file = fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).map((f) => path.join(dir, f)).find((f) => f.endsWith(".yaml") && fs.readFileSync(f, "utf8").includes(`name: ${vm}`) && fs.readFileSync(f, "utf8").includes("kind: VirtualMachine"))!;
+    const doc = parseDocument(fs.readFileSync(file, "utf8"));
+    assert.equal(doc.getIn(["status", "ssh", "port"]), port);
+    doc.setIn(["status", "ssh", "port"], 1);
+    fs.writeFileSync(file, doc.toString());
+    const state = path.join(root, "xdg-state");
+    const ssh = await kvmctl(["--dir", dir, "ssh", vm, "-i", testGuest().sshKey, "--", "uname", "-r"], { env: { XDG_STATE_HOME: state } });
+    assert.equal(ssh.exitCode, 0, ssh.stderr);
+    assert.match(ssh.stdout.trim(), /-cloud-amd64$/);
+    const knownHosts = fs.readdirSync(path.join(state, "kvmctl", "known_hosts"), { recursive: true, encoding: "utf8" });
+    assert.ok(knownHosts.some((f) => path.basename(f) === vm), `known hosts: ${knownHosts.join(", ")}`);
+    assert.ok(!fs.existsSync(path.join(dir, ".kvmctl", "known_hosts")), "nothing in the manifest tree");
   });
 
   await t.test("virsh destroy by hand: running again", async () => {

@@ -2,6 +2,7 @@
 import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
 import { buildVolumeXml } from "../../libvirt/index.js";
 import type { VirtualMachineSpec } from "../../api/index.js";
+import { sshEndpointOf } from "../../api/ssh-endpoint.js";
 import { NotFoundError, type LiveDomain, type LiveState, type Ports } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
@@ -227,7 +228,6 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
 /** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */
 function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string }[], live: LiveState): StatusFacts<"VirtualMachine"> {
-  const sshForward = spec.interfaces.flatMap((nic) => nic.user?.portForwards ?? []).find((pf) => pf.guestPort === 22 && pf.protocol === "tcp");
   const running = domain?.running;
   const vnc = running?.vnc;
   return {
@@ -237,7 +237,7 @@ function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks
       return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}) };
     }),
     interfaces: (running ?? domain?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),
-    ssh: sshForward ? { host: sshForward.address === "0.0.0.0" ? "127.0.0.1" : sshForward.address, port: sshForward.hostPort } : undefined,
+    ssh: sshEndpointOf(spec),
     vnc: vnc?.port ? { listen: vnc.listen ?? "127.0.0.1", port: vnc.port } : undefined,
     consoleLog: domain?.config.consoleLog,
   };
