@@ -43,12 +43,20 @@ export class NftBackend implements FirewallBackend {
   }
 
   async apply(rules: readonly Rule[]): Promise<void> {
-    // libnftables JSON from a file (nft cannot read a socket as /dev/stdin); one
-    // transaction: all of it or nothing.
+    const error = await this.transaction(rules, false);
+    if (error !== undefined) throw new Error(`nft -j -f: ${error}`);
+  }
+
+  check(rules: readonly Rule[]): Promise<string | undefined> {
+    return this.transaction(rules, true);
+  }
+
+  /** libnftables JSON from a file (nft cannot read a socket as /dev/stdin); one transaction: all of it or nothing. `--check` applies nothing. */
+  private async transaction(rules: readonly Rule[], checkOnly: boolean): Promise<string | undefined> {
     const file = await this.scratch.write("ruleset.json", JSON.stringify(nftTransaction(rules, this.table)));
     try {
-      const result = await run("nft", ["-j", "-f", file]);
-      if (!result.ok) throw new Error(`nft -j -f: ${result.stderr.trim()}`);
+      const result = await run("nft", [...(checkOnly ? ["--check"] : []), "-j", "-f", file]);
+      return result.ok ? undefined : result.stderr.trim() || "nft failed";
     } finally {
       await this.scratch.remove(file);
     }
@@ -98,13 +106,22 @@ export class IptablesBackend implements FirewallBackend {
     return { fingerprint: JSON.stringify({ lines, jumps }), rules: ownersOf(parts.flatMap((p) => p.observed.lines)) };
   }
 
-  private async restore(rules: readonly Rule[], chains: IptablesChains): Promise<void> {
+  private async restore(rules: readonly Rule[], chains: IptablesChains, testOnly = false): Promise<void> {
     for (const { family, table } of this.families()) {
       const observed = await this.save(family, table, chains);
       const input = restoreInput(table, rulesFor(rules, family), observed, chains);
       const tool = family === "ip" ? "iptables-restore" : "ip6tables-restore";
-      const result = await run(tool, ["--noflush"], input);
+      const result = await run(tool, [...(testOnly ? ["--test"] : []), "--noflush"], input);
       if (!result.ok) throw new Error(`${tool} --noflush (${table}): ${result.stderr.trim()}`);
+    }
+  }
+
+  async check(rules: readonly Rule[]): Promise<string | undefined> {
+    try {
+      await this.restore(rules, this.chains, true);
+      return undefined;
+    } catch (error) {
+      return (error as Error).message;
     }
   }
 

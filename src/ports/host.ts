@@ -67,6 +67,8 @@ export interface FirewallBackend {
   readonly name: BackendName;
   observe(): Promise<Observed>;
   apply(rules: readonly Rule[]): Promise<void>;
+  /** Whether `rules` alone would apply, changing nothing: the backend's error, or undefined when they would. */
+  check?(rules: readonly Rule[]): Promise<string | undefined>;
   /** The rules as this backend stores them, so an observation can be checked against them. */
   placed(rules: readonly Rule[]): readonly { owner: string }[];
   /** kvmctl's table or chains from before controller instances, if present, and whose rules they hold. */

@@ -19,6 +19,8 @@ export interface FirewallState {
   pending: Map<string, string>;
   /** Objects some of whose port forwards were left out (a reserved or busy host port), and why. */
   refused: Map<string, string>;
+  /** Objects whose rules the backend refused (left out of the table, the others applied), and why. */
+  failed: Map<string, string>;
   total: number;
   /** Set when the last sync failed. */
   error?: string;
@@ -74,7 +76,9 @@ export class Firewall {
   private readonly uid: number | undefined;
   /** What became of kvmctl's table or chains from before instances (see resolveLegacy). */
   private legacy: "unchecked" | "none" | "kept" = "unchecked";
-  state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), refused: new Map(), total: 0 };
+  /** Owners the backend refused, for the rules (by hash) they were refused in. */
+  private isolated: { desired: string; failed: Map<string, string> } | undefined;
+  state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), refused: new Map(), failed: new Map(), total: 0 };
 
   constructor(private readonly options: FirewallOptions) {
     this.uid = options.host.qemuUid();
@@ -123,35 +127,72 @@ export class Firewall {
     const backend = await this.chooseBackend();
     if (!backend) {
       const error = rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
-      this.state = { backend: "none", counts: new Map(), pending: rendered.pending, refused: rendered.refused, total: 0, ...(error ? { error } : {}) };
+      this.state = { backend: "none", counts: new Map(), pending: rendered.pending, refused: rendered.refused, failed: new Map(), total: 0, ...(error ? { error } : {}) };
       return this.state;
     }
     try {
       if (rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
-      const wanted = JSON.stringify([...countByOwner(backend.placed(rules))].sort());
+      // Objects whose own rules the backend refused, while the rules stay as they were: left
+      // out, so everyone else's keep working (the firewall is one transaction).
+      const failed = this.isolated?.desired === desired ? this.isolated.failed : new Map<string, string>();
+      let effective = rules.filter((r) => !failed.has(r.owner));
       // Rules per owner as the backend reports them equal the wanted ones: a cheap check that
       // does not depend on how the backend prints rules back.
-      const holdsWanted = (o: Observed) => JSON.stringify([...countByOwner(o.rules)].sort()) === wanted;
+      const countsOf = (list: readonly { owner: string }[]) => JSON.stringify([...countByOwner(list)].sort());
+      let wanted = countsOf(backend.placed(effective));
+      const holdsWanted = (o: Observed) => countsOf(o.rules) === wanted;
       let observed = await backend.observe();
       if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint || !holdsWanted(observed)) {
         const reason = !this.applied ? "first sync" : this.applied.desired !== desired ? "manifests changed" : "the table was changed by hand";
-        await backend.apply(rules);
+        const refused = await this.applyIsolating(backend, effective);
+        for (const [owner, message] of refused) {
+          failed.set(owner, message);
+          this.options.logger.warn({ owner, message }, `the firewall rules of ${owner} were refused by ${backend.name}: left out, the others applied`);
+        }
+        this.isolated = failed.size ? { desired, failed } : undefined;
+        effective = rules.filter((r) => !failed.has(r.owner));
+        wanted = countsOf(backend.placed(effective));
         observed = await backend.observe();
         // A hand edit between our apply and this read must not become the reference the next
         // checks compare with: remember the reading only if it holds what was applied.
         this.applied = holdsWanted(observed) ? { desired, fingerprint: observed.fingerprint } : undefined;
-        this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${rules.length ? "applied" : "emptied"} (${reason})`);
+        this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${effective.length ? "applied" : "emptied"} (${reason})`);
       }
       await this.resolveLegacy(backend, snapshot);
       this.lastRules = new Map();
-      for (const rule of rules) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
-      this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, total: observed.rules.length };
+      for (const rule of effective) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
+      this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, failed: new Map(failed), total: observed.rules.length };
     } catch (error) {
       this.applied = undefined;
       this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };
       throw error;
     }
     return this.state;
+  }
+
+  /**
+   * Applies `rules` in one transaction. When that fails and the backend can check a
+   * transaction, each object's rules are checked alone: those that fail are left out and the
+   * rest applied; returns them with the backend's message. Throws when no object is at fault,
+   * or every one is (the backend itself fails), or the backend cannot check.
+   */
+  private async applyIsolating(backend: FirewallBackend, rules: readonly Rule[]): Promise<Map<string, string>> {
+    try {
+      await backend.apply(rules);
+      return new Map();
+    } catch (error) {
+      if (!backend.check) throw error;
+      const refused = new Map<string, string>();
+      const owners = new Set(rules.map((r) => r.owner));
+      for (const owner of owners) {
+        const why = await backend.check(rules.filter((r) => r.owner === owner));
+        if (why !== undefined) refused.set(owner, why);
+      }
+      // Nobody at fault, or everybody (the backend itself is failing): nothing is left out.
+      if (refused.size === 0 || refused.size === owners.size) throw error;
+      await backend.apply(rules.filter((r) => !refused.has(r.owner)));
+      return refused;
+    }
   }
 }

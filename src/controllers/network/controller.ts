@@ -133,7 +133,7 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     const firewall = await ctx.services.firewall.sync(steps.length ? ctx.ports.clock.now() : since);
     const isUser = network.spec.mode === "user";
     const pendingRules = firewall.pending.get(key);
-    const firewallError = firewall.error ?? (firewall.backend === "none" && (firewall.counts.size || network.spec.portForwards.length || network.spec.egress.length || network.spec.mode === "nat") ? "no firewall backend on this host" : undefined);
+    const firewallError = firewall.error ?? firewall.failed.get(key) ?? (firewall.backend === "none" && (firewall.counts.size || network.spec.portForwards.length || network.spec.egress.length || network.spec.mode === "nat") ? "no firewall backend on this host" : undefined);
     // Forwards left out because the host itself uses their port: the rest of the network works.
     const refusedForwards = firewall.refused.get(key);
     const ok = (isUser || after?.active === true) && !firewallError && !pendingRules && !refusedForwards;

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import pino from "pino";
 import type { LiveState } from "../../../src/ports/index.js";
+import type { Rule } from "../../../src/firewall/rules.js";
 import { MemoryTable } from "../helpers/fake-ports.js";
 import { validateDocument, type Network } from "../../../src/api/index.js";
 import { Firewall } from "../../../src/controllers/firewall/controller.js";
@@ -110,4 +111,53 @@ test("a forward on a reserved port or one the host listens on stays out of the t
   const freed = await firewall.sync(snapshot, live("virbr5"));
   assert.deepEqual(forwarded(), [8080, 9090], "the port let go of: its forward applied");
   assert.match(freed.refused.get("Network/lan")!, /^host port tcp\/2222 is reserved/);
+});
+
+/** A table whose backend refuses the rules of some objects, as nft refuses a rule it cannot hold. */
+class PickyTable extends MemoryTable {
+  readonly refuse = new Set<string>();
+  checks = 0;
+  override async apply(rules: readonly Rule[]): Promise<void> {
+    const bad = rules.find((r) => this.refuse.has(r.owner));
+    this.applies++;
+    if (bad) throw new Error(`Error: Could not process rule of ${bad.owner}`);
+    this.rules = [...rules];
+  }
+  async check(rules: readonly Rule[]): Promise<string | undefined> {
+    this.checks++;
+    const bad = rules.find((r) => this.refuse.has(r.owner));
+    return bad ? `Error: Could not process rule of ${bad.owner}` : undefined;
+  }
+}
+
+function twoNetworks(): Snapshot {
+  const [a, b] = [snapshotWith("lan"), snapshotWith("dmz")];
+  return { ...a, objects: new Map([...a.objects, ...b.objects]) } as Snapshot;
+}
+
+test("one object's rules the backend refuses are left out; the others' are applied, once", async () => {
+  const table = new PickyTable();
+  table.refuse.add("Network/dmz");
+  const firewall = new Firewall({ backend: "auto", instance: "t1", logger: pino({ level: "silent" }), host: { detect: async () => table, qemuUid: () => 64055, listening: async () => [] }, sysctl: { ensureIpv4Forwarding: async () => false } });
+  const lives: LiveState = { ...live("virbr5"), networks: new Map([...live("virbr5").networks, ["dmz", { ...live("virbr6").networks.get("lan")!, name: "dmz", config: { name: "dmz", forwardMode: "none", bridge: "virbr6" } }]]) };
+  const state = await firewall.sync(twoNetworks(), lives);
+  assert.equal(state.error, undefined);
+  assert.deepEqual([...new Set(table.rules.map((r) => r.owner))], ["Network/lan"]);
+  assert.match(state.failed.get("Network/dmz")!, /Could not process rule of Network\/dmz/);
+  assert.equal(state.failed.has("Network/lan"), false);
+  // The same rules again: no failing transaction every check, the table is left as it is.
+  const applies = table.applies;
+  await firewall.sync(twoNetworks(), lives);
+  assert.equal(table.applies, applies);
+  // The backend takes them now (the rules changed: here, it stops refusing): all applied.
+  table.refuse.clear();
+  await firewall.sync(snapshotWith("lan"), lives);
+  const fixed = await firewall.sync(twoNetworks(), lives);
+  assert.deepEqual([...new Set(table.rules.map((r) => r.owner))].sort(), ["Network/dmz", "Network/lan"]);
+  assert.equal(fixed.failed.size, 0);
+  // When every object's rules fail, the backend is at fault: the sync fails, nothing is left out.
+  table.refuse.add("Network/lan").add("Network/dmz");
+  const before = JSON.stringify(table.rules);
+  await assert.rejects(firewall.sync(snapshotWith("lan"), lives), /Could not process rule/);
+  assert.equal(JSON.stringify(table.rules), before, "the table kept what it held");
 });

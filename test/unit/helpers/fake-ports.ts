@@ -232,7 +232,7 @@ export class ControllerHarness {
   snapshot: Snapshot = snapshotOf([]);
   settings: ControllerSettings = { instance: TEST_INSTANCE, defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
   /** What services.firewall.sync returns (set `error` to make networks report FirewallFailed). */
-  firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), refused: new Map(), total: 0 };
+  firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), refused: new Map(), failed: new Map(), total: 0 };
   /** The `since` of every firewall sync. */
   readonly firewallSyncs: number[] = [];
   private readonly memories = new Map<string, Map<string, unknown>>();
