@@ -15,8 +15,10 @@ export interface CliContext {
   /**
    * The store over the directory. "read" (get, describe, diff, wait): the parse cache is written
    * only by the directory's owner, so reading someone else's directory leaves it as it was.
+   * "control" (the controller): every file parsed and validated anew, the cache's parse results
+   * never trusted.
    */
-  openStore(access?: "read" | "write"): Promise<ManifestStore>;
+  openStore(access?: "read" | "write" | "control"): Promise<ManifestStore>;
 }
 
 export const DEFAULT_DIR = "./state";
@@ -34,7 +36,7 @@ export function resolveContext(options: GlobalOptions, env: NodeJS.ProcessEnv = 
     async openStore(access = "write") {
       if (!store) {
         const { ManifestStore } = await import("../store/index.js");
-        store = new ManifestStore({ dir, statusDir, diskCacheWrites: access === "read" ? "owner" : "always" });
+        store = new ManifestStore({ dir, statusDir, diskCacheWrites: access === "read" ? "owner" : "always", verifyDiskCache: access === "control" });
       }
       return store;
     },

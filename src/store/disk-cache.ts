@@ -76,13 +76,15 @@ export function ensureDataDir(stateRoot: string, sub?: string): string {
 /**
  * The cache as saved. Parse results are only good for the code that made them; the keys each
  * file held are not about the code and are kept across a new version (an unreadable file's
- * objects stay protected through an upgrade), when well-formed.
+ * objects stay protected through an upgrade), when well-formed. `keysOnly` keeps just those
+ * keys: the controller parses and validates every file itself rather than act on parse results
+ * anyone who can write the cache file could have edited.
  */
-export function loadDiskCache(stateRoot: string): CacheData | undefined {
+export function loadDiskCache(stateRoot: string, options: { keysOnly?: boolean } = {}): CacheData | undefined {
   try {
     const data = JSON.parse(fs.readFileSync(cachePath(stateRoot), "utf8")) as { fingerprint?: string; data?: CacheData };
     if (!data.data) return undefined;
-    if (data.fingerprint === codeFingerprint()) return data.data;
+    if (data.fingerprint === codeFingerprint() && !options.keysOnly) return data.data;
     return { ...emptyCache(), lastKnown: wellFormedLastKnown(data.data.lastKnown) };
   } catch {
     return undefined; // missing or damaged: start over

@@ -87,6 +87,7 @@ export class ManifestStore {
       maxFileSize: options.maxFileSize,
       diskCache: options.diskCache,
       diskCacheWrites: options.diskCacheWrites,
+      verifyDiskCache: options.verifyDiskCache,
     });
   }
 

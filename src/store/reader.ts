@@ -19,6 +19,7 @@ export interface ReaderOptions {
   maxFileSize?: number;
   diskCache?: boolean;
   diskCacheWrites?: "always" | "owner";
+  verifyDiskCache?: boolean;
 }
 
 type CheckModule = typeof import("./check-documents.js");
@@ -78,7 +79,7 @@ export class ManifestReader {
     const { dir, statusDir, maxFileSize = DEFAULT_MAX_FILE_SIZE } = this.options;
     if (!this.diskLoaded) {
       this.diskLoaded = true;
-      if (this.options.diskCache !== false) this.cache = loadDiskCache(this.options.stateRoot);
+      if (this.options.diskCache !== false) this.cache = loadDiskCache(this.options.stateRoot, { keysOnly: this.options.verifyDiskCache === true });
     }
     const previous = this.cache ?? emptyCache();
     const next: CacheData = { files: {}, statusFiles: {}, lastKnown: { ...previous.lastKnown }, crossCheck: previous.crossCheck };

@@ -104,6 +104,11 @@ export interface StoreOptions {
    * nothing into someone else's directory). Default "always".
    */
   diskCacheWrites?: "always" | "owner";
+  /**
+   * Addition: take from the disk cache only the keys each file last held, and parse and
+   * validate every file anew (the controller: it acts on what it reads). Default false.
+   */
+  verifyDiskCache?: boolean;
 }
 
 /** Addition: what `watch()` reports. `keys` changed in spec, validity, presence or readability. */

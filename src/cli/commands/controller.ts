@@ -88,7 +88,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   }
   const reservedHostPorts = parsePortList(options.reservedHostPorts, "--reserved-host-ports");
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
-  const store = await ctx.openStore();
+  const store = await ctx.openStore("control");
   const release = await acquireLock(ctx.dir, store.dataDir);
   const [{ pino }, { Manager }, { hostPorts }] = await Promise.all([import("pino"), import("../../controllers/manager.js"), import("../../adapters/host-ports.js")]);
   const logger = pino({ level: options.logLevel, base: { pid: process.pid, dir: store.dir } });

@@ -103,6 +103,22 @@ describe("read", () => {
     assert.equal((edited.objects.get("VirtualMachine/a")?.object as VirtualMachine).spec.cpus, 3);
   });
 
+  it("a store that verifies the cache (the controller's) never takes a hand-edited parse result, and keeps the keys", async () => {
+    const dir = await tempDir();
+    writeTree(dir, { "a.yaml": VM("a", "  cpus: 2\n"), "nets.yaml": `${NET("n1")}---\n${NET("n2")}` });
+    await new ManifestStore({ dir }).read();
+    const cacheFile = path.join(dir, ".kvmctl/cache/read.json");
+    // Someone who can write .kvmctl/ edits the cached object: the manifest says cpus: 2.
+    const text = fs.readFileSync(cacheFile, "utf8");
+    assert.match(text, /"cpus":2/);
+    fs.writeFileSync(cacheFile, text.replace(/"cpus":2/g, '"cpus":-5'));
+    fs.writeFileSync(path.join(dir, "nets.yaml"), "kind: [\n");
+    const verified = await new ManifestStore({ dir, verifyDiskCache: true }).read();
+    assert.equal((verified.objects.get("VirtualMachine/a")?.object as VirtualMachine).spec.cpus, 2);
+    assert.deepEqual(verified.unreadableFiles.get("nets.yaml")?.lastKnownKeys, ["Network/n1", "Network/n2"], "the keys files held are kept");
+    assert.doesNotMatch(fs.readFileSync(cacheFile, "utf8"), /"cpus":-5/, "and the cache is written right again");
+  });
+
   it("a file that became unreadable keeps its last known keys, also across processes", async () => {
     const dir = await tempDir();
     writeTree(dir, { "nets.yaml": `${NET("n1")}---\n${NET("n2")}` });
