@@ -33,7 +33,7 @@ export const absolutePath = z
   .string()
   .regex(/^\//, { error: "must be an absolute path" })
   .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, { error: "must not contain control characters" })
-  .regex(/^.*[^\s]$/s, { error: "must not end in whitespace" })
+  .refine((p) => !/\s$/.test(p), { error: "must not end in whitespace" })
   .refine((p) => !p.split("/").includes(".."), { error: "must not contain '..'" });
 
 export const macAddress = z

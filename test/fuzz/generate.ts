@@ -51,6 +51,7 @@ export const SHAPES = [
   "line-endings",
   "not-a-mapping",
   "bad-status",
+  "host-values",
 ] as const;
 export type Shape = (typeof SHAPES)[number];
 
@@ -289,6 +290,8 @@ function emptyValue(ctx: Ctx): Made {
   if ((value === '""' || value === "''") && leaf.type === "string" && isFreeForm(leaf.path)) expect = "any";
   if (value === "[]" && leaf.type === "seq") expect = "any";
   if (value === "{}" && leaf.type === "map") expect = "any";
+  // Nothing in place of an item of a flow sequence ("[ ]") removes the item: the list is shorter.
+  if (value === "" && typeof leaf.path.at(-1) === "number") expect = "any";
   return { base, text: withRaw(doc, leaf.path, value), target: leaf.path, detail: `${pathText(leaf.path)} (${leaf.type}) = ${visible(value)}`, expect };
 }
 
@@ -998,6 +1001,31 @@ function notAMapping(ctx: Ctx): Made {
   return { base, text: body, detail: `the document is ${what}`, expect: "invalid" };
 }
 
+/**
+ * Values the hardening issue (13) found passing validation though nothing could use them: an
+ * IPv6 zone id, an IPv6 hostAddress on a Network forward (rendered into an IPv4 rule, it broke
+ * every network's rules), a host path ending in whitespace or holding a control character.
+ */
+function hostValues(ctx: Ctx): Made {
+  const variants: { what: string; want: (l: Leaf) => boolean; target: (l: Leaf) => FieldPath; raw: (l: Leaf) => string }[] = [
+    { what: "an IPv6 address with a zone id", want: (l) => pathText(l.path) === "spec.ipv6.address", target: (l) => l.path, raw: () => "fe80::1%eth0" },
+    {
+      what: "an IPv6 hostAddress on a Network port forward",
+      want: (l) => /^spec\.portForwards\[\d+\]\.guestAddress$/.test(pathText(l.path)),
+      target: (l) => [...l.path.slice(0, -1), "hostAddress"],
+      raw: () => "2001:db8::1",
+    },
+    { what: "a host path ending in a space", want: (l) => isHostPath(l), target: (l) => l.path, raw: (l) => JSON.stringify(`${String(l.value)} `) },
+    { what: "a host path holding a control character", want: (l) => isHostPath(l), target: (l) => l.path, raw: (l) => JSON.stringify(`${String(l.value)}\u0007x`) },
+  ];
+  const v = variants[ctx.k % variants.length]!;
+  const { base, leaf } = baseWith(ctx, v.want);
+  const target = v.target(leaf);
+  return { base, text: withRaw(docOf(base, ctx.name), target, v.raw(leaf)), target, detail: `${pathText(target)}: ${v.what}`, expect: "invalid" };
+}
+
+const isHostPath = (l: Leaf) => l.type === "string" && String(l.value).startsWith("/") && ["path", "kernel", "initrd", "image", "passwordSecretFile"].includes(String(l.path.at(-1)));
+
 function badStatus(ctx: Ctx): Made {
   const variants: { raw: string; what: string; expect: Expectation }[] = [
     { raw: '{observedGeneration: "x"}', what: "observedGeneration a string", expect: "warning" },
@@ -1052,6 +1080,7 @@ const GENERATORS: Record<Shape, (ctx: Ctx) => Made> = {
   "line-endings": lineEndings,
   "not-a-mapping": notAMapping,
   "bad-status": badStatus,
+  "host-values": hostValues,
 };
 
 /** Relative share of each shape after the first round (string shapes walk every field). */
