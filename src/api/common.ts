@@ -6,10 +6,19 @@ import { parseQuantity } from "./quantity.js";
 
 export { API_GROUP, API_VERSION } from "./kind-names.js";
 
+const MAX_ANNOTATION_BYTES = 256 * 1024;
+
 export const objectMeta = z.strictObject({
   name: dnsLabel.meta({ description: "DNS-1123 label; also the libvirt object's name." }),
   labels: z.record(labelKey, labelValue).optional(),
-  annotations: z.record(labelKey, z.string()).optional(),
+  // Kubernetes' limit on all of an object's annotations together: they end up in status
+  // output and events, not in libvirt.
+  annotations: z
+    .record(labelKey, z.string())
+    .refine((a) => Object.entries(a).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0) <= MAX_ANNOTATION_BYTES, {
+      error: `annotations must total at most ${MAX_ANNOTATION_BYTES / 1024} KiB (keys and values), as in Kubernetes`,
+    })
+    .optional(),
 });
 export type ObjectMeta = z.infer<typeof objectMeta>;
 

@@ -27,6 +27,14 @@ describe("document shape", () => {
   });
 });
 
+describe("metadata", () => {
+  it("annotations total at most 256 KiB, as in Kubernetes", () => {
+    const withAnnotations = (annotations: Record<string, string>) => ({ apiVersion: API, kind: "VirtualMachine", metadata: { name: "a", annotations } });
+    valid(withAnnotations({ note: "x".repeat(200 * 1024) }));
+    assertIssue(withAnnotations({ a: "x".repeat(200 * 1024), b: "y".repeat(60 * 1024) }), "metadata.annotations", /annotations must total at most 256 KiB/);
+  });
+});
+
 describe("unknown fields", () => {
   it('`cpu: 2` says "cpus", at spec.cpu', () => {
     assert.deepEqual(issues(vm("a", { cpu: 2 })), ['spec.cpu: unknown field "cpu"; did you mean "cpus"?']);
