@@ -12,6 +12,22 @@ const STATUS = { observedGeneration: 1, observedSpecHash: "abc", conditions: [{ 
 const PAIR = `${VM("web1")}status:\n  phase: FromManifest\n---\n${NET("lan")}`;
 
 describe("status directory", () => {
+  it("kvmctl's data there is private even in a world-readable status directory: .kvmctl 0700, its files 0600", async () => {
+    const dir = await tempDir(); // 0700, as a checkout holding a cloud-init password would be
+    const statusDir = await tempDir("kvmctl-status-");
+    fs.chmodSync(statusDir, 0o755);
+    writeTree(dir, { "all/pair.yaml": `${VM("web1")}---\n${NET("lan")}` });
+    const store = new ManifestStore({ dir, statusDir });
+    await store.read(); // writes the parse cache: every manifest's content
+    assert.equal(await store.writeStatus("Network/lan", STATUS), true);
+    await store.recordEvent("Network/lan", { time: "2024-05-01T10:00:00Z", type: "Normal", reason: "Created", message: "network defined" });
+    const data = path.join(statusDir, ".kvmctl");
+    assert.equal(fs.statSync(data).mode & 0o777, 0o700);
+    const files = fs.readdirSync(data, { recursive: true, encoding: "utf8" }).map((f) => path.join(data, f));
+    assert.ok(files.some((f) => f.endsWith("read.json")) && files.some((f) => f.endsWith(".jsonl")), files.join(", "));
+    for (const file of files) assert.equal(fs.statSync(file).mode & 0o077, 0, `${file} is open to others: ${(fs.statSync(file).mode & 0o777).toString(8)}`);
+  });
+
   it("inside the manifest directory, made by the first status write, it is never read as manifests", async () => {
     const dir = await tempDir();
     writeTree(dir, { "all/pair.yaml": `${VM("web1")}---\n${NET("lan")}` });
