@@ -106,6 +106,16 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .action(async (name, command, options) => (await import("./commands/ssh.js")).runSsh(context(), name, command, options));
 
   program
+    .command("git-setup")
+    .description("make status blocks invisible to git in the checkout holding the manifest directory (a clean filter)")
+    .action(async () => (await import("./commands/git.js")).runGitSetup(context()));
+
+  program
+    .command("git-clean", { hidden: true })
+    .description("git's clean filter: a manifest on stdin, without its status blocks, on stdout")
+    .action(async () => (await import("./commands/git.js")).runGitClean());
+
+  program
     .command("console")
     .description("attach to a VM's serial console (virsh console)")
     .argument("<name>")

@@ -67,3 +67,26 @@ function verifyOnlyStatusChanged(before: DocumentRegion[], text: string, target:
     if (canonicalJson(newStatus ?? null) !== canonicalJson(status ?? null)) fail("the status would not read back as written");
   });
 }
+
+/**
+ * Pure: `text` without any document's top-level `status:` block, every other byte as it was —
+ * what git sees through kvmctl's clean filter (`kvmctl git-setup`), so status written back
+ * into a checkout is never a change to commit, diff or merge. A text that cannot be parsed
+ * (conflict markers, a syntax error) or whose status cannot be cut out safely comes back
+ * unchanged: a clean filter must never lose a byte git would store.
+ */
+export function withoutStatusBlocks(text: string): string {
+  const parsed = parseRegions(text);
+  if (parsed.hasErrors) return text;
+  let out = text;
+  try {
+    for (const region of [...parsed.regions].reverse()) {
+      const block = findStatusBlock(region, text);
+      if (block) out = out.slice(0, block.start) + out.slice(block.end);
+    }
+  } catch (error) {
+    if (error instanceof NotEditableError) return text;
+    throw error;
+  }
+  return out;
+}

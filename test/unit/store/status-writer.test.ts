@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { ManifestEditError, ManifestStore } from "../../../src/store/index.js";
+import { withoutStatusBlocks } from "../../../src/store/status-writer.js";
 import { NET, tempDir, VM, writeTree } from "./helpers.js";
 
 const FLEET = `# Fleet of web servers
@@ -212,5 +213,30 @@ describe("writeStatus in the manifest file", () => {
     assert.equal((status.conditions as { message: string }[])[0]!.message, message);
     assert.equal(status.note, "yes");
     assert.equal(status.zero, "012");
+  });
+});
+
+describe("withoutStatusBlocks (git's view through kvmctl's clean filter)", () => {
+  const FLEET_WITHOUT_STATUS = FLEET.replace("status:\n  phase: Old\n  # an indented comment in status\n", "");
+
+  it("gives back the file as it was before status was written, byte for byte", async () => {
+    const { abs, store } = await fleet(FLEET_WITHOUT_STATUS);
+    for (const key of ["VirtualMachine/web1", "Network/lan", "StoragePool/default"]) assert.equal(await store.writeStatus(key, STATUS), true);
+    const written = fs.readFileSync(abs, "utf8");
+    assert.notEqual(written, FLEET_WITHOUT_STATUS);
+    assert.equal(withoutStatusBlocks(written), FLEET_WITHOUT_STATUS);
+    assert.equal(withoutStatusBlocks(FLEET_WITHOUT_STATUS), FLEET_WITHOUT_STATUS, "no status: unchanged");
+    // A block written by hand, with its indented comment, goes too; CRLF files keep their ends.
+    assert.equal(withoutStatusBlocks(FLEET), FLEET_WITHOUT_STATUS);
+    const crlf = (t: string) => t.replace(/\n/g, "\r\n");
+    assert.equal(withoutStatusBlocks(crlf(FLEET)), crlf(FLEET_WITHOUT_STATUS));
+  });
+
+  it("a file it cannot cut safely comes back unchanged: a filter never loses a byte", () => {
+    const conflicted = `${VM("web1")}<<<<<<< HEAD\n  cpus: 2\n=======\n  cpus: 4\n>>>>>>> upstream\n${STATUS_BLOCK}`;
+    assert.equal(withoutStatusBlocks(conflicted), conflicted);
+    const flow = `{apiVersion: kvmctl.dev/v1alpha1, kind: Network, metadata: {name: lan}, status: {phase: x}}\n`;
+    assert.equal(withoutStatusBlocks(flow), flow);
+    assert.equal(withoutStatusBlocks(""), "");
   });
 });
