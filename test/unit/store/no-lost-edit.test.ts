@@ -24,20 +24,36 @@ function startWriter(dir: string, pauseMs = 0) {
   const child = spawn(process.execPath, ["--import", "tsx", CHILD, dir, String(pauseMs)], { stdio: ["pipe", "pipe", "pipe"] });
   let count = 0;
   let errors = "";
+  let buffered = "";
   const waiters: { at: number; resolve: () => void }[] = [];
+  const marks: ((done: number) => void)[] = [];
   child.stdout!.on("data", (chunk: Buffer) => {
-    const lines = chunk.toString().trim().split("\n");
-    count = Number(lines.at(-1));
+    buffered += chunk.toString();
+    const lines = buffered.split("\n");
+    buffered = lines.pop()!;
+    for (const line of lines) {
+      if (line.startsWith("mark ")) marks.shift()?.(Number(line.slice(5)));
+      else count = Number(line);
+    }
     for (const w of waiters.filter((w) => count >= w.at)) w.resolve();
   });
   child.stderr!.on("data", (chunk: Buffer) => (errors += chunk.toString()));
   return {
-    /** Resolves once the writer has finished `n` more writes from now. */
-    more(n = 2): Promise<void> {
-      const at = count + n;
+    /**
+     * Resolves once the writer has finished `n` more writes counted from when it saw this call
+     * (its own count, not our possibly stale reading of its output): with n >= 2, at least one
+     * of them started after everything done before the call.
+     */
+    async more(n = 2): Promise<void> {
+      const seen = await new Promise<number>((resolve) => {
+        marks.push(resolve);
+        child.stdin!.write("mark\n");
+      });
+      const at = seen + n;
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`the status writer stalled at ${count}: ${errors}`)), 20_000);
         waiters.push({ at, resolve: () => (clearTimeout(timer), resolve()) });
+        if (count >= at) waiters.at(-1)!.resolve();
       });
     },
     get errors() {
