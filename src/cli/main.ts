@@ -106,6 +106,11 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .action(async (name, command, options) => (await import("./commands/ssh.js")).runSsh(context(), name, command, options));
 
   program
+    .command("pull")
+    .description("update the git checkout holding the manifest directory from its upstream (fast-forward), setting status blocks aside and putting them back")
+    .action(async () => (await import("./commands/pull.js")).runPull(context()));
+
+  program
     .command("git-setup")
     .description("make status blocks invisible to git in the checkout holding the manifest directory (a clean filter)")
     .action(async () => (await import("./commands/git.js")).runGitSetup(context()));

@@ -90,3 +90,15 @@ export function withoutStatusBlocks(text: string): string {
   }
   return out;
 }
+
+/** Pure: each identified document's status (as data) in `text`; empty when it does not parse. */
+export function statusesInText(text: string): Map<string, Record<string, unknown>> {
+  const out = new Map<string, Record<string, unknown>>();
+  const parsed = parseRegions(text);
+  if (parsed.hasErrors) return out;
+  for (const region of parsed.regions) {
+    const status = (region.value as { status?: unknown } | null)?.status;
+    if (region.key && status && typeof status === "object" && !Array.isArray(status)) out.set(region.key, toPlain(status) as Record<string, unknown>);
+  }
+  return out;
+}
