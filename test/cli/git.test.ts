@@ -20,8 +20,9 @@ function git(cwd: string, ...args: string[]): string {
   return execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main", ...args], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }
 
-test("after git-setup, status blocks are no change to git: diff, add and commit -a see the spec only", async () => {
-  const root = tempDir("kvmctl-git-");
+/** A bare remote holding vms/g1.yaml, a "laptop" clone that pushes to it, and the host's checkout. */
+function checkouts(label: string): { laptop: string; host: string } {
+  const root = tempDir(label);
   const remote = path.join(root, "remote.git");
   git(root, "init", "--bare", remote);
   const laptop = path.join(root, "laptop");
@@ -33,6 +34,11 @@ test("after git-setup, status blocks are no change to git: diff, add and commit 
   git(laptop, "push", "origin", "HEAD:main");
   const host = path.join(root, "host");
   git(root, "clone", remote, host);
+  return { laptop, host };
+}
+
+test("after git-setup, status blocks are no change to git: diff, add and commit -a see the spec only", async () => {
+  const { laptop, host } = checkouts("kvmctl-git-");
 
   // The controller writes status into the host's manifest.
   const file = path.join(host, "vms", "g1.yaml");
@@ -73,18 +79,7 @@ function checkoutState(dir: string): string {
 }
 
 test("kvmctl pull: status set aside and put back around a fast-forward; a real conflict is refused and nothing changes", async () => {
-  const root = tempDir("kvmctl-pull-");
-  const remote = path.join(root, "remote.git");
-  git(root, "init", "--bare", remote);
-  const laptop = path.join(root, "laptop");
-  git(root, "clone", remote, laptop);
-  fs.mkdirSync(path.join(laptop, "vms"));
-  fs.writeFileSync(path.join(laptop, "vms", "g1.yaml"), VM("256Mi"));
-  git(laptop, "add", ".");
-  git(laptop, "commit", "-m", "g1");
-  git(laptop, "push", "origin", "HEAD:main");
-  const host = path.join(root, "host");
-  git(root, "clone", remote, host);
+  const { laptop, host } = checkouts("kvmctl-pull-");
   const file = path.join(host, "vms", "g1.yaml");
   assert.equal(await new ManifestStore({ dir: host }).writeStatus("VirtualMachine/g1", STATUS), true);
 
