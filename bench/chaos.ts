@@ -636,6 +636,18 @@ async function checkInvariants(s: Scenario, store: ManifestStore): Promise<Check
 }
 
 /** The figures, then the log lines about whatever broke an invariant. */
+/**
+ * The end of a part: a moment for a firewall check (every 5 s) and the status writes of the
+ * last reconciles to land, a SIGTERM that must exit 0, then the invariants.
+ */
+async function stopAndCheck(part: string, run: Run, s: Scenario, tail: LogTail, store: ManifestStore, faults: { pid: number; at: number }[]): Promise<void> {
+  await sleep(3000);
+  const stopped = await stopController(run);
+  if (stopped.code !== 0 || stopped.forced) fail(part, `the final SIGTERM: exit code ${stopped.code}, signal ${stopped.signal}${stopped.forced ? ", had to be SIGKILLed after 120 s" : ""}`);
+  else console.log(`${part}: final stop: SIGTERM, exit 0`);
+  report(s, tail, await checkInvariants(s, store), faults);
+}
+
 function report(s: Scenario, tail: LogTail, checked: Checked, kills: { pid: number; at: number }[] = []): void {
   for (const line of checked.counts) console.log(`${s.part}: ${line}`);
   console.log(`${s.part}: invariants (0 = holds): ${[...checked.invariants].map(([k, v]) => `${k} ${v}`).join(", ")}`);
@@ -771,12 +783,8 @@ async function killPart(): Promise<void> {
       console.log(`${P}: clean start (pid ${clean.pid}) → all ${s.keys.length} objects Ready (${VMS} VMs, the pool, ${s.networks.length} networks; each by a ready reconcile of this controller, its status and, for VMs, the domain running): ${secs(result.at - clean.startedAt)}`);
     }
     console.log(`${P}: first start → all Ready, 20 kills included: ${result.at === undefined ? "never" : secs(result.at - firstStart)}`);
-    await sleep(3000); // let a firewall check (every 5 s) and the status writes of the last reconciles land
-    const stopped = await stopController(clean);
+    await stopAndCheck(P, clean, s, tail, store, kills);
     run = undefined;
-    if (stopped.code !== 0 || stopped.forced) fail(P, `the final SIGTERM: exit code ${stopped.code}, signal ${stopped.signal}${stopped.forced ? ", had to be SIGKILLed after 120 s" : ""}`);
-    else console.log(`${P}: final stop: SIGTERM, exit 0`);
-    report(s, tail, await checkInvariants(s, store), kills);
   } finally {
     if (run) await stopController(run, 30_000);
     await cleanUp(s, leftovers, failures > failuresBefore);
@@ -877,12 +885,8 @@ async function libvirtdPart(): Promise<void> {
     const all = await waitReady(s, tail, store, s.keys, lastAnswer, 5 * 60_000, run.pid);
     if (all.at === undefined) fail(P, `not all Ready 5 min after the last restart: ${all.last.length} not: ${all.last.slice(0, 10).join("; ")}${all.last.length > 10 ? "; …" : ""}`);
     else console.log(`${P}: all ${s.keys.length} objects Ready (by reconciles after the last restart) ${secs(all.at - lastAnswer)} after libvirtd last answered, ${secs(all.at - started)} after the controller started`);
-    await sleep(3000);
-    const stopped = await stopController(run);
+    await stopAndCheck(P, run, s, tail, store, restarts);
     run = undefined;
-    if (stopped.code !== 0 || stopped.forced) fail(P, `the final SIGTERM: exit code ${stopped.code}, signal ${stopped.signal}${stopped.forced ? ", had to be SIGKILLed after 120 s" : ""}`);
-    else console.log(`${P}: final stop: SIGTERM, exit 0`);
-    report(s, tail, await checkInvariants(s, store), restarts);
   } finally {
     if (run) await stopController(run, 30_000);
     await ensureLibvirtd(); // an error half-way through a restart: the cleanup needs it

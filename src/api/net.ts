@@ -55,6 +55,11 @@ export function compareAddresses(a: string, b: string): number {
   return 0;
 }
 
+/** 127.0.0.0/8 or ::1: reachable from this host only. */
+export function isLoopbackAddress(address: string): boolean {
+  return address.startsWith("127.") || address === "::1";
+}
+
 /** The first and last address of `address/prefix` as numbers (IPv4 or IPv6). */
 export function subnetRange(address: string, prefix: number): { start: bigint; end: bigint } {
   const bytes = ipaddr.parse(address).toByteArray();

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { API_VERSION, objectMeta, quantity, reportDuplicates, statusBase } from "./common.js";
 import { absolutePath, dnsLabel, interfaceName, macAddress, port, volumeName } from "./names.js";
-import { ipAddress, ipv4Address } from "./net.js";
+import { ipAddress, ipv4Address, isLoopbackAddress } from "./net.js";
 
 export const runStrategies = ["Always", "RerunOnFailure", "Manual", "Halted", "Once"] as const;
 
@@ -107,8 +107,7 @@ export const vncConsole = z
   .check((ctx) => {
     // A VNC console reachable from elsewhere without a password is the guest's keyboard for anyone.
     const { listen, passwordSecretFile } = ctx.value;
-    const loopback = listen.startsWith("127.") || listen === "::1";
-    if (!loopback && passwordSecretFile === undefined) {
+    if (!isLoopbackAddress(listen) && passwordSecretFile === undefined) {
       ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: `a VNC console listening on ${listen} (not loopback) needs passwordSecretFile` });
     }
   });

@@ -3,7 +3,7 @@
 // object it exists for, so status can count rules per object and logs can say why a rule is there.
 import type { NetworkSpec } from "../api/network.js";
 import type { VirtualMachineSpec } from "../api/virtualmachine.js";
-import { ipv4Bounds } from "../api/net.js";
+import { ipv4Bounds, isLoopbackAddress } from "../api/net.js";
 
 export type Chain = "prerouting" | "output-nat" | "postrouting" | "input" | "forward" | "output";
 export type Family = "ip" | "ip6";
@@ -110,7 +110,6 @@ function egressRules(owner: string, spec: NetworkSpec, chain: Chain, base: Parti
   return rules;
 }
 
-const isLoopback = (address: string) => address.startsWith("127.") || address === "::1";
 const isWildcard = (address: string) => address === "0.0.0.0" || address === "::";
 
 /**
@@ -122,7 +121,7 @@ export function forwardConflict(pf: NetworkSpec["portForwards"][number], guard: 
   const port = `${pf.protocol}/${pf.hostPort}`;
   if (guard.reserved.includes(pf.hostPort)) return `host port ${port} is reserved on this host (the controller's --reserved-host-ports): a forward would take it from the host`;
   const taken = guard.listening.find(
-    (l) => l.protocol === pf.protocol && l.port === pf.hostPort && (isWildcard(l.address) || (pf.hostAddress ? l.address === pf.hostAddress : !isLoopback(l.address))),
+    (l) => l.protocol === pf.protocol && l.port === pf.hostPort && (isWildcard(l.address) || (pf.hostAddress ? l.address === pf.hostAddress : !isLoopbackAddress(l.address))),
   );
   if (taken) return `host port ${port} is in use on this host (a socket listens on ${taken.address.includes(":") ? `[${taken.address}]` : taken.address}:${taken.port}): a forward would take its traffic`;
   return undefined;

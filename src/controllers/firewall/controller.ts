@@ -116,8 +116,10 @@ export class Firewall {
   }
 
   private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
-    // What listens on the host now: a forward must not take a port the host itself serves.
-    const listening = await this.options.host.listening().catch(() => []);
+    // What listens on the host now: a forward must not take a port the host itself serves
+    // (read only when some Network forwards a port: /proc/net lists every socket).
+    const forwards = [...snapshot.objects.values()].some((o) => o.kind === "Network" && o.object.spec.portForwards.length > 0);
+    const listening = forwards ? await this.options.host.listening().catch(() => []) : [];
     const rendered = renderFirewall(firewallInputs(snapshot, live, this.uid, { reserved: this.options.reservedHostPorts ?? [22], listening }));
     // An object whose manifest is invalid or unreadable keeps the rules it had.
     const held = new Set([...snapshot.invalid.keys(), ...[...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys)]);
