@@ -59,6 +59,10 @@ export const statusBase = {
   conditions: z.array(condition).optional(),
   /** The controller instance that wrote this status (one per manifest directory). */
   instance: z.string().optional(),
+  /** The git revision (`<branch>@sha1:<commit>[+dirty]`) of the spec last reconciled to its end. */
+  lastAppliedRevision: z.string().optional(),
+  /** The git revision last reconciled, whatever the outcome. */
+  lastAttemptedRevision: z.string().optional(),
 };
 
 /** Adds an issue at the second and later occurrence of each repeated value. */

@@ -1,11 +1,12 @@
 // The columns `kvmctl get` prints per kind (`-o wide` adds the wide ones), and the CRD's
 // printer columns (scripts/crds.ts) from the same list. A kind without columns here does not
 // compile. Every table is NAME, READY, the kind's own columns, AGE; -o wide adds the kind's
-// wide columns and MESSAGE.
+// wide columns, REVISION and MESSAGE.
 import type { Condition } from "../api/common.js";
 import type { KindName } from "../api/kind-names.js";
 import { formatBytes, formatBytesApprox } from "../api/quantity.js";
 import type { StoredObject } from "../store/index.js";
+import { shortRevision } from "../gitops/revision.js";
 import { formatAge } from "./duration.js";
 
 export interface Column {
@@ -45,6 +46,16 @@ export const NAME: Column = { header: "NAME", cell: (stored) => stored.name };
 /** READY as kubectl-for-Flux prints it; "Unknown" until the controller has written status. */
 export const READY: Column = { header: "READY", printer: { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' }, cell: (stored) => conditionOf(stored, "Ready")?.status ?? "Unknown" };
 export const AGE: Column = { header: "AGE", printer: { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }, cell: (stored, now) => formatAge(stored.createdAt, now) };
+/** The git revision the object was last applied at (directories in a git checkout), shortened. */
+export const REVISION: Column = {
+  header: "REVISION",
+  wide: true,
+  printer: { name: "Revision", type: "string", jsonPath: ".status.lastAppliedRevision" },
+  cell: (stored) => {
+    const revision = statusOf(stored).lastAppliedRevision;
+    return typeof revision === "string" ? shortRevision(revision) : "-";
+  },
+};
 export const MESSAGE: Column = { header: "MESSAGE", wide: true, cell: (stored) => dash(reason(stored)) };
 
 /** Each kind's own columns, between READY and AGE (and, wide ones, before MESSAGE). */
@@ -97,5 +108,5 @@ export const KIND_COLUMNS: Record<KindName, Column[]> = {
 /** A kind's whole table: NAME, READY, its columns, AGE; then its wide columns and MESSAGE. */
 export function columnsOf(kind: KindName): { columns: Column[]; wideColumns: Column[] } {
   const own = KIND_COLUMNS[kind] ?? [];
-  return { columns: [NAME, READY, ...own.filter((c) => !c.wide), AGE], wideColumns: [...own.filter((c) => c.wide), MESSAGE] };
+  return { columns: [NAME, READY, ...own.filter((c) => !c.wide), AGE], wideColumns: [...own.filter((c) => c.wide), REVISION, MESSAGE] };
 }

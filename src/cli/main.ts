@@ -92,6 +92,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
+    .option("--git-pull <interval>", "pull the git checkout holding the manifest directory on this interval (and on SIGHUP), applying each revision as one snapshot")
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));
@@ -107,8 +108,16 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
 
   program
     .command("pull")
-    .description("update the git checkout holding the manifest directory from its upstream (fast-forward), setting status blocks aside and putting them back")
-    .action(async () => (await import("./commands/pull.js")).runPull(context()));
+    .description("update the git checkout holding the manifest directory from its upstream (fast-forward, or git's configured merge), status blocks set aside and put back; the running controller does it when there is one")
+    .option("--timeout <duration>", "how long to wait for the running controller's pull", "2m")
+    .action(async (options) => (await import("./commands/pull.js")).runPull(context(), options));
+
+  program
+    .command("reconcile")
+    .description("ask the running controller to pull the git checkout now (--pull) and look at every object again")
+    .option("--pull", "pull the checkout first (like SIGHUP to the controller)")
+    .option("--timeout <duration>", "how long to wait for the pull", "2m")
+    .action(async (options) => (await import("./commands/pull.js")).runReconcile(context(), options));
 
   program
     .command("git-setup")

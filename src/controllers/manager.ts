@@ -5,6 +5,10 @@ import { isKindName, parseObjectKey } from "../api/index.js";
 import type { HypervisorEvent, LiveState, Ports } from "../ports/index.js";
 import { Controller, every, TerminalError, type Logger, type ReconcileContext, type ReconcileReport, type ReconcileResult } from "../runtime/index.js";
 import { formatProblem, type ManifestStore, type Snapshot } from "../store/index.js";
+import { changedKeys, fingerprints } from "../store/watch.js";
+import type { GitCheckout } from "../gitops/checkout.js";
+import { PullError, type PullOutcome } from "../gitops/pull.js";
+import { writeSource, type PullRecord, type SourceStatus } from "../gitops/source.js";
 import type { AnyKindController, ControllerSettings, KindContext, ObjectMemory } from "./kind.js";
 import { DEFAULT_HOST_PATHS, hostPathRefusals, type HostPathPolicy } from "./host-path-policy.js";
 import { objectRecorder } from "./recorder.js";
@@ -32,6 +36,12 @@ export interface ManagerOptions {
   hostPaths?: HostPathPolicy;
   /** Host ports no Network port forward may take (besides those the host listens on); default [22]. */
   reservedHostPorts?: readonly number[];
+  /**
+   * The git checkout holding the manifest directory: revisions go into status and events;
+   * with `pullIntervalMs` the controller pulls it (src/gitops/pull.ts) on that interval, and
+   * always when requestPull() asks (SIGHUP, `kvmctl reconcile --pull`).
+   */
+  git?: { checkout: GitCheckout; pullIntervalMs?: number; statusFilter: boolean };
 }
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -55,6 +65,19 @@ export class Manager {
   private lastStoreChangeAt = 0;
   /** Why the directory as a whole is not pruned right now (unreadable, empty), for one log line per change. */
   private directoryHold: string | undefined;
+  /** The revision of the checkout `snapshot` was read from (set with it), when in a git checkout. */
+  private revision: string | undefined;
+  /** Last revision each object was applied at (for the status of an object that became invalid). */
+  private readonly appliedRevisions = new Map<string, string>();
+  /** While > 0 (a pull changing the tree), watch reports wait: the next snapshot is the pulled tree, whole. */
+  private snapshotHold = 0;
+  private readonly heldKeys = new Set<string>();
+  /** The read sequence (ManifestStore.readSequence) of the adopted snapshot: older reads are never adopted. */
+  private adoptedSequence = 0;
+  private adoption: Promise<void> = Promise.resolve();
+  private pulling: Promise<PullOutcome | PullError> | undefined;
+  private pullQueued: Promise<PullOutcome | PullError> | undefined;
+  private source: SourceStatus | undefined;
 
   constructor(private readonly options: ManagerOptions) {
     this.ports = options.ports;
@@ -123,6 +146,7 @@ export class Manager {
 
   private async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult & { ready: boolean }> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
+    const revision = this.snapshot === snapshot ? this.revision : undefined;
     // What the reconcile decided on: logged with its outcome (tests wait for it).
     const observe = async (since: number): Promise<LiveState> => {
       const picture = await this.ports.hypervisor.observe(since);
@@ -146,7 +170,7 @@ export class Manager {
       if (!decision.prune) {
         if (decision.reason !== "Settling") {
           ctx.log.warn({ reason: decision.reason }, `not pruned: ${decision.message}`);
-          const recorder = objectRecorder(this.options.store, key, this.ports.clock);
+          const recorder = objectRecorder(this.options.store, key, this.ports.clock, revision);
           if ((await this.options.store.readEvents(key).catch(() => [])).at(-1)?.reason !== decision.reason) await recorder.event("Warning", decision.reason, decision.message).catch(() => undefined);
         }
         return { ready: false, ...(decision.retryAfterMs !== undefined ? { requeueAfterMs: decision.retryAfterMs } : {}) };
@@ -168,7 +192,7 @@ export class Manager {
       now: this.ports.clock.now(),
       snapshot,
       live: observe,
-      record: objectRecorder(this.options.store, key, this.ports.clock),
+      record: objectRecorder(this.options.store, key, this.ports.clock, revision),
       services: this.services,
       log: ctx.log,
     };
@@ -178,7 +202,8 @@ export class Manager {
       if (this.ports.hypervisor.changedAt > changedBefore) this.keyChangedAt.set(key, this.ports.hypervisor.changedAt);
     });
     if (outcome.report && stored) {
-      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now())));
+      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+      if (revision) this.appliedRevisions.set(key, revision);
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
   }
@@ -194,13 +219,16 @@ export class Manager {
       // What libvirt holds stays in status (a shared, usually cached picture): a failure adds its condition, it erases no fact.
       const live = stored && controller?.liveFacts ? await this.ports.hypervisor.observe(this.freshness(this.ports.clock.now(), STALE_MS, report.key)) : undefined;
       const facts = live && stored ? controller!.liveFacts!({ key: report.key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file }, live, this.options.settings.instance) : {};
-      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, facts));
+      // An invalid document has no parsed status to keep: what it was last applied at is remembered here.
+      const applied = stored ? {} : this.appliedRevisions.has(report.key) ? { lastAppliedRevision: this.appliedRevisions.get(report.key) } : {};
+      const revisions = { ...applied, ...(this.revision ? { lastAttemptedRevision: this.revision } : {}) };
+      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }
     const event = failureEvent(report.error);
     if (event && report.outcome !== "waiting") {
-      await this.options.store.recordEvent(report.key, { time: now.toISOString(), type: "Warning", ...event }).catch(() => undefined);
+      await this.options.store.recordEvent(report.key, { time: now.toISOString(), type: "Warning", ...event, ...(this.revision ? { revision: this.revision } : {}) }).catch(() => undefined);
     }
   }
 
@@ -233,28 +261,29 @@ export class Manager {
     for (const key of this.singletons.keys()) this.controller.enqueue(key);
   }
 
-  /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs. */
+  /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs (and pulls the checkout, with --git-pull). */
   async start(): Promise<void> {
     for (const file of await this.options.store.removeStaleTempFiles()) this.options.logger.info({ file }, "removed a temporary file a killed kvmctl left behind");
-    this.snapshot = await this.options.store.read();
+    await this.adopt(await this.options.store.read(), undefined);
     this.lastStoreChangeAt = this.ports.clock.now(); // a directory being changed as we start settles first
-    for (const problem of this.snapshot.problems) this.options.logger.warn({ problem: formatProblem(problem) }, "manifest problem");
-    this.noteDirectoryState(this.snapshot);
-    this.watcher = await this.options.store.watch((change) => {
-      this.snapshot = change.snapshot;
-      this.lastStoreChangeAt = this.ports.clock.now();
-      const wasHeld = this.directoryHold !== undefined;
-      this.noteDirectoryState(change.snapshot);
-      // Readable (or filled) again: look at everything, not only what the last read changed.
-      const keys = wasHeld && this.directoryHold === undefined ? this.listKeys(this.ports.clock.now()) : Promise.resolve(change.keys);
-      void keys.then((list) => {
-        for (const key of list) {
-          this.controller.forget(key);
-          this.controller.enqueue(key);
+    for (const problem of this.snapshot!.problems) this.options.logger.warn({ problem: formatProblem(problem) }, "manifest problem");
+    this.noteDirectoryState(this.snapshot!);
+    await this.saveSource({});
+    const checkout = this.options.git?.checkout;
+    this.watcher = await this.options.store.watch(
+      (change) => {
+        if (this.snapshotHold > 0) {
+          for (const key of change.keys) this.heldKeys.add(key);
+          return;
         }
-        for (const key of this.singletons.keys()) this.controller.enqueue(key);
-      }).catch((error: unknown) => this.options.logger.error({ err: error }, "could not list objects after a change"));
-    }, { rescanMs: this.options.rescanMs, onError: (error) => this.options.logger.error({ err: error }, "could not re-read the manifest directory") });
+        this.adoption = this.adoption.then(() => this.adopt(change.snapshot, change.keys)).catch((error: unknown) => this.options.logger.error({ err: error }, "could not apply a change of the manifest directory"));
+      },
+      {
+        rescanMs: this.options.rescanMs,
+        onError: (error) => this.options.logger.error({ err: error }, "could not re-read the manifest directory"),
+        ...(checkout ? { settledMark: () => checkout.settledMark() } : {}),
+      },
+    );
     this.events = this.ports.hypervisor.watch({
       onEvent: (event) => this.route(event),
       onReconnect: (stream) => {
@@ -269,7 +298,126 @@ export class Manager {
     for (const singleton of this.singletons.values()) {
       if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
     }
+    const pullEvery = this.options.git?.pullIntervalMs;
+    if (pullEvery) this.timers.push(every(this.ports.clock, pullEvery, () => void this.requestPull("interval"), { keepAlive: false }));
     await this.controller.start();
+    if (pullEvery) void this.requestPull("startup");
+  }
+
+  /**
+   * Makes `snapshot` the one reconciles decide on, with the checkout's revision, and queues
+   * what it changed: `keys` (undefined: everything). A new revision queues every object (each
+   * status then names it); a read older than the adopted one is never adopted.
+   */
+  private async adopt(snapshot: Snapshot, keys: readonly string[] | undefined): Promise<void> {
+    const sequence = this.options.store.readSequence(snapshot);
+    if (sequence < this.adoptedSequence) {
+      for (const key of keys ?? []) this.controller.enqueue(key);
+      return;
+    }
+    const previousRevision = this.revision;
+    const revision = await this.revisionOf();
+    if (this.options.store.readSequence(snapshot) < this.adoptedSequence) return;
+    this.adoptedSequence = sequence;
+    const first = this.snapshot === undefined;
+    this.snapshot = snapshot;
+    this.revision = revision;
+    if (revision !== previousRevision && !first) {
+      this.options.logger.info({ revision, previous: previousRevision }, "applying revision");
+      void this.saveSource({ revision });
+    }
+    if (first) return;
+    this.lastStoreChangeAt = this.ports.clock.now();
+    const wasHeld = this.directoryHold !== undefined;
+    this.noteDirectoryState(snapshot);
+    // Readable (or filled) again, or a new revision: look at everything, not only what the read changed.
+    const everything = keys === undefined || (wasHeld && this.directoryHold === undefined) || revision !== previousRevision;
+    const changed = new Set(keys ?? []);
+    const list = everything ? await this.listKeys(this.ports.clock.now()) : [...changed];
+    for (const key of list) {
+      if (changed.has(key) || keys === undefined) this.controller.forget(key);
+      this.controller.enqueue(key);
+    }
+    for (const key of this.singletons.keys()) this.controller.enqueue(key);
+  }
+
+  /** The checkout's revision now, or undefined (no checkout, no commit yet, git failing). */
+  private async revisionOf(): Promise<string | undefined> {
+    const checkout = this.options.git?.checkout;
+    if (!checkout) return undefined;
+    const exclude = new Set(this.options.store.statusDir ? [this.options.store.statusDir] : []);
+    return checkout.revisionString(exclude).catch((error: unknown) => {
+      this.options.logger.warn({ err: error }, "could not tell the checkout's revision");
+      return undefined;
+    });
+  }
+
+  /**
+   * Pulls the checkout now (one pull at a time: a request during a pull shares it) and applies
+   * the pulled tree as one snapshot. A failed pull changes nothing: the last good revision
+   * keeps being applied, and the failure is recorded (`.kvmctl/source.json`, the log).
+   */
+  requestPull(trigger: string): Promise<PullOutcome | PullError> {
+    const checkout = this.options.git?.checkout;
+    if (!checkout) return Promise.resolve(new PullError("NoUpstream", "the manifest directory is not in a git checkout"));
+    // Asked during a pull: one more after it (what was pushed meanwhile may be missing from it).
+    if (this.pulling) return (this.pullQueued ??= this.pulling.then(() => ((this.pullQueued = undefined), this.requestPull(trigger))));
+    this.pulling = (async (): Promise<PullOutcome | PullError> => {
+      const { pullCheckout } = await import("../gitops/pull.js");
+      const before = this.snapshot;
+      let result: PullOutcome | PullError;
+      try {
+        result = await pullCheckout({
+          checkout,
+          store: this.options.store,
+          exclusive: async (fn) => {
+            this.snapshotHold++;
+            try {
+              return await this.options.store.exclusive(fn);
+            } finally {
+              this.snapshotHold--;
+            }
+          },
+        });
+      } catch (error) {
+        result = error instanceof PullError ? error : new PullError("MergeFailed", error instanceof Error ? error.message : String(error));
+      }
+      // The pulled tree, whole, and whatever the watcher reported while the pull held it.
+      const held = [...this.heldKeys];
+      this.heldKeys.clear();
+      if ((!(result instanceof PullError) && result.how !== "none") || held.length) {
+        const after = await this.options.store.read();
+        const keys = new Set([...held, ...(before ? changedKeys(fingerprints(before), fingerprints(after)) : [])]);
+        await (this.adoption = this.adoption.then(() => this.adopt(after, [...keys])));
+      }
+      const time = new Date(this.ports.clock.now()).toISOString();
+      const record: PullRecord =
+        result instanceof PullError
+          ? { time, trigger, ok: false, reason: result.reason, message: result.message }
+          : { time, trigger, ok: true, reason: result.how, message: result.how === "none" ? `up to date with ${result.upstream}` : `${result.from.slice(0, 12)}..${result.to.slice(0, 12)} from ${result.upstream} (${result.how}), ${result.files} file(s), ${result.statusesBack} status block(s) put back` };
+      if (result instanceof PullError) this.options.logger.warn({ trigger, reason: result.reason, revision: this.revision }, `git pull failed: ${result.message}`);
+      else this.options.logger[result.how === "none" ? "debug" : "info"]({ trigger, how: result.how, from: result.from, to: result.to, revision: this.revision }, "git pull");
+      await this.saveSource({ lastPull: record, ...(record.ok ? { lastGoodPull: undefined } : this.source?.lastPull?.ok ? { lastGoodPull: this.source.lastPull } : {}), ...(result instanceof PullError ? {} : { upstream: result.upstream }) });
+      return result;
+    })().finally(() => (this.pulling = undefined));
+    return this.pulling;
+  }
+
+  /** Updates `.kvmctl/source.json` (what `get`, `describe` and `kvmctl pull` read). */
+  private async saveSource(change: Partial<SourceStatus>): Promise<void> {
+    const git = this.options.git;
+    if (!git) return;
+    this.source = { ...(this.source ?? { checkout: git.checkout.top, statusFilter: git.statusFilter }), ...(git.pullIntervalMs ? { pullIntervalMs: git.pullIntervalMs } : {}), revision: this.revision, ...change };
+    if (change.lastGoodPull === undefined && "lastGoodPull" in change) delete this.source.lastGoodPull;
+    await writeSource(this.options.store.dataDir, this.options.store.stateRoot, this.source).catch((error: unknown) => this.options.logger.warn({ err: error }, "could not record the checkout's state"));
+  }
+
+  /** Everything again now (SIGHUP without a checkout, a resync asked for). */
+  async resyncAll(): Promise<void> {
+    for (const key of await this.listKeys(this.ports.clock.now())) {
+      this.controller.forget(key);
+      this.controller.enqueue(key);
+    }
   }
 
   async stop(): Promise<void> {
@@ -281,7 +429,8 @@ export class Manager {
 
   /** One full pass in dependency order (kinds by order, then singletons); resolves with every key's report. */
   async runOnce(): Promise<ReconcileReport[]> {
-    this.snapshot = await this.options.store.read();
+    this.snapshot = undefined;
+    await this.adopt(await this.options.store.read(), undefined);
     const keys = (await this.listKeys(this.ports.clock.now())).filter((key) => !this.singletons.has(key));
     // One group per kind order (keys come sorted by it): a group runs after the one before.
     const groups = new Map<number, string[]>();

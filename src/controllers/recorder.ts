@@ -3,8 +3,9 @@ import type { Clock } from "../runtime/index.js";
 import type { ManifestStore } from "../store/index.js";
 import type { ObjectRecorder } from "./kind.js";
 
-export function objectRecorder(store: ManifestStore, key: string, clock: Clock): ObjectRecorder {
-  const event: ObjectRecorder["event"] = (type, reason, message) => store.recordEvent(key, { time: new Date(clock.now()).toISOString(), type, reason, message });
+/** `revision`: the checkout's revision the reconcile applies; every event names it. */
+export function objectRecorder(store: ManifestStore, key: string, clock: Clock, revision?: string): ObjectRecorder {
+  const event: ObjectRecorder["event"] = (type, reason, message) => store.recordEvent(key, { time: new Date(clock.now()).toISOString(), type, reason, message, ...(revision ? { revision } : {}) });
   return {
     event,
     async deleted(message) {

@@ -21,9 +21,10 @@ function withoutUndefined(value: Record<string, unknown>): Record<string, unknow
 /**
  * The status after a reconcile that ran to its end: Ready when `ready`, else Reconciling with
  * the report's reason; extra conditions set or cleared; the kind's facts as reported (a fact
- * the report leaves out is no longer true, so the whole status is replaced).
+ * the report leaves out is no longer true, so the whole status is replaced). `revision`: the
+ * checkout's revision the spec was read at (src/gitops), when the directory is a git checkout.
  */
-export function statusFromReport(stored: StoredObject, ready: boolean, report: ObjectReport<never>, instance: string, now = new Date()): Record<string, unknown> {
+export function statusFromReport(stored: StoredObject, ready: boolean, report: ObjectReport<never>, instance: string, now = new Date(), revision?: string): Record<string, unknown> {
   const previous = previousStatus(stored);
   let conditions = ready
     ? markReady(previous.conditions, stored.generation, report.reason, report.message, now)
@@ -32,7 +33,9 @@ export function statusFromReport(stored: StoredObject, ready: boolean, report: O
     conditions = setExtraCondition(conditions, extra.type, extra.present, stored.generation, extra.reason, extra.message, now);
   }
   const { phase, ...facts } = report.facts as Record<string, unknown>;
-  return withoutUndefined({ ...observedFields(stored), instance, phase, conditions, ...facts });
+  // The revision of the checkout this spec came from (Flux's lastAppliedRevision): it ran to its end.
+  const revisions = revision ? { lastAppliedRevision: revision, lastAttemptedRevision: revision } : {};
+  return withoutUndefined({ ...observedFields(stored), instance, ...revisions, phase, conditions, ...facts });
 }
 
 /**

@@ -93,8 +93,19 @@ export class ManifestStore {
 
   /** Reads the directory. Never throws for bad manifests: they are in `problems`. */
   async read(): Promise<Snapshot> {
-    this.lastSnapshot = await this.reader.read();
-    return this.lastSnapshot;
+    const sequence = ++this.reads;
+    const snapshot = await this.reader.read();
+    this.sequences.set(snapshot, sequence);
+    this.lastSnapshot = snapshot;
+    return snapshot;
+  }
+
+  private reads = 0;
+  private readonly sequences = new WeakMap<Snapshot, number>();
+
+  /** In which order reads of this store started (1, 2, ...): a higher number saw a later directory. 0: not this store's. */
+  readSequence(snapshot: Snapshot): number {
+    return this.sequences.get(snapshot) ?? 0;
   }
 
   /** The snapshot of the last read(), if any. */
@@ -122,7 +133,40 @@ export class ManifestStore {
    * Set status.observedGeneration/observedSpecHash (see observedFields) to say which spec it describes.
    */
   writeStatus(key: string, status: Record<string, unknown> | null): Promise<boolean> {
-    return this.statusQueue.run(key, () => this.writeStatusNow(key, status));
+    return this.statusQueue.run(key, async () => {
+      while (this.held) await this.held.promise;
+      this.writing++;
+      try {
+        return await this.writeStatusNow(key, status);
+      } finally {
+        if (--this.writing === 0) this.drained?.();
+      }
+    });
+  }
+
+  /** Set while exclusive() runs: status writes wait for it. */
+  private held: { promise: Promise<void> } | undefined;
+  private writing = 0;
+  private drained: (() => void) | undefined;
+
+  /**
+   * Runs `fn` with this store's status writes held off: it starts once the writes under way
+   * have finished, and writes asked for meanwhile wait until it is done (a git pull changing
+   * the manifests must not race a status write). `fn` gets a status writer that is not held.
+   * One exclusive section at a time.
+   */
+  async exclusive<T>(fn: (writeStatus: (key: string, status: Record<string, unknown> | null) => Promise<boolean>) => Promise<T>): Promise<T> {
+    while (this.held) await this.held.promise;
+    let release!: () => void;
+    this.held = { promise: new Promise<void>((resolve) => (release = resolve)) };
+    try {
+      if (this.writing > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+      this.drained = undefined;
+      return await fn((key, status) => this.writeStatusNow(key, status));
+    } finally {
+      this.held = undefined;
+      release();
+    }
   }
 
   private async writeStatusNow(key: string, status: Record<string, unknown> | null): Promise<boolean> {

@@ -84,6 +84,8 @@ export interface ObjectEvent {
   type: "Normal" | "Warning";
   reason: string;
   message: string;
+  /** The checkout's revision the controller applied when it recorded this (git checkouts). */
+  revision?: string;
 }
 
 export interface StoreOptions {

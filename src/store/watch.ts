@@ -23,7 +23,17 @@ export interface WatchOptions {
    * unmounted or replaced is noticed coming back (the watcher then attaches to it again).
    */
   rescanMs?: number;
+  /**
+   * A mark of the git checkout the directory is in, undefined while a git command is changing
+   * it (src/gitops/checkout.ts settledMark). A re-read waits while git is busy (at most
+   * BUSY_WAIT_MS) and is redone when git changed the checkout during it, so a `git checkout`,
+   * `reset --hard` or merge is seen as one settled snapshot, never half-way.
+   */
+  settledMark?: () => string | undefined;
 }
+
+/** Longest a re-read waits for a git command (a stale index.lock must not stop the controller). */
+const BUSY_WAIT_MS = 10_000;
 
 export interface StoreWatcher {
   close(): Promise<void>;
@@ -72,6 +82,8 @@ export async function watchDirectory(ctx: WatchContext, onChange: (change: Store
   let firstPendingAt = 0;
   let running: Promise<void> = Promise.resolve();
   let closed = false;
+  /** Since when a re-read has been waiting for a git command to finish. */
+  let busySince: number | undefined;
 
   const ignored = (p: string, stats?: fs.Stats): boolean => {
     const rel = path.relative(root, p);
@@ -102,7 +114,11 @@ export async function watchDirectory(ctx: WatchContext, onChange: (change: Store
       relevant = true;
     }
     if (!relevant || closed) return;
+    const mark = options.settledMark?.();
+    if (options.settledMark && mark === undefined && Date.now() - (busySince ??= Date.now()) < BUSY_WAIT_MS) return schedule(root);
     const snapshot = await ctx.read();
+    if (options.settledMark && mark !== undefined && options.settledMark() !== mark) return schedule(root); // git moved meanwhile: read again
+    busySince = undefined;
     const next = fingerprints(snapshot);
     const keys = changedKeys(previous, next);
     previous = next;

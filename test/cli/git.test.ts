@@ -6,7 +6,7 @@
 // file's size: git takes a size change for a change without asking the filter; that is for
 // `kvmctl pull`.)
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
@@ -93,7 +93,7 @@ test("kvmctl pull: status set aside and put back around a fast-forward; a real c
 
   const pulled = await kvmctl(["--dir", host, "pull"]);
   assert.equal(pulled.exitCode, 0, pulled.stderr);
-  assert.match(pulled.stdout, /updated [0-9a-f]{12}\.\.[0-9a-f]{12} from origin\/main; 2 file\(s\) changed, 1 status block\(s\) put back/);
+  assert.match(pulled.stdout, /updated [0-9a-f]{12}\.\.[0-9a-f]{12} from origin\/main \(fast-forward\); 2 file\(s\) changed, 1 status block\(s\) put back/);
   assert.equal(git(host, "rev-parse", "HEAD"), git(laptop, "rev-parse", "HEAD"));
   const text = fs.readFileSync(file, "utf8");
   assert.ok(text.startsWith(VM("512Mi")), text);
@@ -124,9 +124,87 @@ test("kvmctl pull: status set aside and put back around a fast-forward; a real c
   assert.match(refused.stderr, /uncommitted changes in files the upstream changes: vms\/g1\.yaml; commit or stash them, then pull again \(nothing was changed\)/);
   assert.equal(checkoutState(host), before);
 
-  // Local commits that diverge from upstream: refused too.
-  git(host, "commit", "-am", "host 1Gi");
-  const diverged = await kvmctl(["--dir", host, "pull"]);
-  assert.equal(diverged.exitCode, 1);
-  assert.match(diverged.stderr, /has commits that are not on origin\/main: kvmctl does not merge them/);
+  // Local commits that diverge from upstream and collide with it: git's merge conflicts, and
+  // kvmctl says so and leaves the checkout exactly as it was (no merge in progress).
+  assert.equal((await kvmctl(["--dir", host, "git-setup"])).exitCode, 0);
+  git(host, "-c", "user.name=h", "-c", "user.email=h@example.invalid", "commit", "-am", "host 1Gi");
+  assert.doesNotMatch(git(host, "show", "HEAD:vms/g1.yaml"), /status:/, "the status stays out of the host's commit");
+  const diverged = checkoutState(host);
+  const conflict = await kvmctl(["--dir", host, "pull"]);
+  assert.equal(conflict.exitCode, 1);
+  assert.match(conflict.stderr, /merging origin\/main into the checkout's local commits conflicts in vms\/g1\.yaml: kvmctl does not resolve conflicts; the checkout is as it was/);
+  assert.equal(checkoutState(host), diverged);
+  assert.ok(!fs.existsSync(path.join(host, ".git", "MERGE_HEAD")), "no merge left in progress");
+  assert.match(fs.readFileSync(file, "utf8"), /^status:\n  observedGeneration: 1\n/m, "the status is still there");
 });
+
+test("kvmctl pull merges local commits that do not collide (git's configured way), and pull.ff=only refuses them", async () => {
+  const { laptop, host } = checkouts("kvmctl-merge-");
+  const identity = ["-c", "user.name=h", "-c", "user.email=h@example.invalid"];
+  git(host, "config", "user.name", "host");
+  git(host, "config", "user.email", "host@example.invalid");
+  assert.equal(await new ManifestStore({ dir: host }).writeStatus("VirtualMachine/g1", STATUS), true);
+  // The host commits a new VM; the laptop changes g1's last spec line.
+  fs.writeFileSync(path.join(host, "vms", "h1.yaml"), VM("128Mi").replace("name: g1", "name: h1"));
+  git(host, ...identity, "add", "vms/h1.yaml");
+  git(host, ...identity, "commit", "-m", "h1");
+  fs.writeFileSync(path.join(laptop, "vms", "g1.yaml"), VM("384Mi"));
+  git(laptop, "commit", "-am", "g1 384Mi");
+  git(laptop, "push", "origin", "HEAD:main");
+
+  git(host, "config", "pull.ff", "only");
+  const refused = await kvmctl(["--dir", host, "pull"]);
+  assert.equal(refused.exitCode, 1);
+  assert.match(refused.stderr, /has commits that are not on origin\/main and pull.ff is only: kvmctl does not merge them/);
+  git(host, "config", "--unset", "pull.ff");
+
+  const merged = await kvmctl(["--dir", host, "pull"]);
+  assert.equal(merged.exitCode, 0, merged.stderr);
+  assert.match(merged.stdout, /from origin\/main \(merge\); \d+ file\(s\) changed, 1 status block\(s\) put back/);
+  assert.equal(git(host, "rev-list", "--count", "--merges", "HEAD").trim(), "1", "a merge commit");
+  const text = fs.readFileSync(path.join(host, "vms", "g1.yaml"), "utf8");
+  assert.ok(text.startsWith(VM("384Mi")), text);
+  assert.match(text, /^status:\n  observedGeneration: 1\n/m);
+  assert.ok(fs.existsSync(path.join(host, "vms", "h1.yaml")));
+  assert.match((await kvmctl(["--dir", host, "pull"])).stdout, /already up to date \(origin\/main at [0-9a-f]{12}; 2 local commit\(s\) not on it\)/);
+});
+
+test("kvmctl pull killed with SIGKILL the moment it has set status aside: the next pull completes it, nothing lost", async () => {
+  const { laptop, host } = checkouts("kvmctl-kill-");
+  const file = path.join(host, "vms", "g1.yaml");
+  const aside = path.join(host, ".kvmctl", "pull-status.json");
+  let caught = 0;
+  for (let trial = 0; trial < 4; trial++) {
+    assert.equal(await new ManifestStore({ dir: host }).writeStatus("VirtualMachine/g1", { ...STATUS, observedGeneration: trial + 1 }), true);
+    const memory = `${300 + trial}Mi`;
+    fs.writeFileSync(path.join(laptop, "vms", "g1.yaml"), VM(memory));
+    git(laptop, "commit", "-am", memory);
+    git(laptop, "push", "origin", "HEAD:main");
+
+    const child = spawnKvmctl(["--dir", host, "pull"]);
+    // The positive signal: the set-aside record exists; kill right then (or it finished first).
+    while (child.exitCode === null && !fs.existsSync(aside)) await new Promise((resolve) => setImmediate(resolve));
+    if (child.exitCode === null) {
+      child.kill("SIGKILL");
+      caught++;
+    }
+    await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once("exit", resolve)));
+    // git commands it had started finish on their own: wait until none holds the index.
+    while (fs.existsSync(path.join(host, ".git", "index.lock"))) await new Promise((resolve) => setTimeout(resolve, 10));
+
+    const next = await kvmctl(["--dir", host, "pull"]);
+    assert.equal(next.exitCode, 0, next.stderr);
+    assert.equal(git(host, "rev-parse", "HEAD"), git(laptop, "rev-parse", "HEAD"));
+    const text = fs.readFileSync(file, "utf8");
+    assert.ok(text.startsWith(VM(memory)), text);
+    assert.match(text, new RegExp(`^status:\\n  observedGeneration: ${trial + 1}\\n`, "m"), `trial ${trial}: the status set aside is back`);
+    assert.doesNotMatch(text, /<<<<<<<|>>>>>>>/);
+    assert.ok(!fs.existsSync(aside));
+  }
+  assert.ok(caught >= 2, `killed midway in ${caught} of 4 trials`);
+});
+
+function spawnKvmctl(args: string[]) {
+  const main = path.resolve(import.meta.dirname, "../../src/cli/main.ts");
+  return spawn(process.execPath, ["--import", "tsx", main, ...args], { env: { ...process.env, KVMCTL_DIR: "", KVMCTL_STATUS_DIR: "" }, stdio: "ignore" });
+}

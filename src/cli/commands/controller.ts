@@ -21,6 +21,7 @@ export interface ControllerOptions {
   rescan: string;
   allowHostPath: string[];
   reservedHostPorts: string;
+  gitPull?: string;
 }
 
 /**
@@ -61,6 +62,23 @@ function parsePortList(text: string, flag: string): number[] {
   });
 }
 
+/**
+ * The git checkout holding the manifest directory, if any (revisions in status; --git-pull
+ * pulls it), with a warning when status blocks are not hidden from git there.
+ */
+async function gitSource(dir: string, gitPull: string | undefined, logger: { warn(o: object, m: string): void }) {
+  const { GitCheckout } = await import("../../gitops/checkout.js");
+  const checkout = await GitCheckout.open(dir);
+  if (!checkout) {
+    if (gitPull !== undefined) throw new UsageError(`--git-pull: ${dir} is not in a git checkout`);
+    return undefined;
+  }
+  const statusFilter = await checkout.statusFilterInstalled();
+  if (!statusFilter) logger.warn({ checkout: checkout.top }, "the manifest directory is a git checkout without kvmctl's status filter: git sees the status blocks the controller writes as changes (and `git pull` refuses); run `kvmctl git-setup` once");
+  const pullIntervalMs = gitPull === undefined ? undefined : parseDuration(gitPull, "--git-pull");
+  return { checkout, statusFilter, ...(pullIntervalMs ? { pullIntervalMs } : {}) };
+}
+
 function readQuietly(file: string): string {
   try {
     return fs.readFileSync(file, "utf8").trim();
@@ -76,6 +94,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   const firewallCheckMs = parseDuration(options.firewallCheck, "--firewall-check");
   const settleMs = parseDuration(options.settle, "--settle");
   const rescanMs = parseDuration(options.rescan, "--rescan");
+  if (options.gitPull !== undefined) parseDuration(options.gitPull, "--git-pull");
   const firewallBackend = options.firewallBackend;
   if (firewallBackend !== "auto" && firewallBackend !== "nftables" && firewallBackend !== "iptables") throw new UsageError("--firewall-backend must be auto, nftables or iptables");
   const { hostPathPolicy, describeHostPathPolicy, HostPathFlagError } = await import("../../controllers/host-path-policy.js");
@@ -101,6 +120,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  const git = await gitSource(ctx.dir, options.gitPull, logger);
   const ports = hostPorts({ uri: ctx.connect });
   const manager = new Manager({
     store,
@@ -119,9 +139,14 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     rescanMs,
     hostPaths,
     reservedHostPorts,
+    ...(git ? { git } : {}),
   });
   try {
     if (options.once) {
+      if (git?.pullIntervalMs) {
+        const pulled = await manager.requestPull("startup");
+        if (pulled instanceof Error) logger.warn({ reason: pulled.reason }, `git pull failed: ${pulled.message}`);
+      }
       const reports = await manager.runOnce();
       const notReady = reports.filter((r) => !r.ready);
       for (const r of notReady) logger.warn({ object: r.key, outcome: r.outcome, message: r.error instanceof Error ? r.error.message : undefined }, "not ready");
@@ -131,9 +156,19 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       return;
     }
     logger.info({ instance, uri: ctx.connect, concurrency, resyncMs, hostPaths: describeHostPathPolicy(hostPaths), reservedHostPorts }, "controller starting");
+    let stopping = false;
+    // SIGHUP (`kvmctl pull`, `kvmctl reconcile --pull`): pull the checkout now, and look at
+    // everything. Registered before the start: its default would end the process.
+    let started = false;
+    process.on("SIGHUP", () => {
+      if (stopping) return;
+      logger.info({ signal: "SIGHUP" }, git ? "pulling the checkout and resyncing" : "resyncing (the manifest directory is not in a git checkout)");
+      const after = git ? manager.requestPull("SIGHUP").then(() => undefined) : Promise.resolve();
+      void after.then(() => (started ? manager.resyncAll() : undefined)).catch((error: unknown) => logger.error({ err: error }, "resync failed"));
+    });
     await manager.start();
+    started = true;
     await new Promise<void>((resolve) => {
-      let stopping = false;
       // Listeners stay registered: a second signal during the drain must not kill us
       // half-way (systemd escalates to SIGKILL after TimeoutStopSec anyway).
       const stop = (signal: string) => {

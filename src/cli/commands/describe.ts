@@ -5,10 +5,11 @@ import { kindNames } from "../../api/kind-names.js";
 import type { ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
 import { formatLocation, formatProblem } from "../../store/index.js";
 import type { CliContext } from "../context.js";
+import { shortRevision } from "../../gitops/revision.js";
 import { formatAge } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
 import { renderTable } from "../output.js";
-import { printProblems } from "../problems.js";
+import { printProblems, warnAboutSource } from "../problems.js";
 import { kindsFor, select, unreadableCondition, unreadableObjects, unreadablePlaces, type UnreadableObject } from "./get.js";
 
 
@@ -44,6 +45,8 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
   field("Created", `${stored.createdAt.toISOString()} (${formatAge(stored.createdAt, now)} ago)`);
   const seen = observedGeneration === undefined ? "not yet reconciled" : observedGeneration === stored.generation ? "up to date" : `status describes generation ${observedGeneration}`;
   field("Generation", `${stored.generation} (${seen})`);
+  const { lastAppliedRevision: applied, lastAttemptedRevision: attempted } = facts as { lastAppliedRevision?: string; lastAttemptedRevision?: string };
+  if (applied || attempted) field("Revision", `${applied ?? "<none applied>"}${attempted && attempted !== applied ? ` (last attempted: ${attempted})` : ""}`);
   if (phase) field("Phase", phase);
   lines.push("Spec:");
   lines.push(indent(stringify(stored.raw.spec ?? {}, { lineWidth: 0 }), "  "));
@@ -67,8 +70,11 @@ function conditionsAndEvents(conditions: Condition[] | undefined, events: Object
   } else lines.push("  <none>");
   lines.push("Events:");
   if (events.length) {
-    const rows = events.slice(-15).map((e) => [e.type, e.reason, formatAge(new Date(e.time), now), e.message]);
-    lines.push(indent(renderTable(["TYPE", "REASON", "AGE", "MESSAGE"], rows), "  "));
+    const shown = events.slice(-15);
+    // The revision column only where the directory is a git checkout (events then name one).
+    const revisions = shown.some((e) => e.revision);
+    const rows = shown.map((e) => [e.type, e.reason, formatAge(new Date(e.time), now), ...(revisions ? [e.revision ? shortRevision(e.revision) : ""] : []), e.message]);
+    lines.push(indent(renderTable(["TYPE", "REASON", "AGE", ...(revisions ? ["REVISION"] : []), "MESSAGE"], rows), "  "));
   } else lines.push("  <none>");
   return lines;
 }
@@ -110,6 +116,7 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
   const store = await ctx.openStore("read");
   const snapshot = await store.read();
   const { found, missing } = select(snapshot, kind, names);
+  warnAboutSource(store.dataDir);
   const out: string[] = [];
   for (const stored of found) out.push(await describeObject(stored, await store.readEvents(stored.key)));
   process.stdout.write(out.join("\n"));

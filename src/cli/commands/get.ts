@@ -7,7 +7,7 @@ import { columnsOf } from "../columns.js";
 import type { CliContext } from "../context.js";
 import { CliError, UsageError } from "../errors.js";
 import { documentOf, OUTPUT_FORMATS, renderDocuments, renderTable, type OutputFormat } from "../output.js";
-import { printProblems } from "../problems.js";
+import { printProblems, warnAboutSource } from "../problems.js";
 
 export interface GetOptions {
   output: string;
@@ -119,6 +119,7 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
   if (kinds.length > 1 && names.length > 0) throw new UsageError(`a name cannot be given with "all"`);
   const store = await ctx.openStore("read");
   const snapshot = await store.read();
+  warnAboutSource(store.dataDir);
   // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
   printProblems(snapshot.problems);
 

@@ -5,9 +5,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { CliContext } from "../context.js";
+import { GIT_FILTER } from "../../gitops/checkout.js";
 import { CliError } from "../errors.js";
 
-export const GIT_FILTER = "kvmctl-status";
 const ATTRIBUTES = [`*.yaml filter=${GIT_FILTER}`, `*.yml filter=${GIT_FILTER}`];
 /** What the filter passes through untouched: git hands it whole blobs. */
 const MAX_FILTER_BYTES = 16 * 1024 * 1024;

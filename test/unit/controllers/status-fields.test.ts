@@ -73,6 +73,7 @@ test("the checker itself: a field the schema does not list is reported, at any d
 
 test("VirtualMachine: every status it writes — created, converged, restart required, stopping, stopped, failed — is listed", async () => {
   const h = await scene();
+  h.revision = "main@sha1:0123456789abcdef0123456789abcdef01234567+dirty"; // as in a git checkout
   const key = "VirtualMachine/web";
   const created = await h.reconcile(key);
   assertListed("VirtualMachine", h.status(key, created), "after create");
@@ -81,7 +82,7 @@ test("VirtualMachine: every status it writes — created, converged, restart req
   assertListed("VirtualMachine", status, "converged");
   // Every fact a VM can report is in this status, so the check covers them all.
   const reported = Object.keys(status).sort();
-  assert.deepEqual(reported, ["conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
+  assert.deepEqual(reported, ["conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "lastAppliedRevision", "lastAttemptedRevision", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
   const unwritten = Object.keys(kindInfo("VirtualMachine").statusFields.shape).filter((f) => !reported.includes(f));
   assert.deepEqual(unwritten, [], "no listed field is left unexercised");
   h.writeStatus(key, status);
@@ -134,13 +135,14 @@ test("Network: every status it writes — created, converged with leases, restar
 
 test("StoragePool: every status it writes — created, converged, stopped by hand, not owned — is listed", async () => {
   const h = new ControllerHarness();
+  h.revision = "main@sha1:0123456789abcdef0123456789abcdef01234567";
   const key = "StoragePool/fast";
   h.apply("StoragePool", "fast", { path: "/var/lib/kvmctl/fast" });
   assertListed("StoragePool", h.status(key, await h.reconcile(key)), "after create");
   h.hv.addVolume("fast", "a.qcow2", 1024);
   const status = h.status(key, await h.reconcile(key));
   assertListed("StoragePool", status, "converged");
-  assert.deepEqual(Object.keys(status).sort(), ["allocation", "available", "capacity", "conditions", "instance", "observedGeneration", "observedSpecHash", "path", "phase", "state", "uuid", "volumes"]);
+  assert.deepEqual(Object.keys(status).sort(), ["allocation", "available", "capacity", "conditions", "instance", "lastAppliedRevision", "lastAttemptedRevision", "observedGeneration", "observedSpecHash", "path", "phase", "state", "uuid", "volumes"]);
   h.writeStatus(key, status);
   h.hv.failNext("startPool", new Error("cannot open directory"));
   await h.hv.byHand((hv) => hv.destroyPool(h.hv.uuidOf("pool", "fast")!));

@@ -231,6 +231,8 @@ export class ControllerHarness {
   readonly clock: ManualClock;
   snapshot: Snapshot = snapshotOf([]);
   settings: ControllerSettings = { instance: TEST_INSTANCE, defaultDomainType: "kvm", consoleLogDir: "/var/log/kvmctl/console" };
+  /** The git revision the manager would pass (undefined: the directory is not a checkout). */
+  revision: string | undefined;
   /** What services.firewall.sync returns (set `error` to make networks report FirewallFailed). */
   firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), refused: new Map(), failed: new Map(), total: 0 };
   /** The `since` of every firewall sync. */
@@ -338,7 +340,7 @@ export class ControllerHarness {
     const stored = this.snapshot.objects.get(key);
     assert.ok(stored, `no manifest ${key}`);
     assert.ok(outcome.report, `${key}: the outcome has no report`);
-    return statusFromReport(stored, outcome.ready, outcome.report as never, this.settings.instance, new Date(this.clock.now()));
+    return statusFromReport(stored, outcome.ready, outcome.report as never, this.settings.instance, new Date(this.clock.now()), this.revision);
   }
 
   /** The status the manager would write after a failed reconcile (statusFromFailure). */
