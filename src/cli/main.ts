@@ -125,6 +125,12 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .action(async () => (await import("./commands/git.js")).runGitSetup(context()));
 
   program
+    .command("git-push-to-checkout", { hidden: true })
+    .description("git's push-to-checkout hook (kvmctl git-setup): the working tree moved to COMMIT, status set aside and put back")
+    .argument("<commit>")
+    .action(async (commit) => (await import("./commands/git.js")).runPushToCheckout(context(), commit));
+
+  program
     .command("git-clean", { hidden: true })
     .description("git's clean filter: a manifest on stdin, without its status blocks, on stdout")
     .action(async () => (await import("./commands/git.js")).runGitClean());

@@ -44,6 +44,9 @@ export interface ManagerOptions {
   git?: { checkout: GitCheckout; pullIntervalMs?: number; statusFilter: boolean };
 }
 
+/** How often the checkout's HEAD is looked at (a few stats). */
+const HEAD_CHECK_MS = 1_000;
+
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
 const STALE_MS = 2_000;
 
@@ -297,6 +300,18 @@ export class Manager {
     });
     for (const singleton of this.singletons.values()) {
       if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
+    }
+    if (checkout) {
+      // HEAD moved with no manifest changing (a commit, a push into the checkout): a new revision.
+      let mark = checkout.headMark();
+      this.timers.push(
+        every(this.ports.clock, HEAD_CHECK_MS, () => {
+          const now = checkout.headMark();
+          if (now === mark || this.snapshotHold > 0) return;
+          mark = now;
+          this.adoption = this.adoption.then(() => (this.snapshot ? this.adopt(this.snapshot, []) : undefined)).catch(() => undefined);
+        }, { keepAlive: false }),
+      );
     }
     const pullEvery = this.options.git?.pullIntervalMs;
     if (pullEvery) this.timers.push(every(this.ports.clock, pullEvery, () => void this.requestPull("interval"), { keepAlive: false }));

@@ -38,15 +38,41 @@ export class GitCheckout {
     readonly prefix: string,
     /** The checkout's git directory (`.git`, or a worktree's). */
     readonly gitDir: string,
+    /** Where the refs are (the main repository's git directory for a worktree). */
+    readonly commonDir: string,
   ) {}
+
+  /**
+   * A mark of what HEAD points at, from a few stats and no git process: it changes with a
+   * commit, a checkout, a reset, a pull or a push into the checkout (which change no manifest
+   * when only HEAD moves), so the controller can tell its revision changed.
+   */
+  headMark(): string {
+    const stamp = (file: string) => {
+      try {
+        const st = fs.statSync(file);
+        return `${st.ino}:${st.size}:${st.mtimeMs}`;
+      } catch {
+        return "-";
+      }
+    };
+    let head = "";
+    try {
+      head = fs.readFileSync(path.join(this.gitDir, "HEAD"), "utf8").trim();
+    } catch {
+      // no HEAD: a broken checkout; the revision says so
+    }
+    const ref = /^ref: (refs\/[^\0]+)$/.exec(head)?.[1];
+    return `${head} ${ref ? stamp(path.join(this.commonDir, ref)) : ""} ${stamp(path.join(this.commonDir, "packed-refs"))}`;
+  }
 
   /** The checkout holding `dir`, or undefined when `dir` is not in one (or git is missing). */
   static async open(dir: string): Promise<GitCheckout | undefined> {
-    const probe = await runGit(dir, ["rev-parse", "--show-toplevel", "--show-prefix", "--absolute-git-dir"]);
+    const probe = await runGit(dir, ["rev-parse", "--show-toplevel", "--show-prefix", "--absolute-git-dir", "--path-format=absolute", "--git-common-dir"]);
     if (!probe.ok) return undefined;
-    const [top, prefix, gitDir] = probe.stdout.split("\n");
-    if (!top || prefix === undefined || !gitDir) return undefined;
-    return new GitCheckout(path.resolve(dir), top, prefix, gitDir);
+    const [top, prefix, gitDir, commonDir] = probe.stdout.split("\n");
+    if (!top || prefix === undefined || !gitDir || !commonDir) return undefined;
+    return new GitCheckout(path.resolve(dir), top, prefix, gitDir, commonDir);
   }
 
   /** git in the checkout's top directory. */

@@ -67,7 +67,6 @@ export async function pullCheckout(options: PullOptions): Promise<PullOutcome> {
   const upstreamName = await checkout.git(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"]);
   if (!upstreamName.ok) throw new PullError("NoUpstream", `the checkout ${checkout.top} has no upstream branch to pull from (git branch --set-upstream-to=REMOTE/BRANCH)`);
   const upstream = upstreamName.stdout.trim();
-  const savedFile = path.join(store.dataDir, "pull-status.json");
 
   // A pull killed after setting status aside: put it back first.
   await exclusive((writeStatus) => finishInterruptedPull(checkout, store, writeStatus));
@@ -83,83 +82,116 @@ export async function pullCheckout(options: PullOptions): Promise<PullOutcome> {
       return { upstream, from: head, to: head, how: "none", files: 0, statusesBack: 0, ahead: await ahead() };
     }
     const how = (await checkout.git(["merge-base", "--is-ancestor", "HEAD", "@{u}"])).ok ? "fast-forward" : await divergedStrategy(checkout, upstream);
-
-    // The files the upstream changes, and which of them hold more than status in the working tree.
-    const { withoutStatusBlocks, statusesInText } = await import("../store/status-writer.js");
-    const incoming = (await checkout.must(["diff", "--name-only", "-z", "HEAD", "@{u}"])).split("\0").filter(Boolean);
-    const touched: { rel: string; abs: string; text: string; committed: string }[] = [];
-    const colliding: string[] = [];
-    for (const rel of incoming) {
-      const abs = path.join(checkout.top, rel);
-      if (!fs.existsSync(abs)) continue;
-      const committed = await checkout.git(["show", `HEAD:${rel}`]);
-      if (!committed.ok) {
-        colliding.push(`${rel} (untracked here, added upstream)`);
-        continue;
-      }
-      const text = fs.readFileSync(abs, "utf8");
-      if (text === committed.stdout) continue;
-      if (!/\.ya?ml$/.test(rel) || withoutStatusBlocks(text) !== committed.stdout) colliding.push(rel);
-      else touched.push({ rel, abs, text, committed: committed.stdout });
-    }
-    if (colliding.length) {
-      throw new PullError("LocalChanges", `uncommitted changes in files the upstream changes: ${colliding.join(", ")}; commit or stash them, then pull again (nothing was changed)`, colliding);
-    }
-
-    // Set the status aside (durably first), then give the files their committed bytes.
-    const { replaceFile, versionOf } = await import("../store/safe-write.js");
-    const { contentHash } = await import("../store/read-text.js");
-    const { ensureDataDir } = await import("../store/disk-cache.js");
-    const saved: SetAside = { statuses: {} };
-    for (const file of touched) for (const [key, status] of statusesInText(file.text)) saved.statuses[key] = status;
-    ensureDataDir(store.stateRoot);
-    const record = (value: SetAside) => replaceFile(savedFile, Buffer.from(JSON.stringify(value)), { any: true });
-    await record(saved);
-    const given: typeof touched = [];
-    /** Undoes everything: each file given back its exact bytes (if it still holds the committed ones). */
-    const undo = async () => {
-      for (const file of given) {
-        const now = fs.readFileSync(file.abs, "utf8");
-        if (now === file.committed) await replaceFile(file.abs, Buffer.from(file.text), { version: versionOf(fs.statSync(file.abs), contentHash(now)) });
-      }
-      await checkout.git(["update-index", "-q", "--refresh"]);
-      fs.rmSync(savedFile, { force: true });
-    };
-    for (const file of touched) {
-      // Only if it is still the file read above: anyone's write meanwhile means pull again.
-      const written = await replaceFile(file.abs, Buffer.from(file.committed), { version: versionOf(fs.statSync(file.abs), contentHash(file.text)) });
-      if (written === "conflict") {
-        await undo();
-        throw new PullError("Busy", `${file.rel} changed while kvmctl pulled; nothing was changed: pull again`, [file.rel]);
-      }
-      given.push(file);
-    }
-    // The index may hold those files' sizes with status (kvmctl git-setup): record the committed bytes.
-    if (touched.length) await checkout.git(["update-index", "-q", "--", ...touched.map((f) => f.abs)]);
-
-    if (how !== "fast-forward") await record({ ...saved, merging: { head, how } });
-    const merged =
-      how === "fast-forward"
-        ? await checkout.git(["merge", "--ff-only", "--quiet", "@{u}"])
-        : how === "merge"
-          ? await checkout.git(["merge", "--no-edit", "--quiet", "@{u}"])
-          : await checkout.git(["rebase", "--quiet", "@{u}"]);
-    if (!merged.ok) {
-      const conflicts = (await checkout.git(["diff", "--name-only", "--diff-filter=U", "-z"])).stdout.split("\0").filter(Boolean);
-      if (how !== "fast-forward") await checkout.git(how === "merge" ? ["merge", "--abort"] : ["rebase", "--abort"]);
-      await undo();
-      if (conflicts.length) {
-        throw new PullError(
-          "Conflict",
-          `${how === "merge" ? `merging ${upstream} into` : `rebasing onto ${upstream}`} the checkout's local commits conflicts in ${conflicts.join(", ")}: kvmctl does not resolve conflicts; the checkout is as it was — ${how} ${upstream} yourself, resolve, commit, then pull again`,
-          conflicts,
-        );
-      }
-      throw new PullError("MergeFailed", `git ${how}: ${merged.stderr || merged.stdout.trim() || "failed"}; the checkout is as it was`);
-    }
-    const statusesBack = await putBack(savedFile, store, writeStatus);
-    return { upstream, from: head, to: (await checkout.must(["rev-parse", "HEAD"])).trim(), how, files: incoming.length, statusesBack, ahead: await ahead() };
+    const moved = await moveCheckout({ checkout, store, writeStatus, head, target, how, label: upstream });
+    return { upstream, from: head, to: (await checkout.must(["rev-parse", "HEAD"])).trim(), how, ...moved, ahead: await ahead() };
   });
+}
+
+/**
+ * `kvmctl git-push-to-checkout COMMIT`, git's push-to-checkout hook (installed by `kvmctl
+ * git-setup`) for a push into the host's non-bare checkout (receive.denyCurrentBranch
+ * updateInstead): the working tree and index updated to COMMIT like a fast-forward pull, status
+ * set aside and put back; git moves the branch afterwards. Refused (the push with it) on the
+ * same conflicts as a pull.
+ */
+export async function pushToCheckout(checkout: GitCheckout, store: ManifestStore, target: string): Promise<{ files: number; statusesBack: number }> {
+  return store.exclusive(async (writeStatus) => {
+    await finishInterruptedPull(checkout, store, writeStatus);
+    const head = (await checkout.must(["rev-parse", "HEAD"])).trim();
+    return moveCheckout({ checkout, store, writeStatus, head, target, how: "read-tree", label: "the pushed commit" });
+  });
+}
+
+interface Move {
+  checkout: GitCheckout;
+  store: ManifestStore;
+  writeStatus: WriteStatus;
+  head: string;
+  target: string;
+  how: "fast-forward" | "merge" | "rebase" | "read-tree";
+  /** What the target is, for messages: "origin/main". */
+  label: string;
+}
+
+/** The checkout from `head` to `target` (or merged with it), status set aside and put back; the rest of pull's contract. */
+async function moveCheckout({ checkout, store, writeStatus, head, target, how, label }: Move): Promise<{ files: number; statusesBack: number }> {
+  const savedFile = path.join(store.dataDir, "pull-status.json");
+  // The files the target changes, and which of them hold more than status in the working tree.
+  const { withoutStatusBlocks, statusesInText } = await import("../store/status-writer.js");
+  const incoming = (await checkout.must(["diff", "--name-only", "--no-renames", "-z", head, target])).split("\0").filter(Boolean);
+  const touched: { rel: string; abs: string; text: string; committed: string }[] = [];
+  const colliding: string[] = [];
+  for (const rel of incoming) {
+    const abs = path.join(checkout.top, rel);
+    if (!fs.existsSync(abs)) continue;
+    const committed = await checkout.git(["show", `${head}:${rel}`]);
+    if (!committed.ok) {
+      colliding.push(`${rel} (untracked here, added in ${label})`);
+      continue;
+    }
+    const text = fs.readFileSync(abs, "utf8");
+    if (text === committed.stdout) continue;
+    if (!/\.ya?ml$/.test(rel) || withoutStatusBlocks(text) !== committed.stdout) colliding.push(rel);
+    else touched.push({ rel, abs, text, committed: committed.stdout });
+  }
+  if (colliding.length) {
+    throw new PullError("LocalChanges", `uncommitted changes in files the upstream changes: ${colliding.join(", ")}; commit or stash them, then pull again (nothing was changed)`, colliding);
+  }
+
+  // Set the status aside (durably first), then give the files their committed bytes.
+  const { replaceFile, versionOf } = await import("../store/safe-write.js");
+  const { contentHash } = await import("../store/read-text.js");
+  const { ensureDataDir } = await import("../store/disk-cache.js");
+  const saved: SetAside = { statuses: {} };
+  for (const file of touched) for (const [key, status] of statusesInText(file.text)) saved.statuses[key] = status;
+  ensureDataDir(store.stateRoot);
+  const record = (value: SetAside) => replaceFile(savedFile, Buffer.from(JSON.stringify(value)), { any: true });
+  await record(saved);
+  const given: typeof touched = [];
+  /** Undoes everything: each file given back its exact bytes (if it still holds the committed ones). */
+  const undo = async () => {
+    for (const file of given) {
+      const now = fs.readFileSync(file.abs, "utf8");
+      if (now === file.committed) await replaceFile(file.abs, Buffer.from(file.text), { version: versionOf(fs.statSync(file.abs), contentHash(now)) });
+    }
+    await checkout.git(["update-index", "-q", "--refresh"]);
+    fs.rmSync(savedFile, { force: true });
+  };
+  for (const file of touched) {
+    // Only if it is still the file read above: anyone's write meanwhile means pull again.
+    const written = await replaceFile(file.abs, Buffer.from(file.committed), { version: versionOf(fs.statSync(file.abs), contentHash(file.text)) });
+    if (written === "conflict") {
+      await undo();
+      throw new PullError("Busy", `${file.rel} changed while kvmctl pulled; nothing was changed: pull again`, [file.rel]);
+    }
+    given.push(file);
+  }
+  // The index may hold those files' sizes with status (kvmctl git-setup): record the committed bytes.
+  if (touched.length) await checkout.git(["update-index", "-q", "--", ...touched.map((f) => f.abs)]);
+
+  if (how === "merge" || how === "rebase") await record({ ...saved, merging: { head, how } });
+  const merged =
+    how === "fast-forward"
+      ? await checkout.git(["merge", "--ff-only", "--quiet", target])
+      : how === "merge"
+        ? await checkout.git(["merge", "--no-edit", "--quiet", target])
+        : how === "rebase"
+          ? await checkout.git(["rebase", "--quiet", target])
+          : await checkout.git(["read-tree", "-u", "-m", head, target]);
+  if (!merged.ok) {
+    const conflicts = (await checkout.git(["diff", "--name-only", "--diff-filter=U", "-z"])).stdout.split("\0").filter(Boolean);
+    if (how === "merge" || how === "rebase") await checkout.git([how, "--abort"]);
+    await undo();
+    if (conflicts.length) {
+      throw new PullError(
+        "Conflict",
+        `${how === "merge" ? `merging ${label} into` : `rebasing onto ${label}`} the checkout's local commits conflicts in ${conflicts.join(", ")}: kvmctl does not resolve conflicts; the checkout is as it was — ${how} ${label} yourself, resolve, commit, then pull again`,
+        conflicts,
+      );
+    }
+    throw new PullError("MergeFailed", `git ${how}: ${merged.stderr || merged.stdout.trim() || "failed"}; the checkout is as it was`);
+  }
+  return { files: incoming.length, statusesBack: await putBack(savedFile, store, writeStatus) };
 }
 
 /** Local commits diverge from the upstream: git's configured way (pull.rebase, pull.ff), never an interactive one. */

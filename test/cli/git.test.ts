@@ -169,6 +169,52 @@ test("kvmctl pull merges local commits that do not collide (git's configured way
   assert.match((await kvmctl(["--dir", host, "pull"])).stdout, /already up to date \(origin\/main at [0-9a-f]{12}; 2 local commit\(s\) not on it\)/);
 });
 
+test("kvmctl pull: a manifest moved to another file upstream (a rename to git) takes its status along", async () => {
+  const { laptop, host } = checkouts("kvmctl-move-");
+  assert.equal((await kvmctl(["--dir", host, "git-setup"])).exitCode, 0);
+  assert.equal(await new ManifestStore({ dir: host }).writeStatus("VirtualMachine/g1", STATUS), true);
+  fs.mkdirSync(path.join(laptop, "vms", "moved"));
+  git(laptop, "mv", "vms/g1.yaml", "vms/moved/g1.yaml");
+  git(laptop, "commit", "-m", "moved");
+  git(laptop, "push", "origin", "HEAD:main");
+  const pulled = await kvmctl(["--dir", host, "pull"]);
+  assert.equal(pulled.exitCode, 0, pulled.stderr);
+  assert.ok(!fs.existsSync(path.join(host, "vms", "g1.yaml")));
+  const text = fs.readFileSync(path.join(host, "vms", "moved", "g1.yaml"), "utf8");
+  assert.ok(text.startsWith(VM("256Mi")), text);
+  assert.match(text, /^status:\n  observedGeneration: 1\n/m, "the status moved with the object");
+  execFileSync("git", ["diff", "--quiet"], { cwd: host });
+});
+
+test("a push into the host's own checkout (updateInstead) moves it like a pull, status kept; a colliding edit rejects the push", async () => {
+  const { laptop, host } = checkouts("kvmctl-push-");
+  assert.equal((await kvmctl(["--dir", host, "git-setup"])).exitCode, 0);
+  git(host, "config", "receive.denyCurrentBranch", "updateInstead");
+  git(host, "checkout", "-q", "main");
+  const file = path.join(host, "vms", "g1.yaml");
+  assert.equal(await new ManifestStore({ dir: host }).writeStatus("VirtualMachine/g1", STATUS), true);
+  git(laptop, "remote", "add", "host", host);
+  fs.writeFileSync(path.join(laptop, "vms", "g1.yaml"), VM("448Mi"));
+  git(laptop, "commit", "-am", "g1 448Mi");
+  execFileSync("git", ["push", "host", "HEAD:main"], { cwd: laptop, stdio: ["ignore", "pipe", "pipe"] });
+  assert.equal(git(host, "rev-parse", "HEAD"), git(laptop, "rev-parse", "HEAD"), "the branch moved");
+  const text = fs.readFileSync(file, "utf8");
+  assert.ok(text.startsWith(VM("448Mi")), text);
+  assert.match(text, /^status:\n  observedGeneration: 1\n/m, "the status is kept");
+  execFileSync("git", ["diff", "--quiet", "HEAD"], { cwd: host });
+
+  // An uncommitted spec edit on the host in the file the push changes: the push is rejected, nothing changes.
+  fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("memory: 448Mi", "memory: 2Gi"));
+  fs.writeFileSync(path.join(laptop, "vms", "g1.yaml"), VM("464Mi"));
+  git(laptop, "commit", "-am", "g1 464Mi");
+  const before = checkoutState(host);
+  assert.throws(() => execFileSync("git", ["push", "host", "HEAD:main"], { cwd: laptop, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }), (error: { stderr: string }) => {
+    assert.match(error.stderr, /uncommitted changes in files the push changes: vms\/g1\.yaml; commit or stash them, then push again/);
+    return true;
+  });
+  assert.equal(checkoutState(host), before);
+});
+
 test("kvmctl pull killed with SIGKILL the moment it has set status aside: the next pull completes it, nothing lost", async () => {
   const { laptop, host } = checkouts("kvmctl-kill-");
   const file = path.join(host, "vms", "g1.yaml");

@@ -1,6 +1,6 @@
 // The manifest directory as a git checkout: status written back into the manifests must never
 // be a change git sees. `kvmctl git-setup` installs a clean filter (`kvmctl git-clean`) for
-// the checkout's YAML files, so `git diff`, `git add`, `git commit -a` and `git pull` see spec
+// the checkout's YAML files (and a push-to-checkout hook, `kvmctl git-push-to-checkout`), so `git diff`, `git add`, `git commit -a` and `git pull` see spec
 // changes only; the working tree keeps its status blocks.
 import fs from "node:fs";
 import path from "node:path";
@@ -70,7 +70,8 @@ export async function runGitSetup(ctx: CliContext): Promise<void> {
   const found = await git("rev-parse", "--git-common-dir");
   if (found.exitCode !== 0) throw new CliError(`${ctx.dir} is not in a git checkout: ${String(found.stderr).trim()}`);
   const gitDir = path.resolve(ctx.dir, String(found.stdout).trim());
-  const command = [process.execPath, ...absoluteNodeOptions(process.execArgv), path.resolve(process.argv[1]!), "git-clean"].map(shellWord).join(" ");
+  const nodeCommand = [process.execPath, ...absoluteNodeOptions(process.execArgv), path.resolve(process.argv[1]!)];
+  const command = [...nodeCommand, "git-clean"].map(shellWord).join(" ");
   const set = await git("config", "--local", `filter.${GIT_FILTER}.clean`, command);
   if (set.exitCode !== 0) throw new CliError(`git config filter.${GIT_FILTER}.clean: ${String(set.stderr).trim()}`);
   const attributes = path.join(gitDir, "info", "attributes");
@@ -82,6 +83,7 @@ export async function runGitSetup(ctx: CliContext): Promise<void> {
     const text = `${existing}${existing && !existing.endsWith("\n") ? "\n" : ""}# kvmctl: status blocks are not part of what git stores\n${missing.join("\n")}\n`;
     await replaceFile(attributes, Buffer.from(text), { any: true });
   }
+  await installPushHook(gitDir, [...nodeCommand, "--dir", path.resolve(ctx.dir), "git-push-to-checkout"]);
   // Files whose only change is status: git's index still holds their old size, which makes
   // `git status` list them; re-adding them records the same blob with the current size.
   const listed = String((await git("status", "--porcelain", "-z", "--untracked-files=no")).stdout).split("\0").filter(Boolean);
@@ -91,4 +93,45 @@ export async function runGitSetup(ctx: CliContext): Promise<void> {
   const top = String((await git("rev-parse", "--show-toplevel")).stdout).trim();
   if (statusOnly.length) await execa("git", ["-C", top, "update-index", "--", ...statusOnly], { reject: false });
   process.stdout.write(`git checkout ${path.dirname(gitDir)}: status blocks are invisible to git (filter ${GIT_FILTER} for *.yaml, *.yml)\n`);
+}
+
+const HOOK_MARK = "# kvmctl push-to-checkout";
+
+/**
+ * git's push-to-checkout hook: a push into this checkout (receive.denyCurrentBranch
+ * updateInstead) updates the working tree the way `kvmctl pull` does, status set aside and put
+ * back. A hook someone else wrote is left alone (and said so).
+ */
+async function installPushHook(gitDir: string, command: string[]): Promise<void> {
+  const hook = path.join(gitDir, "hooks", "push-to-checkout");
+  const existing = fs.existsSync(hook) ? fs.readFileSync(hook, "utf8") : undefined;
+  if (existing !== undefined && !existing.includes(HOOK_MARK)) {
+    process.stderr.write(`warning: ${hook} exists and is not kvmctl's: pushes into this checkout do not set status aside (kvmctl pull does)\n`);
+    return;
+  }
+  const { replaceFile } = await import("../../store/safe-write.js");
+  fs.mkdirSync(path.dirname(hook), { recursive: true });
+  const text = `#!/bin/sh\n${HOOK_MARK}: a push into this checkout moves it like \`kvmctl pull\` (status set aside and put back)\nexec ${command.map(shellWord).join(" ")} "$1"\n`;
+  await replaceFile(hook, Buffer.from(text), { any: true });
+  const fd = fs.openSync(hook, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    fs.fchmodSync(fd, 0o755); // git runs only executable hooks
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** `kvmctl git-push-to-checkout COMMIT`: run by git as the push-to-checkout hook. */
+export async function runPushToCheckout(ctx: CliContext, commit: string): Promise<void> {
+  if (!/^[0-9a-f]{40,64}$/.test(commit)) throw new CliError(`git-push-to-checkout: ${JSON.stringify(commit)} is not a commit id`);
+  const [{ GitCheckout }, { pushToCheckout, PullError }] = await Promise.all([import("../../gitops/checkout.js"), import("../../gitops/pull.js")]);
+  const checkout = await GitCheckout.open(ctx.dir);
+  if (!checkout) throw new CliError(`${ctx.dir} is not in a git checkout`);
+  try {
+    const moved = await pushToCheckout(checkout, await ctx.openStore(), commit);
+    process.stderr.write(`kvmctl: checkout updated to ${commit.slice(0, 12)}; ${moved.files} file(s) changed, ${moved.statusesBack} status block(s) put back\n`);
+  } catch (error) {
+    if (error instanceof PullError) throw new CliError(error.message.replace("the upstream changes", "the push changes").replace("then pull again", "then push again"));
+    throw error;
+  }
 }

@@ -99,7 +99,7 @@ export function planNetwork(input: NetworkPlanInput): NetworkPlan {
   // The next-start definition: DHCP edits in place, anything else by redefining.
   const configUpdates = planNetworkUpdates(desired, live.config);
   const configDiffs = compareNetwork(desired, live.config);
-  const ownerStale = ownership.of === "legacy" || live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key;
+  const ownerStale = ownership.of === "legacy" || live.config.owner?.specHash !== input.specHash || live.config.owner?.manifest !== input.key || live.config.owner?.file !== input.file;
   // A network undefined by hand while running is transient: defining it again makes it
   // persistent, so it survives its next stop and the host's next boot.
   const redefine = configUpdates === undefined || ownerStale || !live.persistent;

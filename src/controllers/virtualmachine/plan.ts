@@ -192,6 +192,8 @@ export function planVm(input: VmPlanInput): VmPlan {
     live !== undefined &&
     (ownership.of === "legacy" ||
       live.config.owner?.specHash !== input.specHash ||
+      // Moved to another file: the record of where it came from follows (the prune policy reads it).
+      live.config.owner?.file !== input.file ||
       JSON.stringify(live.config.owner?.createdVolumes ?? []) !== JSON.stringify([...created].sort()) ||
       live.config.owner?.deletionPolicy !== spec.deletionPolicy);
   if (!live || configDrift.length || ownerStale || !live.persistent) {

@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, it } from "node:test";
+import { execFileSync } from "node:child_process";
+import { GitCheckout } from "../../../src/gitops/checkout.js";
 import { ManifestStore, type StoreChange, type StoreWatcher } from "../../../src/store/index.js";
 import { NET, sleep, tempDir, until, VM, writeTree } from "./helpers.js";
 
@@ -130,5 +132,36 @@ describe("watch", () => {
     assert.deepEqual(change.keys, ["VirtualMachine/web"]);
     assert.equal(change.snapshot.objects.get("VirtualMachine/web")?.raw.spec && (change.snapshot.objects.get("VirtualMachine/web")!.raw.spec as { cpus: number }).cpus, 3);
   });
-});
 
+  it("in a git checkout, waits while a git command holds the index and reports its whole change once", async () => {
+    const dir = await tempDir();
+    writeTree(dir, { "vms/a.yaml": VM("a") });
+    execFileSync("git", ["init", "-q", dir]);
+    execFileSync("git", ["-C", dir, "add", "."]);
+    execFileSync("git", ["-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "a"]);
+    const checkout = await GitCheckout.open(dir);
+    assert.ok(checkout);
+    let busyAnswers = 0;
+    const store = new ManifestStore({ dir });
+    const changes: StoreChange[] = [];
+    const settledMark = () => {
+      const mark = checkout.settledMark();
+      if (mark === undefined) busyAnswers++;
+      return mark;
+    };
+    watcher = await store.watch((change) => changes.push(change), { settledMark });
+    // What git does in a checkout or reset: take index.lock, rewrite files one by one, let go.
+    const lock = path.join(dir, ".git", "index.lock");
+    fs.writeFileSync(lock, "");
+    writeTree(dir, { "vms/a.yaml": VM("a", "  cpus: 2\n") });
+    await until(() => busyAnswers >= 2, 5000, "the watcher asking twice while git is busy");
+    writeTree(dir, { "vms/b.yaml": VM("b") });
+    const asked = busyAnswers;
+    await until(() => busyAnswers > asked, 5000, "the watcher asking again after the second file");
+    assert.equal(changes.length, 0, "nothing reported while git holds the index");
+    fs.rmSync(lock);
+    await until(() => changes.length > 0, 5000, "the change after git let go");
+    assert.deepEqual(changes[0]!.keys, ["VirtualMachine/a", "VirtualMachine/b"], "one change, both files");
+    assert.equal((changes[0]!.snapshot.objects.get("VirtualMachine/a")!.raw.spec as { cpus: number }).cpus, 2);
+  });
+});
