@@ -14,6 +14,8 @@ export interface HostPortsOptions {
   uri: string;
   /** Timeout of one virsh command. */
   virshTimeoutMs?: number;
+  /** Told of every virsh process (subcommand, ms): the controller's metrics. */
+  virshObserver?: (command: string, ms: number) => void;
 }
 
 export interface HostPorts extends Ports {
@@ -23,7 +25,7 @@ export interface HostPorts extends Ports {
 export function hostPorts(options: HostPortsOptions): HostPorts {
   const scratch = new TempScratchFiles("kvmctl-controller-");
   return {
-    hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}) }), scratch),
+    hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}), ...(options.virshObserver ? { observer: options.virshObserver } : {}) }), scratch),
     secrets: new HostSecretFiles(),
     paths: new HostPathResolver(),
     images: new QemuImg(),

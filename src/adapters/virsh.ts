@@ -34,6 +34,12 @@ export function classifyVirshError(stderr: string): VirshErrorKind {
 export interface VirshOptions {
   uri: string;
   timeoutMs?: number;
+  /**
+   * Told of every virsh process when it ends: its subcommand ("batch" for a batch of
+   * read-only commands) and how long it took (kvmctl_virsh_commands_total and
+   * kvmctl_virsh_command_duration_seconds). Never its other arguments.
+   */
+  observer?: (command: string, ms: number) => void;
 }
 
 /** Commands that only read: everything else may change what libvirt holds. */
@@ -50,10 +56,19 @@ export class Virsh {
 
   constructor(readonly options: VirshOptions) {}
 
+  private observe(command: string, started: number): void {
+    try {
+      this.options.observer?.(command, performance.now() - started);
+    } catch {
+      // metrics never fail a command
+    }
+  }
+
   /** Runs one command; throws VirshError with a classified kind on failure. */
   async run(args: string[], input?: string): Promise<string> {
     this.spawned++;
     const mutates = !READ_ONLY.test(args[0] ?? "");
+    const started = performance.now();
     const result = await execa("virsh", ["-c", this.options.uri, ...args], {
       reject: false,
       timeout: this.options.timeoutMs ?? 60_000,
@@ -61,6 +76,7 @@ export class Virsh {
       env: { LC_ALL: "C" },
     }).finally(() => {
       if (mutates) this.lastMutationAt = Date.now();
+      this.observe(args[0] ?? "", started);
     });
     if (result.exitCode !== 0 || result.timedOut) {
       const stderr = result.timedOut ? "timed out" : String(result.stderr);
@@ -109,11 +125,12 @@ export class Virsh {
     // commands that can legitimately print nothing are told apart by the caller.
     const script = commands.flatMap((command, i) => [`echo ${marker}-${i}`, command.join(" ")]).concat(`echo ${marker}-end`).join(" ; ");
     this.spawned++;
+    const started = performance.now();
     const result = await execa("virsh", ["-c", this.options.uri, script], {
       reject: false,
       timeout: this.options.timeoutMs ?? 120_000,
       env: { LC_ALL: "C" },
-    });
+    }).finally(() => this.observe("batch", started));
     // execa strips the final newline; the end marker is matched as a whole line.
     const stdout = `${String(result.stdout)}\n`;
     const stderr = String(result.stderr);

@@ -47,6 +47,13 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .action(async (kind, names) => (await import("./commands/describe.js")).runDescribe(context(), kind, names));
 
   program
+    .command("events")
+    .description("list recorded events like kubectl events: every object's, a kind's, or one object's; -w follows new ones")
+    .argument("[target...]", "KIND/NAME, KIND NAME, or KIND")
+    .option("-w, --watch", "after listing, print new and updated events until interrupted")
+    .action(async (target, options) => (await import("./commands/events.js")).runEvents(context(), target, options));
+
+  program
     .command("delete")
     .description("remove objects from the manifest directory; the controller prunes them")
     .argument("[targets...]", "KIND NAME... or KIND/NAME...")
@@ -93,6 +100,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
       [] as string[],
     )
     .option("--git-pull <interval>", "pull the git checkout holding the manifest directory on this interval (and on SIGHUP), applying each revision as one snapshot")
+    .option("--metrics-address <host:port>", "serve Prometheus /metrics, /healthz and /readyz here (0: off; default 127.0.0.1:9630, skipped with a warning when taken)")
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));

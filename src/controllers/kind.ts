@@ -113,6 +113,12 @@ export interface KindOutcome<K extends KindName> {
   requeueAfterMs?: number;
   /** The status to write; absent when the manifest is gone (nothing to write into). */
   report?: ObjectReport<K>;
+  /**
+   * What this reconcile changed (its plan's step types, e.g. "start", "define"): the manager
+   * counts those of an object that was already Ready for its spec as drift repairs
+   * (kvmctl_drift_repairs_total{kind,what}). Omitted: nothing changed.
+   */
+  repairs?: readonly string[];
 }
 
 export interface KindController<K extends KindName, Input = unknown, Plan = unknown, Memory = unknown> {

@@ -15,6 +15,7 @@ import { objectRecorder } from "./recorder.js";
 import { builtinControllers, createSingletons, type Singleton, type Singletons } from "./registry.js";
 import { pruneDecision, type PrunePolicy } from "./prune-policy.js";
 import { failureEvent, statusFromFailure, statusFromReport } from "./status.js";
+import type { ManagerMetrics } from "./metrics.js";
 
 export interface ManagerOptions {
   store: ManifestStore;
@@ -42,6 +43,8 @@ export interface ManagerOptions {
    * always when requestPull() asks (SIGHUP, `kvmctl reconcile --pull`).
    */
   git?: { checkout: GitCheckout; pullIntervalMs?: number; statusFilter: boolean };
+  /** Metrics hooks (./metrics.ts, src/metrics); absent: nothing is counted. */
+  metrics?: ManagerMetrics;
 }
 
 /** How often the checkout's HEAD is looked at (a few stats). */
@@ -95,6 +98,7 @@ export class Manager {
       firewallCheckMs: options.firewallCheckMs,
       instance: options.settings.instance,
       ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
+      ...(options.metrics?.firewall ? { firewallMetrics: options.metrics.firewall } : {}), // metrics
     });
     this.services = services;
     this.singletons = new Map(singletons.map((s) => [s.key, s]));
@@ -106,6 +110,7 @@ export class Manager {
       listKeys: () => this.listKeys(),
       reconcile: (key, ctx) => this.reconcile(key, ctx),
       onReport: (report) => this.recordFailure(report),
+      ...(options.metrics?.controller ? { metrics: options.metrics.controller } : {}), // metrics
     });
   }
 
@@ -204,12 +209,25 @@ export class Manager {
       // Its own commands (or anyone's meanwhile) changed libvirt: the next reconcile of this key sees that.
       if (this.ports.hypervisor.changedAt > changedBefore) this.keyChangedAt.set(key, this.ports.hypervisor.changedAt);
     });
+    this.options.metrics?.reconciled?.({ key, kind, stored, ready: outcome.ready, repairs: outcome.repairs ?? [] }); // metrics: drift repairs
     if (outcome.report && stored) {
       await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
       if (revision) this.appliedRevisions.set(key, revision);
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
   }
+
+  // --- metrics: kvmctl_objects ---
+  /** Every manifest's kind and Ready as its last reconcile left it (Unknown: not reconciled yet; invalid: False). */
+  objectStates(): { kind: string; ready: "True" | "False" | "Unknown" }[] {
+    const snapshot = this.snapshot;
+    if (!snapshot) return [];
+    return [...snapshot.objects.keys(), ...snapshot.invalid.keys()].map((key) => {
+      const last = this.controller.outcomeOf(key);
+      return { kind: parseObjectKey(key).kind, ready: snapshot.invalid.has(key) ? "False" : last === undefined ? "Unknown" : last.ready ? "True" : "False" };
+    });
+  }
+  // --- end metrics ---
 
   /** Failures become conditions (status.ts); successes were written by reconcile. */
   private async recordFailure(report: ReconcileReport): Promise<void> {
@@ -410,6 +428,7 @@ export class Manager {
         result instanceof PullError
           ? { time, trigger, ok: false, reason: result.reason, message: result.message }
           : { time, trigger, ok: true, reason: result.how, message: result.how === "none" ? `up to date with ${result.upstream}` : `${result.from.slice(0, 12)}..${result.to.slice(0, 12)} from ${result.upstream} (${result.how}), ${result.files} file(s), ${result.statusesBack} status block(s) put back` };
+      this.options.metrics?.gitPulled?.(record.reason); // metrics
       if (result instanceof PullError) this.options.logger.warn({ trigger, reason: result.reason, revision: this.revision }, `git pull failed: ${result.message}`);
       else this.options.logger[result.how === "none" ? "debug" : "info"]({ trigger, how: result.how, from: result.from, to: result.to, revision: this.revision }, "git pull");
       await this.saveSource({ lastPull: record, ...(record.ok ? { lastGoodPull: undefined } : this.source?.lastPull?.ok ? { lastGoodPull: this.source.lastPull } : {}), ...(result instanceof PullError ? {} : { upstream: result.upstream }) });

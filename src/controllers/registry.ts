@@ -5,7 +5,7 @@ import type { KindName } from "../api/index.js";
 import type { LiveState, Ports } from "../ports/index.js";
 import type { Logger } from "../runtime/index.js";
 import type { Snapshot } from "../store/index.js";
-import { Firewall, type FirewallState } from "./firewall/controller.js";
+import { Firewall, type FirewallMetrics, type FirewallState } from "./firewall/controller.js";
 import type { AnyKindController, KindController, PlanContext, PlanTarget, SharedServices } from "./kind.js";
 import { networkController } from "./network/controller.js";
 import { storagePoolController } from "./storagepool/controller.js";
@@ -59,6 +59,8 @@ export interface SingletonOptions {
   instance: string;
   /** Host ports no Network forward may take; default [22]. */
   reservedHostPorts?: readonly number[];
+  /** Firewall sync metrics (src/metrics); absent: nothing counted. */
+  firewallMetrics?: FirewallMetrics;
 }
 
 export interface Singletons {
@@ -77,6 +79,7 @@ export function createSingletons(options: SingletonOptions): Singletons {
     host: options.ports.firewall,
     sysctl: options.ports.sysctl,
     ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
+    ...(options.firewallMetrics ? { metrics: options.firewallMetrics } : {}),
   });
   const firewallSingleton: Singleton = {
     key: FIREWALL_KEY,

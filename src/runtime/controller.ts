@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Backoff } from "./backoff.js";
 import { every, systemClock, type Clock } from "./clock.js";
 import { DependencyNotReadyError, TerminalError, type Outcome, type ReconcileResult } from "./result.js";
+import type { ControllerMetrics, ReconcileResultLabel } from "./metrics.js";
 import { WorkQueue } from "./workqueue.js";
 
 export interface Logger {
@@ -45,6 +46,15 @@ export interface ControllerOptions {
   resyncMs?: number;
   backoff?: Backoff;
   clock?: Clock;
+  /** Reconcile and work-queue metrics (src/metrics); absent: nothing is counted. */
+  metrics?: ControllerMetrics;
+}
+
+/** controller-runtime's result label for a report: waiting for a dependency is "requeue", a requested look later "requeue_after". */
+export function resultLabel(report: Pick<ReconcileReport, "outcome"> & { requeueAfterMs?: number | undefined }): ReconcileResultLabel {
+  if (report.outcome === "error" || report.outcome === "terminal") return "error";
+  if (report.outcome === "waiting") return "requeue";
+  return report.requeueAfterMs !== undefined ? "requeue_after" : "success";
 }
 
 export class Controller {
@@ -55,11 +65,19 @@ export class Controller {
   private workers: Promise<void>[] = [];
   private stopResync: (() => void) | undefined;
   private running = false;
+  /** Keys of the first full pass (listed by start()) not reconciled yet. */
+  private firstPassPending: Set<string> | undefined;
+  private firstPassDone: () => void = () => undefined;
+  /**
+   * Resolves once every key start() listed has been reconciled once, whatever the outcome
+   * (`/readyz`, systemd's READY=1): the first full pass is done.
+   */
+  readonly firstPass: Promise<void> = new Promise((resolve) => (this.firstPassDone = resolve));
 
   constructor(private readonly options: ControllerOptions) {
     this.backoff = options.backoff ?? new Backoff();
     this.clock = options.clock ?? systemClock;
-    this.queue = new WorkQueue(this.clock);
+    this.queue = new WorkQueue(this.clock, options.metrics?.queue);
   }
 
   enqueue(key: string): void {
@@ -77,8 +95,12 @@ export class Controller {
 
   async start(): Promise<void> {
     this.running = true;
-    for (const key of await this.options.listKeys()) this.queue.add(key);
+    const keys = await this.options.listKeys();
+    this.firstPassPending = new Set(keys);
+    if (keys.length === 0) this.firstPassDone();
+    for (const key of keys) this.queue.add(key);
     const concurrency = this.options.concurrency ?? 4;
+    this.options.metrics?.concurrency(concurrency);
     this.workers = Array.from({ length: concurrency }, () => this.worker());
     this.stopResync = every(this.clock, this.options.resyncMs ?? 5 * 60_000, () => void this.resync());
   }
@@ -115,7 +137,7 @@ export class Controller {
 
   private schedule(report: ReconcileReport & { requeueAfterMs?: number }): void {
     const { key } = report;
-    if (report.outcome === "error") this.queue.addAfter(key, this.backoff.next(key));
+    if (report.outcome === "error") this.queue.addAfter(key, this.backoff.next(key), true);
     else if (report.outcome === "waiting") this.queue.addAfter(key, report.error instanceof DependencyNotReadyError ? report.error.retryAfterMs : 5_000);
     else if (report.requeueAfterMs !== undefined) this.queue.addAfter(key, report.requeueAfterMs);
   }
@@ -126,6 +148,7 @@ export class Controller {
     const log = this.options.logger.child({ object: key, reconcileId });
     const ctx: ReconcileContext = { reconcileId, log, queuedAt };
     const started = this.clock.now();
+    this.options.metrics?.reconcileStarted(key);
     let report: ReconcileReport & { requeueAfterMs?: number };
     try {
       const result = await this.options.reconcile(key, ctx);
@@ -146,6 +169,7 @@ export class Controller {
       }
     }
     this.outcomes.set(key, report);
+    this.options.metrics?.reconcileFinished(key, resultLabel(report), this.clock.now() - started, report.outcome === "terminal");
     // One line per reconcile whatever its outcome: the signal that the controller looked.
     log.debug({ outcome: report.outcome, startedAt: started, observedAt: ctx.observedAt, ms: this.clock.now() - started }, "reconcile finished");
     try {
@@ -153,6 +177,7 @@ export class Controller {
     } catch (error) {
       log.error({ err: error }, "could not record the outcome");
     }
+    if (this.firstPassPending?.delete(key) && this.firstPassPending.size === 0) this.firstPassDone();
     return report;
   }
 
@@ -163,6 +188,7 @@ export class Controller {
   async runOnce(groups: string[][]): Promise<ReconcileReport[]> {
     const reports: ReconcileReport[] = [];
     const concurrency = this.options.concurrency ?? 4;
+    this.options.metrics?.concurrency(concurrency);
     for (const group of groups) {
       const pending = [...group];
       const queuedAt = this.clock.now();

@@ -4,3 +4,4 @@ export * from "./conditions.js";
 export * from "./controller.js";
 export * from "./result.js";
 export * from "./workqueue.js";
+export * from "./metrics.js";

@@ -2,6 +2,7 @@
 // (bursts collapse), a key being processed is never handed out again until it is done,
 // and a key added while processing is marked dirty and queued again when done.
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
+import type { WorkQueueMetrics } from "./metrics.js";
 
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -11,11 +12,16 @@ export class WorkQueue {
   /** When each waiting key was first added: a reconcile must see the world as of then or later. */
   private readonly addedAt = new Map<string, number>();
   private readonly processingSince = new Map<string, number>();
+  /** When a worker took each key being processed (work duration). */
+  private readonly takenAt = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: TimerHandle }>();
   private waiters: (() => void)[] = [];
   private shuttingDown = false;
 
-  constructor(private readonly clock: Clock = systemClock) {}
+  constructor(
+    private readonly clock: Clock = systemClock,
+    private readonly metrics?: WorkQueueMetrics,
+  ) {}
 
   add(key: string): void {
     if (this.shuttingDown) return;
@@ -27,12 +33,14 @@ export class WorkQueue {
     this.queued.add(key);
     if (!this.addedAt.has(key)) this.addedAt.set(key, this.clock.now());
     this.queue.push(key);
+    this.metrics?.added(key);
     this.wake();
   }
 
-  /** Adds `key` after `ms`; an earlier pending delay for the key wins. */
-  addAfter(key: string, ms: number): void {
+  /** Adds `key` after `ms`; an earlier pending delay for the key wins. `retry`: a backoff after a failure (counted). */
+  addAfter(key: string, ms: number, retry = false): void {
     if (this.shuttingDown) return;
+    if (retry) this.metrics?.retried(key);
     if (ms <= 0) return this.add(key);
     const at = this.clock.now() + ms;
     const pending = this.timers.get(key);
@@ -53,8 +61,12 @@ export class WorkQueue {
       if (key !== undefined) {
         this.queued.delete(key);
         this.processing.add(key);
-        this.processingSince.set(key, this.addedAt.get(key) ?? this.clock.now());
+        const now = this.clock.now();
+        const added = this.addedAt.get(key) ?? now;
+        this.processingSince.set(key, added);
+        this.takenAt.set(key, now);
         this.addedAt.delete(key);
+        this.metrics?.taken(key, now - added);
         return key;
       }
       if (this.shuttingDown) return undefined;
@@ -63,6 +75,9 @@ export class WorkQueue {
   }
 
   done(key: string): void {
+    const taken = this.takenAt.get(key);
+    if (taken !== undefined && this.processing.has(key)) this.metrics?.finished(key, this.clock.now() - taken);
+    this.takenAt.delete(key);
     this.processing.delete(key);
     this.processingSince.delete(key);
     const dirtyAt = this.dirty.get(key);
@@ -99,6 +114,7 @@ export class WorkQueue {
   /** Stops handing out new keys; queued and delayed keys are dropped. */
   shutdown(): void {
     this.shuttingDown = true;
+    for (const key of this.queue) this.metrics?.dropped(key);
     this.queue.length = 0;
     this.queued.clear();
     this.dirty.clear();

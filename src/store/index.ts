@@ -330,7 +330,7 @@ export class ManifestStore {
     return [...new Set([this.dir, this.stateRoot])].flatMap((root) => removeStaleTempFiles(root));
   }
 
-  /** Appends an event to `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl`, keeping the last 50. */
+  /** Records an event in `<stateRoot>/.kvmctl/events/<Kind>-<name>.jsonl` (an identical one is counted, not repeated), keeping the last 50. */
   async recordEvent(key: string, event: ObjectEvent): Promise<void> {
     const { recordEvent } = await eventsModule();
     await recordEvent(this.writer, this.dataDir, key, event);
@@ -340,6 +340,17 @@ export class ManifestStore {
   async readEvents(key: string): Promise<ObjectEvent[]> {
     const { readEvents } = await eventsModule();
     return readEvents(this.dataDir, key);
+  }
+
+  /** Every object's recorded events (key → events, oldest first), for `kvmctl events`. */
+  async readAllEvents(): Promise<Map<string, ObjectEvent[]>> {
+    const { readAllEvents } = await eventsModule();
+    return readAllEvents(this.dataDir);
+  }
+
+  /** Where the events files are (`kvmctl events -w` watches it). */
+  get eventsDir(): string {
+    return path.join(this.dataDir, "events");
   }
 
   private terminatingKeys: Promise<Set<string>> | undefined;

@@ -80,12 +80,17 @@ export interface Snapshot {
 
 /** One recorded event, shown by `kvmctl describe` (like Kubernetes events). */
 export interface ObjectEvent {
-  time: string; // RFC 3339
+  /** When it was last seen (RFC 3339). */
+  time: string;
   type: "Normal" | "Warning";
   reason: string;
   message: string;
   /** The checkout's revision the controller applied when it recorded this (git checkouts). */
   revision?: string;
+  /** How often it was seen (identical type, reason and message aggregate, as in Kubernetes); absent: once. */
+  count?: number;
+  /** When it was first seen (RFC 3339); absent: `time`. */
+  firstTime?: string;
 }
 
 export interface StoreOptions {

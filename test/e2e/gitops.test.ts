@@ -112,7 +112,7 @@ before(async () => {
   git(run.root, "clone", "-q", remote, host);
   const setup = await kvmctl(["--dir", host, "git-setup"]);
   assert.equal(setup.exitCode, 0, setup.stderr);
-  controller = run.startController(["--git-pull", "2s", "--rescan", "1s"]);
+  controller = run.startController(["--git-pull", "2s", "--rescan", "1s", "--metrics-address", "127.0.0.1:0"]);
 });
 
 after(async () => {
@@ -215,6 +215,13 @@ test("a colliding uncommitted edit on the host: the pull is refused, nothing cha
   await run.waitUntil("every object at the laptop's commit", () => appliedEverywhere(sha), 60_000, 200);
   assertGitClean();
   assert.doesNotMatch((await kvmctl(["--dir", host, "get", "vm"])).stderr, /warning: the last git pull failed/);
+
+  // The pulls as Prometheus counts them.
+  const serving = run.logLines().find((l) => l.msg === "serving /metrics, /healthz and /readyz");
+  const metrics = await (await fetch(`${String(serving?.url)}/metrics`)).text();
+  const pulls = (result: string) => Number(new RegExp(`^kvmctl_git_pulls_total\\{result="${result}"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
+  assert.ok(pulls("fast-forward") >= 20, metrics);
+  assert.ok(pulls("LocalChanges") >= 1, metrics);
 });
 
 test("a push straight into the host's checkout (updateInstead) is applied as its own revision", async () => {

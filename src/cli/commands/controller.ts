@@ -22,6 +22,8 @@ export interface ControllerOptions {
   allowHostPath: string[];
   reservedHostPorts: string;
   gitPull?: string;
+  /** HOST:PORT for /metrics, /healthz, /readyz; "0": off; undefined: the default (./controller-metrics.ts). */
+  metricsAddress?: string;
 }
 
 /**
@@ -106,6 +108,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     throw error;
   }
   const reservedHostPorts = parsePortList(options.reservedHostPorts, "--reserved-host-ports");
+  // metrics and health: parsed before anything starts; instruments only when served
+  const observability = await (await import("./controller-metrics.js")).prepareObservability(options.metricsAddress, options.once === true);
   if (!fs.existsSync(ctx.dir)) throw new CliError(`manifest directory ${ctx.dir} does not exist`);
   const store = await ctx.openStore("control");
   const release = await acquireLock(ctx.dir, store.dataDir);
@@ -121,7 +125,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     throw new UsageError((error as Error).message);
   }
   const git = await gitSource(ctx.dir, options.gitPull, logger);
-  const ports = hostPorts({ uri: ctx.connect });
+  const ports = hostPorts({ uri: ctx.connect, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
   const manager = new Manager({
     store,
     ports,
@@ -140,6 +144,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     hostPaths,
     reservedHostPorts,
     ...(git ? { git } : {}),
+    ...(observability.metrics ? { metrics: observability.metrics.manager } : {}),
   });
   try {
     if (options.once) {
@@ -166,6 +171,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       const after = git ? manager.requestPull("SIGHUP").then(() => undefined) : Promise.resolve();
       void after.then(() => (started ? manager.resyncAll() : undefined)).catch((error: unknown) => logger.error({ err: error }, "resync failed"));
     });
+    await observability.start(manager, logger);
     await manager.start();
     started = true;
     await new Promise<void>((resolve) => {
@@ -183,6 +189,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     await manager.stop();
     logger.info({}, "controller stopped");
   } finally {
+    await observability.stop(logger);
     await ports.hypervisor.close();
     await release();
   }

@@ -70,11 +70,12 @@ function conditionsAndEvents(conditions: Condition[] | undefined, events: Object
   } else lines.push("  <none>");
   lines.push("Events:");
   if (events.length) {
-    const shown = events.slice(-15);
+    // Aggregated like kubectl's: identical events are one row with their count, first and last seen.
+    const shown = [...events].sort((a, b) => Date.parse(a.time) - Date.parse(b.time)).slice(-15);
     // The revision column only where the directory is a git checkout (events then name one).
     const revisions = shown.some((e) => e.revision);
-    const rows = shown.map((e) => [e.type, e.reason, formatAge(new Date(e.time), now), ...(revisions ? [e.revision ? shortRevision(e.revision) : ""] : []), e.message]);
-    lines.push(indent(renderTable(["TYPE", "REASON", "AGE", ...(revisions ? ["REVISION"] : []), "MESSAGE"], rows), "  "));
+    const rows = shown.map((e) => [e.type, e.reason, String(e.count ?? 1), formatAge(new Date(e.firstTime ?? e.time), now), formatAge(new Date(e.time), now), ...(revisions ? [e.revision ? shortRevision(e.revision) : ""] : []), e.message]);
+    lines.push(indent(renderTable(["TYPE", "REASON", "COUNT", "FIRST SEEN", "LAST SEEN", ...(revisions ? ["REVISION"] : []), "MESSAGE"], rows), "  "));
   } else lines.push("  <none>");
   return lines;
 }

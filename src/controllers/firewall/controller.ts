@@ -26,6 +26,13 @@ export interface FirewallState {
   error?: string;
 }
 
+/** What a sync reports (src/metrics): kvmctl_firewall_syncs_total, and drift repairs of a table changed by hand. */
+export interface FirewallMetrics {
+  synced(backend: BackendName | "none", result: "applied" | "unchanged" | "error"): void;
+  /** The table was changed by hand and put back. */
+  repaired?(what: "rules"): void;
+}
+
 export interface FirewallOptions {
   backend: "auto" | BackendName;
   /** This controller instance: its rules live in its own table or chains. */
@@ -36,6 +43,7 @@ export interface FirewallOptions {
   sysctl: Sysctl;
   /** Host ports no Network forward may take (--reserved-host-ports); default [22]. */
   reservedHostPorts?: readonly number[];
+  metrics?: FirewallMetrics;
 }
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
@@ -130,6 +138,7 @@ export class Firewall {
     if (!backend) {
       const error = rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
       this.state = { backend: "none", counts: new Map(), pending: rendered.pending, refused: rendered.refused, failed: new Map(), total: 0, ...(error ? { error } : {}) };
+      this.options.metrics?.synced("none", error ? "error" : "unchanged");
       return this.state;
     }
     try {
@@ -145,6 +154,7 @@ export class Firewall {
       let wanted = countsOf(backend.placed(effective));
       const holdsWanted = (o: Observed) => countsOf(o.rules) === wanted;
       let observed = await backend.observe();
+      let result: "applied" | "unchanged" = "unchanged";
       if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint || !holdsWanted(observed)) {
         const reason = !this.applied ? "first sync" : this.applied.desired !== desired ? "manifests changed" : "the table was changed by hand";
         const refused = await this.applyIsolating(backend, effective);
@@ -160,12 +170,16 @@ export class Firewall {
         // checks compare with: remember the reading only if it holds what was applied.
         this.applied = holdsWanted(observed) ? { desired, fingerprint: observed.fingerprint } : undefined;
         this.options.logger.info({ backend: backend.name, rules: observed.rules.length, reason }, `firewall ${effective.length ? "applied" : "emptied"} (${reason})`);
+        result = "applied";
+        if (reason === "the table was changed by hand") this.options.metrics?.repaired?.("rules");
       }
       await this.resolveLegacy(backend, snapshot);
       this.lastRules = new Map();
       for (const rule of effective) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
       this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, failed: new Map(failed), total: observed.rules.length };
+      this.options.metrics?.synced(backend.name, result);
     } catch (error) {
+      this.options.metrics?.synced(backend.name, "error");
       this.applied = undefined;
       this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };
       throw error;

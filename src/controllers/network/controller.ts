@@ -123,11 +123,13 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
 
     const after = steps.length ? (await ctx.live(ctx.ports.clock.now())).networks.get(name) : live;
     const bridge = bridgeOf(after);
+    const repairs: string[] = steps.map((s) => s.action.type);
     if (after?.active && bridge && network.spec.mode !== "user") {
       for (const tap of tapsOffBridge(name, bridge, state.domains.values(), (device) => ctx.ports.netdev.bridgeOf(device))) {
         ctx.log.info({ domain: tap.domain, device: tap.device, bridge }, "guest interface not on the network's bridge (network restarted by hand?): plugging it back");
         await ctx.ports.netdev.attach(tap.device, bridge);
         await ctx.record.event("Normal", "Reconnected", `${tap.domain}'s ${tap.device} plugged back into ${bridge}`);
+        repairs.push("reconnect");
       }
     }
     const firewall = await ctx.services.firewall.sync(steps.length ? ctx.ports.clock.now() : since);
@@ -145,6 +147,7 @@ export const networkController: KindController<"Network", NetworkPlanInput, Netw
     const awaitingLease = leases !== undefined && guestMacsWithoutLease(name, state.domains.values(), leases).length > 0;
     return {
       ready: ok,
+      repairs,
       // A busy port may be let go of: look again now and then, not every 2 s.
       requeueAfterMs: ok ? (awaitingLease ? LEASE_POLL_MS : undefined) : refusedForwards && !firewallError && !pendingRules ? REFUSED_FORWARD_POLL_MS : 2_000,
       report: {

@@ -103,6 +103,7 @@ export const storagePoolController: KindController<"StoragePool", PoolPlanInput,
     const ok = after?.active === true;
     return {
       ready: ok,
+      repairs: steps,
       requeueAfterMs: ok ? undefined : 2_000,
       report: {
         reason: ok ? "Succeeded" : "Progressing",

@@ -197,6 +197,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     const after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
     return {
       ready: plan.ready,
+      repairs: plan.steps.map((s) => s.action.type),
       requeueAfterMs: plan.requeueAfterMs ?? (plan.ready ? undefined : 2_000),
       report: {
         reason: plan.ready ? "Succeeded" : plan.reason,
