@@ -2,6 +2,7 @@
 import os from "node:os";
 import { execa } from "execa";
 import { LIBVIRT_URI, NETNS } from "./config.js";
+import { cloudGuest } from "./cloud-guest.js";
 import { daemonsRunning, startDaemons, stopDaemons } from "./daemons.js";
 import { guest } from "./guest.js";
 import { ensureTestVolumeGroup, removeTestVolumeGroup } from "./lvm.js";
@@ -26,8 +27,9 @@ async function up(): Promise<void> {
   const removed = await sweep();
   if (removed.length) process.stderr.write(`swept leftovers: ${removed.join(", ")}\n`);
   const image = await guest();
+  const cloud = await cloudGuest();
   process.stdout.write(
-    JSON.stringify({ namespace: NETNS, uri: LIBVIRT_URI, guest: image, seconds: (Date.now() - started) / 1000 }, null, 2) + "\n",
+    JSON.stringify({ namespace: NETNS, uri: LIBVIRT_URI, guest: image, cloudGuest: cloud, seconds: (Date.now() - started) / 1000 }, null, 2) + "\n",
   );
 }
 
@@ -72,7 +74,15 @@ async function main(argv: string[]): Promise<number> {
       return exec(rest[0] === "--" ? rest.slice(1) : rest);
     case "guest": {
       const image = await guest();
-      process.stdout.write(JSON.stringify({ kernel: image.kernel, initrd: image.initrd, sshKey: image.sshKey }) + "\n");
+      const cloud = await cloudGuest();
+      process.stdout.write(
+        JSON.stringify({
+          kernel: image.kernel,
+          initrd: image.initrd,
+          sshKey: image.sshKey,
+          cloud: { kernel: cloud.kernel, initrd: cloud.initrd, disk: cloud.disk },
+        }) + "\n",
+      );
       return 0;
     }
     case "sweep":

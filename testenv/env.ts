@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { LIBVIRT_URI, NETNS, TEST_PREFIX, TEST_VG } from "./config.js";
+import { CLOUD_GUEST_CMDLINE, CLOUD_GUEST_READY, CLOUD_GUEST_USER, CURRENT_CLOUD_GUEST_DIR } from "./cloud-guest.js";
 import { CURRENT_GUEST_DIR } from "./guest.js";
 import { insideNetns } from "./netns.js";
 
@@ -13,6 +14,18 @@ export interface TestGuest {
   kernel: string;
   initrd: string;
   sshKey: string;
+}
+
+/** The cloud-init guest: boot `kernel` + `initrd` with `cmdline`; `disk` is a read-only qcow2 base to overlay. */
+export interface TestCloudGuest {
+  kernel: string;
+  initrd: string;
+  disk: string;
+  cmdline: string;
+  /** cloud-init's default user, whom a seed's ssh_authorized_keys authorise. */
+  user: string;
+  /** Printed on ttyS0 once cloud-init's init stage and sshd are done. */
+  readyMarker: string;
 }
 
 let checked: Promise<void> | undefined;
@@ -44,6 +57,19 @@ export function testGuest(): TestGuest {
     if (!fs.existsSync(file)) throw new Error(`test guest file ${file} is missing; run \`npm run testenv:guest\``);
   }
   return guest;
+}
+
+/** The cloud-init guest published by `npm run testenv:up` / `testenv:guest`; throws if missing. */
+export function testCloudGuest(): TestCloudGuest {
+  const kernel = path.join(CURRENT_CLOUD_GUEST_DIR, "vmlinuz");
+  const initrd = path.join(CURRENT_CLOUD_GUEST_DIR, "initrd.img");
+  const link = path.join(CURRENT_CLOUD_GUEST_DIR, "disk.qcow2");
+  for (const file of [kernel, initrd, link]) {
+    if (!fs.existsSync(file)) throw new Error(`cloud-init test guest file ${file} is missing; run \`npm run testenv:up\` (or \`npm run testenv:guest\`)`);
+  }
+  // The cached base itself, so overlays name a path that outlives this boot's /run.
+  const disk = fs.realpathSync(link);
+  return { kernel, initrd, disk, cmdline: CLOUD_GUEST_CMDLINE, user: CLOUD_GUEST_USER, readyMarker: CLOUD_GUEST_READY };
 }
 
 /** A name for a test object: the sweeper's prefix plus something unique to this process. */

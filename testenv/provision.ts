@@ -31,6 +31,9 @@ const BOOKWORM_PACKAGES = [
   "iproute2",
   "kmod",
   "xz-utils",
+  // The cloud-init guest (testenv/cloud-guest.ts): a Debian rootfs made into an ext4 disk.
+  "mmdebstrap",
+  "e2fsprogs",
 ];
 
 const DEBIAN_SOURCES = "/etc/apt/sources.list.d/debian.sources";
@@ -51,12 +54,19 @@ async function missingPackages(names: string[]): Promise<string[]> {
   return names.filter((name) => !installed.has(name));
 }
 
+/** The Debian mirror the machine already uses: the first `URIs:` of its deb822 sources (no host name in the project). */
+export function debianMirror(): string {
+  const sources = fs.readFileSync(DEBIAN_SOURCES, "utf8");
+  const uri = /^URIs:\s*(\S+)/m.exec(sources)?.[1];
+  if (!uri) throw new Error(`no URIs: line in ${DEBIAN_SOURCES}; cannot find the machine's Debian mirror`);
+  return uri;
+}
+
 /** Backports from the same mirror the machine already uses (no host name in the project). */
 function ensureBackportsSource(): boolean {
   if (fs.existsSync(BACKPORTS_SOURCES)) return false;
   const sources = fs.readFileSync(DEBIAN_SOURCES, "utf8");
-  const uri = /^URIs:\s*(\S+)/m.exec(sources)?.[1];
-  if (!uri) throw new Error(`no URIs: line in ${DEBIAN_SOURCES}; cannot add bookworm-backports`);
+  const uri = debianMirror();
   const signedBy = /^Signed-By:\s*(\S+)/m.exec(sources)?.[1] ?? "/usr/share/keyrings/debian-archive-keyring.gpg";
   fs.writeFileSync(
     BACKPORTS_SOURCES,
