@@ -8,6 +8,14 @@ export { API_GROUP, API_VERSION } from "./kind-names.js";
 
 const MAX_ANNOTATION_BYTES = 256 * 1024;
 
+/** The annotations kvmctl reads (src/controllers/modes.ts), and the values each may take. */
+export const RECONCILE_ANNOTATION = "kvmctl.dev/reconcile";
+export const DRIFT_ANNOTATION = "kvmctl.dev/drift";
+const KVMCTL_ANNOTATIONS: Readonly<Record<string, readonly string[]>> = {
+  [RECONCILE_ANNOTATION]: ["enabled", "disabled"],
+  [DRIFT_ANNOTATION]: ["repair", "report"],
+};
+
 export const objectMeta = z.strictObject({
   name: dnsLabel.meta({ description: "DNS-1123 label; also the libvirt object's name." }),
   labels: z.record(labelKey, labelValue).optional(),
@@ -17,6 +25,13 @@ export const objectMeta = z.strictObject({
     .record(labelKey, z.string())
     .refine((a) => Object.entries(a).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0) <= MAX_ANNOTATION_BYTES, {
       error: `annotations must total at most ${MAX_ANNOTATION_BYTES / 1024} KiB (keys and values), as in Kubernetes`,
+    })
+    .check((ctx) => {
+      // kvmctl's own annotations (src/controllers/modes.ts): a misspelt value must not pass silently.
+      for (const [key, allowed] of Object.entries(KVMCTL_ANNOTATIONS)) {
+        const value = ctx.value[key];
+        if (value !== undefined && !allowed.includes(value)) ctx.issues.push({ code: "custom", input: value, path: [key], message: `must be ${allowed.join(" or ")}` });
+      }
     })
     .optional(),
 });
@@ -59,6 +74,8 @@ export const statusBase = {
   conditions: z.array(condition).optional(),
   /** The controller instance that wrote this status (one per manifest directory). */
   instance: z.string().optional(),
+  /** Set while the controller leaves the object alone: `kvmctl suspend`, or the annotation kvmctl.dev/reconcile: disabled. */
+  suspended: z.looseObject({ by: z.string(), since: z.string().optional() }).optional(),
   /** The git revision (`<branch>@sha1:<commit>[+dirty]`) of the spec last reconciled to its end. */
   lastAppliedRevision: z.string().optional(),
   /** The git revision last reconciled, whatever the outcome. */

@@ -35,7 +35,9 @@ function reason(stored: StoredObject): string {
   const stale = observed !== undefined && observed < stored.generation;
   const condition = conditionOf(stored, "Stalled") ?? conditionOf(stored, "Ready");
   const text = condition ? `${condition.reason ?? ""}${condition.message ? `: ${condition.message}` : ""}`.replace(/\s+/g, " ") : "";
-  return stale ? `(stale: generation ${stored.generation}) ${text}`.trim() : text;
+  const suspended = status.suspended as { by?: string } | undefined;
+  const prefix = `${suspended ? `(suspended by ${suspended.by ?? "kvmctl suspend"}) ` : ""}${stale ? `(stale: generation ${stored.generation}) ` : ""}`;
+  return `${prefix}${text}`.trim();
 }
 
 const dash = (value: unknown): string => (value === undefined || value === null || value === "" ? "-" : String(value));

@@ -99,6 +99,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
+    .addOption(new Option("--drift <handling>", "repair drift, or only report it (Drifted condition, event, metric; nothing changed); per object: the annotation kvmctl.dev/drift").choices(["repair", "report"] as const).default("repair" as const))
     .option("--git-pull <interval>", "pull the git checkout holding the manifest directory on this interval (and on SIGHUP), applying each revision as one snapshot")
     .option("--metrics-address <host:port>", "serve Prometheus /metrics, /healthz and /readyz here (0: off; default 127.0.0.1:9630, skipped with a warning when taken)")
     .option("--log-level <level>", "pino log level", "info")
@@ -122,10 +123,23 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
 
   program
     .command("reconcile")
-    .description("ask the running controller to pull the git checkout now (--pull) and look at every object again")
-    .option("--pull", "pull the checkout first (like SIGHUP to the controller)")
-    .option("--timeout <duration>", "how long to wait for the pull", "2m")
-    .action(async (options) => (await import("./commands/pull.js")).runReconcile(context(), options));
+    .description("ask the running controller to reconcile objects now (KIND/NAME...), or to pull the git checkout and look at everything (--pull)")
+    .argument("[targets...]", "KIND/NAME... or KIND NAME")
+    .option("--pull", "pull the checkout (like SIGHUP to the controller)")
+    .option("--timeout <duration>", "how long to wait for the controller", "2m")
+    .action(async (targets, options) => (await import("./commands/pull.js")).runReconcile(context(), targets, options));
+
+  program
+    .command("suspend")
+    .description("pause objects on this host: the controller leaves them alone until resume (from git: the annotation kvmctl.dev/reconcile: disabled)")
+    .argument("<targets...>", "KIND/NAME... or KIND NAME")
+    .action(async (targets) => (await import("./commands/suspend.js")).runSuspend(context(), targets, true));
+
+  program
+    .command("resume")
+    .description("let the controller reconcile suspended objects again (at once)")
+    .argument("<targets...>", "KIND/NAME... or KIND NAME")
+    .action(async (targets) => (await import("./commands/suspend.js")).runSuspend(context(), targets, false));
 
   program
     .command("git-setup")

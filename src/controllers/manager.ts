@@ -14,7 +14,8 @@ import { DEFAULT_HOST_PATHS, hostPathRefusals, type HostPathPolicy } from "./hos
 import { objectRecorder } from "./recorder.js";
 import { builtinControllers, createSingletons, type Singleton, type Singletons } from "./registry.js";
 import { pruneDecision, type PrunePolicy } from "./prune-policy.js";
-import { failureEvent, statusFromFailure, statusFromReport } from "./status.js";
+import { failureEvent, statusFromDrift, statusFromFailure, statusFromReport, statusWhileSuspended } from "./status.js";
+import { objectMode, type DriftHandling } from "./modes.js";
 import type { ManagerMetrics } from "./metrics.js";
 
 export interface ManagerOptions {
@@ -43,11 +44,16 @@ export interface ManagerOptions {
    * always when requestPull() asks (SIGHUP, `kvmctl reconcile --pull`).
    */
   git?: { checkout: GitCheckout; pullIntervalMs?: number; statusFilter: boolean };
+  /** `--drift`: repair drift (the default) or only report it; per object, the annotation kvmctl.dev/drift wins. */
+  drift?: DriftHandling;
   /** Metrics hooks (./metrics.ts, src/metrics); absent: nothing is counted. */
   metrics?: ManagerMetrics;
 }
 
-/** How often the checkout's HEAD is looked at (a few stats). */
+/** How often an object whose drift is only reported is looked at again (events wake it sooner). */
+const DRIFT_RECHECK_MS = 30_000;
+
+/** How often the checkout's HEAD, and the reconciles `kvmctl reconcile` asked for, are looked at. */
 const HEAD_CHECK_MS = 1_000;
 
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
@@ -97,6 +103,7 @@ export class Manager {
       firewallBackend: options.firewallBackend,
       firewallCheckMs: options.firewallCheckMs,
       instance: options.settings.instance,
+      ...(options.drift ? { drift: options.drift } : {}),
       ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
       ...(options.metrics?.firewall ? { firewallMetrics: options.metrics.firewall } : {}), // metrics
     });
@@ -170,6 +177,12 @@ export class Manager {
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const stored = snapshot.objects.get(key);
     const controller = this.kinds.get(kind);
+    const suspension = (await this.options.store.suspended()).get(key);
+    if (!stored && suspension) {
+      // Suspended on this host: not even pruned until resumed.
+      ctx.log.info({ by: "kvmctl suspend" }, "suspended: left alone (its manifest is gone; kvmctl resume lets it be pruned)");
+      return { ready: true };
+    }
     if (!stored) {
       // Prune only what can be seen to be gone (./prune-policy.ts).
       const asked = snapshot.objects.size === 0 && (await this.options.store.deletionIntents()).has(key);
@@ -188,6 +201,15 @@ export class Manager {
       if (stored) throw new TerminalError(`${kind} is not reconciled by this version of kvmctl yet`, "NotImplemented");
       return { ready: true };
     }
+    const mode = stored ? objectMode((stored.raw.metadata as { annotations?: Record<string, string> }).annotations, suspension, this.options.drift ?? "repair") : undefined;
+    if (stored && mode?.suspended) {
+      // Paused on this host or from git: nothing is read or done; status says so.
+      const was = (stored.object as { status?: { suspended?: unknown } }).status?.suspended !== undefined;
+      await this.options.store.writeStatus(key, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
+      if (!was) await objectRecorder(this.options.store, key, this.ports.clock, revision).event("Normal", "Suspended", mode.suspended.by === "annotation" ? "suspended by the annotation kvmctl.dev/reconcile: disabled" : "suspended by kvmctl suspend on this host");
+      ctx.log.info({ by: mode.suspended.by }, "suspended: left alone");
+      return { ready: true };
+    }
     if (stored && controller.hostPaths) {
       // Before anything is read or done for the object: a refused path is never touched.
       const refusals = hostPathRefusals(controller.hostPaths(stored.object), this.options.hostPaths ?? DEFAULT_HOST_PATHS, (p) => this.ports.paths.real(p));
@@ -204,6 +226,22 @@ export class Manager {
       services: this.services,
       log: ctx.log,
     };
+    if (stored && mode?.drift === "report") {
+      // Report-only: what a reconcile would change is reported as drift, and nothing is done.
+      const live = await observe(this.freshness(ctx.queuedAt, STALE_MS, key));
+      const target = { key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file };
+      const changes: string[] = controller.changes(controller.plan(await controller.planInput(kindContext, target, live)));
+      if (changes.length) {
+        const was = (stored.object as { status?: { conditions?: { type: string; message?: string }[] } }).status?.conditions?.find((c) => c.type === "Drifted")?.message;
+        await this.options.store.writeStatus(key, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+        if (was !== changes.join("; ")) {
+          await kindContext.record.event("Warning", "Drifted", `not repaired (drift: report): ${changes.join("; ")}`);
+          this.options.metrics?.driftReported?.(kind); // metrics
+        }
+        ctx.log.warn({ changes }, "drift reported, not repaired (drift: report)");
+        return { ready: false, requeueAfterMs: DRIFT_RECHECK_MS };
+      }
+    }
     const changedBefore = this.ports.hypervisor.changedAt;
     const outcome = await controller.reconcile(kindContext, { key, name, stored, since: this.freshness(ctx.queuedAt, STALE_MS, key) }).finally(() => {
       // Its own commands (or anyone's meanwhile) changed libvirt: the next reconcile of this key sees that.
@@ -331,6 +369,18 @@ export class Manager {
         }, { keepAlive: false }),
       );
     }
+    // `kvmctl reconcile KIND/NAME` and `kvmctl resume` leave a request in .kvmctl/requests/.
+    this.timers.push(
+      every(this.ports.clock, HEAD_CHECK_MS, () => {
+        void this.options.store.takeReconcileRequests().then((keys) => {
+          for (const key of keys) {
+            this.options.logger.info({ object: key }, "reconcile requested");
+            this.controller.forget(key);
+            this.controller.enqueue(key);
+          }
+        }, () => undefined);
+      }, { keepAlive: false }),
+    );
     const pullEvery = this.options.git?.pullIntervalMs;
     if (pullEvery) this.timers.push(every(this.ports.clock, pullEvery, () => void this.requestPull("interval"), { keepAlive: false }));
     await this.controller.start();

@@ -24,4 +24,6 @@ export interface ManagerMetrics {
   reconciled?(object: ReconciledObject): void;
   /** After each pull of the git checkout: how it went (none, fast-forward, merge, rebase) or why it failed (PullError's reason). */
   gitPulled?(result: string): void;
+  /** Drift found and left as it is (drift: report), once per new finding. */
+  driftReported?(kind: string): void;
 }

@@ -61,6 +61,8 @@ export interface SingletonOptions {
   reservedHostPorts?: readonly number[];
   /** Firewall sync metrics (src/metrics); absent: nothing counted. */
   firewallMetrics?: FirewallMetrics;
+  /** --drift: with "report", a table changed by hand is reported, not put back. */
+  drift?: "repair" | "report";
 }
 
 export interface Singletons {
@@ -80,6 +82,7 @@ export function createSingletons(options: SingletonOptions): Singletons {
     sysctl: options.ports.sysctl,
     ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
     ...(options.firewallMetrics ? { metrics: options.firewallMetrics } : {}),
+    ...(options.drift ? { drift: options.drift } : {}),
   });
   const firewallSingleton: Singleton = {
     key: FIREWALL_KEY,

@@ -3,7 +3,7 @@
 // the failures the runtime classifies — retry (ReconcileFailed), waiting (DependencyNotReady),
 // terminal (Stalled with the error's reason). Pure; the manager writes the result.
 import type { Condition } from "../api/index.js";
-import { DependencyNotReadyError, markReady, markReconciling, markStalled, setExtraCondition, TerminalError } from "../runtime/index.js";
+import { DependencyNotReadyError, markReady, markReconciling, markStalled, removeCondition, setCondition, setExtraCondition, TerminalError } from "../runtime/index.js";
 import { observedFields, type StoredObject } from "../store/index.js";
 import type { ObjectReport } from "./kind.js";
 
@@ -29,6 +29,8 @@ export function statusFromReport(stored: StoredObject, ready: boolean, report: O
   let conditions = ready
     ? markReady(previous.conditions, stored.generation, report.reason, report.message, now)
     : markReconciling(previous.conditions, stored.generation, report.reason, report.message, now);
+  // A full reconcile ran: whatever drift was reported is repaired, or was not there.
+  conditions = setExtraCondition(conditions, "Drifted", false, stored.generation, "", "", now);
   for (const extra of report.extraConditions ?? []) {
     conditions = setExtraCondition(conditions, extra.type, extra.present, stored.generation, extra.reason, extra.message, now);
   }
@@ -68,4 +70,24 @@ export function statusFromFailure(stored: StoredObject | undefined, error: unkno
 export function failureEvent(error: unknown): { reason: string; message: string } | undefined {
   if (error instanceof DependencyNotReadyError) return undefined;
   return { reason: error instanceof TerminalError ? error.reason : "ReconcileFailed", message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The status of a suspended object: as it was, saying it is suspended (cleared by the next full reconcile). */
+export function statusWhileSuspended(stored: StoredObject, suspended: { by: string; since?: string }, instance: string): Record<string, unknown> {
+  return withoutUndefined({ ...previousStatus(stored), instance, suspended });
+}
+
+/**
+ * The status of an object in report-only drift mode whose libvirt state differs from its spec:
+ * the facts as they were, Ready=False and Drifted=True saying what differs (nothing was changed).
+ */
+export function statusFromDrift(stored: StoredObject, changes: readonly string[], instance: string, now = new Date(), revision?: string): Record<string, unknown> {
+  const previous = previousStatus(stored);
+  const message = `not repaired (drift: report): ${changes.join("; ")}`;
+  // Not Reconciling: nothing is being done about it.
+  let conditions = removeCondition(setCondition(previous.conditions, { type: "Ready", status: "False", reason: "Drifted", message, observedGeneration: stored.generation }, now), "Reconciling");
+  conditions = setExtraCondition(conditions, "Drifted", true, stored.generation, "DriftDetected", changes.join("; "), now);
+  const { suspended: _suspended, ...rest } = previous;
+  void _suspended;
+  return withoutUndefined({ ...rest, ...observedFields(stored), instance, ...(revision ? { lastAttemptedRevision: revision } : {}), conditions });
 }

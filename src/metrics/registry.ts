@@ -59,6 +59,7 @@ export class KvmctlMetrics {
   readonly firewallSyncs: Counter<"backend" | "result">;
   /** For GitOps to wire: one increment per `git pull` of the manifest checkout, by result. Nothing counts it yet. */
   readonly gitPulls: Counter<"result">;
+  readonly driftReported: Counter<"kind">;
   private objectSource: (() => Iterable<ObjectState>) | undefined;
   /** The controller's worker count: shared by every kind, shown for each one seen. */
   private workers = 0;
@@ -96,6 +97,7 @@ export class KvmctlMetrics {
     this.virshCommands = new Counter({ name: "kvmctl_virsh_commands_total", help: "virsh processes run, by subcommand (batch: several read-only commands in one process)", labelNames: ["command"], registers });
     this.virshDuration = new Histogram({ name: "kvmctl_virsh_command_duration_seconds", help: "How long each virsh process took, by subcommand", labelNames: ["command"], buckets: VIRSH_BUCKETS, registers });
     this.firewallSyncs = new Counter({ name: "kvmctl_firewall_syncs_total", help: "Firewall syncs by backend and result (applied: the table was replaced; unchanged: it held what it should)", labelNames: ["backend", "result"], registers });
+    this.driftReported = new Counter({ name: "kvmctl_drift_reported_total", help: "Drift found and left as it is (drift: report), by kind: once per new finding", labelNames: ["kind"], registers });
     this.gitPulls = new Counter({ name: "kvmctl_git_pulls_total", help: "Pulls of the manifest checkout from its upstream, by result", labelNames: ["result"], registers });
   }
 
@@ -158,6 +160,7 @@ export class KvmctlMetrics {
   readonly firewall: FirewallMetrics = {
     synced: (backend, result) => this.firewallSyncs.inc({ backend: word(backend), result }),
     repaired: (what) => this.driftRepairs.inc({ kind: "Firewall", what: word(what) }),
+    driftReported: () => this.driftReported.inc({ kind: "Firewall" }),
   };
 
   /** What the manager is handed (ManagerOptions.metrics). */
@@ -168,5 +171,6 @@ export class KvmctlMetrics {
       for (const what of this.drift.drift(object)) this.driftRepairs.inc({ kind: word(object.kind), what: word(what) });
     },
     gitPulled: (result) => this.gitPulls.inc({ result: word(result) }),
+    driftReported: (kind) => this.driftReported.inc({ kind: word(kind) }),
   };
 }

@@ -324,6 +324,79 @@ export class ManifestStore {
     if (fs.existsSync(file)) await this.writer.run(file, () => this.writer.remove(file, {}));
   }
 
+  /**
+   * `kvmctl suspend|resume`: whether `key` is paused on this host (`.kvmctl/suspended/<Kind>-<name>`,
+   * holding when and by whom). The controller does nothing for a suspended object.
+   */
+  async setSuspended(key: string, suspended: { since: string; by: string } | undefined): Promise<void> {
+    await this.setMarker("suspended", key, suspended ? `${JSON.stringify(suspended)}\n` : undefined);
+  }
+
+  /** Keys suspended on this host, with when and by whom. */
+  async suspended(): Promise<Map<string, { since: string; by: string }>> {
+    const out = new Map<string, { since: string; by: string }>();
+    for (const [key, text] of await this.markers("suspended")) {
+      try {
+        const value = JSON.parse(text) as { since?: unknown; by?: unknown };
+        out.set(key, { since: String(value.since ?? ""), by: String(value.by ?? "") });
+      } catch {
+        out.set(key, { since: "", by: "" });
+      }
+    }
+    return out;
+  }
+
+  /** `kvmctl reconcile KIND/NAME`: asks the running controller to reconcile `key` now (`.kvmctl/requests/`). */
+  async requestReconcile(key: string): Promise<void> {
+    await this.setMarker("requests", key, `${new Date().toISOString()}\n`);
+  }
+
+  /** The reconciles asked for (and forgets the requests): for the controller. */
+  async takeReconcileRequests(): Promise<string[]> {
+    const keys = [...(await this.markers("requests")).keys()];
+    for (const key of keys) await this.setMarker("requests", key, undefined);
+    return keys;
+  }
+
+  /** Whether a reconcile asked for is still waiting for the controller. */
+  async reconcileRequested(key: string): Promise<boolean> {
+    return (await this.markers("requests")).has(key);
+  }
+
+  /** A small file per key under `.kvmctl/<kind>/` (undefined: removed). */
+  private async setMarker(dir: string, key: string, text: string | undefined): Promise<void> {
+    const { keyFileStem } = await eventsModule();
+    const { ensureDataDir } = await import("./disk-cache.js");
+    const file = path.join(this.dataDir, dir, keyFileStem(key));
+    if (text === undefined) {
+      if (fs.existsSync(file)) await this.writer.run(file, () => this.writer.remove(file, {}));
+      return;
+    }
+    ensureDataDir(this.stateRoot, dir);
+    await this.writer.run(file, () => this.writer.write(file, text, {}));
+  }
+
+  private async markers(dir: string): Promise<Map<string, string>> {
+    const { keyOfFileStem } = await eventsModule();
+    let names: string[];
+    try {
+      names = await fs.promises.readdir(path.join(this.dataDir, dir));
+    } catch {
+      return new Map();
+    }
+    const out = new Map<string, string>();
+    for (const name of names) {
+      const key = keyOfFileStem(name);
+      if (!key) continue;
+      try {
+        out.set(key, await fs.promises.readFile(path.join(this.dataDir, dir, name), "utf8"));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return out;
+  }
+
   /** Removes temporary files a killed kvmctl left in the manifest (and status) directory; returns them. */
   async removeStaleTempFiles(): Promise<string[]> {
     const { removeStaleTempFiles } = await import("./safe-write.js");

@@ -22,6 +22,7 @@ export interface ControllerOptions {
   allowHostPath: string[];
   reservedHostPorts: string;
   gitPull?: string;
+  drift?: "repair" | "report";
   /** HOST:PORT for /metrics, /healthz, /readyz; "0": off; undefined: the default (./controller-metrics.ts). */
   metricsAddress?: string;
 }
@@ -144,6 +145,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     hostPaths,
     reservedHostPorts,
     ...(git ? { git } : {}),
+    ...(options.drift ? { drift: options.drift } : {}),
     ...(observability.metrics ? { metrics: observability.metrics.manager } : {}),
   });
   try {

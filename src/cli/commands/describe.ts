@@ -46,6 +46,8 @@ export async function describeObject(stored: StoredObject, events: ObjectEvent[]
   const seen = observedGeneration === undefined ? "not yet reconciled" : observedGeneration === stored.generation ? "up to date" : `status describes generation ${observedGeneration}`;
   field("Generation", `${stored.generation} (${seen})`);
   const { lastAppliedRevision: applied, lastAttemptedRevision: attempted } = facts as { lastAppliedRevision?: string; lastAttemptedRevision?: string };
+  const { suspended } = facts as { suspended?: { by?: string; since?: string } };
+  if (suspended) field("Suspended", `yes, by ${suspended.by ?? "kvmctl suspend"}${suspended.since ? ` since ${suspended.since}` : ""}: the controller leaves it alone (kvmctl resume)`);
   if (applied || attempted) field("Revision", `${applied ?? "<none applied>"}${attempted && attempted !== applied ? ` (last attempted: ${attempted})` : ""}`);
   if (phase) field("Phase", phase);
   lines.push("Spec:");

@@ -26,15 +26,35 @@ export async function runPull(ctx: CliContext, options: { timeout: string }): Pr
   }
 }
 
-export async function runReconcile(ctx: CliContext, options: { pull?: boolean; timeout: string }): Promise<void> {
-  if (!options.pull) throw new CliError("kvmctl reconcile needs --pull for now: it asks the running controller to pull the checkout and look at every object again");
+/** `kvmctl reconcile [KIND/NAME...] [--pull]`: asks the running controller to reconcile those objects now, pulling first with --pull. */
+export async function runReconcile(ctx: CliContext, targets: string[], options: { pull?: boolean; timeout: string }): Promise<void> {
+  if (!options.pull && targets.length === 0) throw new CliError("kvmctl reconcile needs KIND/NAME... (objects to reconcile now) or --pull (pull the checkout and look at everything)");
   const timeoutMs = parseDuration(options.timeout, "--timeout");
-  const { GitCheckout } = await import("../../gitops/checkout.js");
-  if (!(await GitCheckout.open(ctx.dir))) throw new CliError(`${ctx.dir} is not in a git checkout`);
-  const store = await ctx.openStore("read");
+  const store = await ctx.openStore();
   const controller = await runningController(ctx.dir, store.dataDir);
-  if (controller === undefined) throw new CliError(`no kvmctl controller is running for ${ctx.dir}; \`kvmctl pull\` updates the checkout by itself`);
-  await askController(controller, store.dataDir, timeoutMs);
+  if (controller === undefined) throw new CliError(`no kvmctl controller is running for ${ctx.dir}${options.pull ? "; `kvmctl pull` updates the checkout by itself" : ""}`);
+  if (targets.length) {
+    const { parseTargets } = await import("./wait.js");
+    const keys = parseTargets(targets);
+    const snapshot = await store.read();
+    const missing = keys.filter((key) => !snapshot.objects.has(key) && !snapshot.invalid.has(key));
+    if (missing.length) throw new CliError(`${missing.join(", ")}: not found in ${store.dir}`);
+    for (const key of keys) await store.requestReconcile(key);
+    // The controller looks for requests every second: wait until it took them.
+    for (const deadline = Date.now() + timeoutMs; ; ) {
+      const waiting = [];
+      for (const key of keys) if (await store.reconcileRequested(key)) waiting.push(key);
+      if (!waiting.length) break;
+      if (Date.now() > deadline) throw new CliError(`the controller (pid ${controller}) did not take the request for ${waiting.join(", ")} within ${Math.round(timeoutMs / 1000)} s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    process.stdout.write(`reconcile requested: ${keys.join(", ")} (taken by the controller, pid ${controller})\n`);
+  }
+  if (options.pull) {
+    const { GitCheckout } = await import("../../gitops/checkout.js");
+    if (!(await GitCheckout.open(ctx.dir))) throw new CliError(`${ctx.dir} is not in a git checkout`);
+    await askController(controller, store.dataDir, timeoutMs);
+  }
 }
 
 /**

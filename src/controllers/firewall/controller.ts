@@ -24,6 +24,8 @@ export interface FirewallState {
   total: number;
   /** Set when the last sync failed. */
   error?: string;
+  /** Set when the table differs and was left so (--drift report). */
+  drifted?: string;
 }
 
 /** What a sync reports (src/metrics): kvmctl_firewall_syncs_total, and drift repairs of a table changed by hand. */
@@ -31,6 +33,8 @@ export interface FirewallMetrics {
   synced(backend: BackendName | "none", result: "applied" | "unchanged" | "error"): void;
   /** The table was changed by hand and put back. */
   repaired?(what: "rules"): void;
+  /** The table was changed by hand and left so (--drift report). */
+  driftReported?(): void;
 }
 
 export interface FirewallOptions {
@@ -44,6 +48,8 @@ export interface FirewallOptions {
   /** Host ports no Network forward may take (--reserved-host-ports); default [22]. */
   reservedHostPorts?: readonly number[];
   metrics?: FirewallMetrics;
+  /** "report" (--drift report): a table changed by hand is reported, and left as it is. */
+  drift?: "repair" | "report";
 }
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
@@ -87,6 +93,9 @@ export class Firewall {
   /** Owners the backend refused, for the rules (by hash) they were refused in. */
   private isolated: { desired: string; failed: Map<string, string> } | undefined;
   state: FirewallState = { backend: "none", counts: new Map(), pending: new Map(), refused: new Map(), failed: new Map(), total: 0 };
+
+  /** The table fingerprint last reported as drift (--drift report). */
+  private reportedDrift: string | undefined;
 
   constructor(private readonly options: FirewallOptions) {
     this.uid = options.host.qemuUid();
@@ -142,7 +151,7 @@ export class Firewall {
       return this.state;
     }
     try {
-      if (rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+      if (this.options.drift !== "report" && rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
       // Objects whose own rules the backend refused, while the rules stay as they were: left
       // out, so everyone else's keep working (the firewall is one transaction).
@@ -155,6 +164,19 @@ export class Firewall {
       const holdsWanted = (o: Observed) => countsOf(o.rules) === wanted;
       let observed = await backend.observe();
       let result: "applied" | "unchanged" = "unchanged";
+      if (this.options.drift === "report") {
+        // Report-only (--drift report): the table is never changed; a difference is said once per table.
+        const drifted = holdsWanted(observed) ? undefined : "the table does not hold the rules the manifests ask for (changed by hand, or never applied)";
+        if (drifted && this.reportedDrift !== observed.fingerprint) {
+          this.options.logger.warn({ backend: backend.name }, `firewall: ${drifted}; not repaired (--drift report)`);
+          this.options.metrics?.driftReported?.();
+        }
+        this.reportedDrift = drifted ? observed.fingerprint : undefined;
+        this.applied = drifted ? undefined : { desired, fingerprint: observed.fingerprint };
+        this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, failed: new Map(failed), total: observed.rules.length, ...(drifted ? { drifted } : {}) };
+        this.options.metrics?.synced(backend.name, "unchanged");
+        return this.state;
+      }
       if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint || !holdsWanted(observed)) {
         const reason = !this.applied ? "first sync" : this.applied.desired !== desired ? "manifests changed" : "the table was changed by hand";
         const refused = await this.applyIsolating(backend, effective);

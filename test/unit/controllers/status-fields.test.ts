@@ -4,6 +4,7 @@
 // progressing and failed — are checked field by field, nested objects and array items included.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { statusFromDrift, statusWhileSuspended } from "../../../src/controllers/status.js";
 import { z } from "zod";
 import { kindInfo, type KindName } from "../../../src/api/index.js";
 import { ControllerHarness } from "../helpers/fake-ports.js";
@@ -83,6 +84,11 @@ test("VirtualMachine: every status it writes — created, converged, restart req
   // Every fact a VM can report is in this status, so the check covers them all.
   const reported = Object.keys(status).sort();
   assert.deepEqual(reported, ["conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "lastAppliedRevision", "lastAttemptedRevision", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
+  // Written by the manager itself: while suspended, and when drift is only reported.
+  const suspended = statusWhileSuspended(h.snapshot.objects.get(key)!, { by: "kvmctl suspend", since: "2026-12-01T00:00:00Z" }, "i");
+  assertListed("VirtualMachine", suspended, "suspended");
+  assertListed("VirtualMachine", statusFromDrift(h.snapshot.objects.get(key)!, ["redefine: memory changed"], "i"), "drifted");
+  reported.push("suspended");
   const unwritten = Object.keys(kindInfo("VirtualMachine").statusFields.shape).filter((f) => !reported.includes(f));
   assert.deepEqual(unwritten, [], "no listed field is left unexercised");
   h.writeStatus(key, status);
