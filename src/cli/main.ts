@@ -37,6 +37,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .argument("<kind>", `${kindAliasesText()}, all`)
     .argument("[names...]", "object names")
     .addOption(new Option("-o, --output <format>", "table|wide|yaml|json|name").default("table"))
+    .option("-w, --watch", "after listing, print a line (-o json|yaml: a document) per change, a deleted object's last state once more, until interrupted")
     .action(async (kind, names, options) => (await import("./commands/get.js")).runGet(context(), kind, names, options));
 
   program

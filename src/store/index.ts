@@ -28,6 +28,7 @@ const applyModule = lazy(() => import("./apply.js"));
 const eventsModule = lazy(() => import("./events.js"));
 const terminatingModule = lazy(() => import("./terminating.js"));
 const inputModule = lazy(() => import("./input.js"));
+const regionsModule = lazy(() => import("./yaml-regions.js"));
 
 export * from "./types.js";
 /** Thrown by writeStatus, applyDocuments and deleteObject when a file cannot be edited safely; nothing was written to it. */
@@ -454,5 +455,35 @@ export class ManifestStore {
   async readTerminating(key: string): Promise<TerminatingRecord | undefined> {
     const { readTerminating } = await terminatingModule();
     return readTerminating(this.dataDir, key);
+  }
+
+  /**
+   * An invalid object's document (snapshot.invalid) as far as it parses, for `describe`: the
+   * file holding it (the first, for a duplicate), the document as written without its status,
+   * and its status (from the status directory when there is one) — the last status the
+   * controller wrote, kept while the document is invalid. Undefined when `key` is not invalid
+   * in the last read; `document`/`status` absent when the file no longer parses or has none.
+   */
+  async readInvalidDocument(key: string): Promise<{ file: string; document?: Record<string, unknown>; status?: Record<string, unknown> } | undefined> {
+    const snapshot = this.lastSnapshot ?? (await this.read());
+    const problems = snapshot.invalid.get(key);
+    const at = problems?.find((p) => p.key === key)?.location ?? problems?.[0]?.location;
+    if (!at) return undefined;
+    const [{ statusesInText }, { parseRegions }] = await Promise.all([statusWriterModule(), regionsModule()]);
+    const text = readManifestText(this.manifestPath(at.file), this.options.maxFileSize);
+    if (!text.ok) return { file: at.file };
+    const parsed = parseRegions(text.text);
+    const region = parsed.regions.find((r) => r.key === key) ?? parsed.regions.find((r) => r.index === at.document);
+    const value = region?.value && typeof region.value === "object" && !Array.isArray(region.value) ? (region.value as Record<string, unknown>) : undefined;
+    let status: Record<string, unknown> | undefined;
+    if (this.statusDir) {
+      const { statusFilePath } = await statusDirModule();
+      const statusText = readManifestText(statusFilePath(this.statusDir, at.file), this.options.maxFileSize);
+      status = statusText.ok ? statusesInText(statusText.text).get(key) : undefined;
+    } else status = statusesInText(text.text).get(key);
+    if (!value) return { file: at.file, status };
+    const { status: _ignored, ...document } = value;
+    void _ignored;
+    return { file: at.file, document, status };
   }
 }

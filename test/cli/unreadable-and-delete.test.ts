@@ -72,7 +72,7 @@ describe("get lists objects of unreadable files as Unreadable", () => {
       ok(wide, "get vm -o wide");
       const row = wide.stdout.split("\n").find((line) => line.startsWith("web "));
       assert.ok(row, wide.stdout);
-      assert.match(row, new RegExp(`^web\\s+False\\s+Unreadable(\\s+-){6}\\s+${breaker.problem.source}`));
+      assert.match(row, new RegExp(`^web\\s+False\\s+Unreadable(\\s+-){7}\\s+${breaker.problem.source}`));
     });
   }
 
@@ -168,7 +168,7 @@ describe("get lists objects of unreadable files as Unreadable", () => {
     assert.doesNotMatch(table.stderr, /No resources found/);
     const wide = await kvmctl([...flags, "get", "vm", "web", "-o", "wide"]);
     ok(wide, "get vm web -o wide");
-    assert.match(wide.stdout, /^web\s+False\s+Unreadable(\s+-){6}\s+\.: the manifest directory \S+ is gone \(moved, unmounted or being replaced\?\); nothing it held is pruned until it is back$/m);
+    assert.match(wide.stdout, /^web\s+False\s+Unreadable(\s+-){7}\s+\.: the manifest directory \S+ is gone \(moved, unmounted or being replaced\?\); nothing it held is pruned until it is back$/m);
     const described = await kvmctl([...flags, "describe", "vm", "db"]);
     ok(described, "describe vm db");
     assert.match(described.stdout, new RegExp(`^File:\\s+${dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(cannot be read`, "m"));
@@ -184,7 +184,7 @@ describe("get lists objects of unreadable files as Unreadable", () => {
     const table = await kvmctl(["--dir", dir, "get", "vm", "-o", "wide"]);
     ok(table, "get vm -o wide");
     assert.match(table.stdout, /^db\s+Unknown\s+Pending\s+1\s+512Mi\s+/m);
-    assert.match(table.stdout, /^web\s+False\s+Unreadable(\s+-){6}\s+vms: symlink loop: /m);
+    assert.match(table.stdout, /^web\s+False\s+Unreadable(\s+-){7}\s+vms: symlink loop: /m);
   });
 });
 

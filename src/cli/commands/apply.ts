@@ -30,6 +30,8 @@ export async function runApply(ctx: CliContext, options: ApplyOptions): Promise<
     process.stdout.write(`${kindNames(kind).singular}/${name} ${outcome.action}${suffix}\n`);
   }
   if (options.wait && !options.dryRun) {
-    await Promise.all(result.outcomes.map((o) => waitForCondition(ctx, o.key, "Ready", timeoutMs)));
+    // One line per object each time its phase or Ready condition changes (for the applied spec).
+    const progress = (line: string) => process.stdout.write(`${line}\n`);
+    await Promise.all(result.outcomes.map((o) => waitForCondition(ctx, o.key, "Ready", timeoutMs, "True", { progress })));
   }
 }

@@ -106,6 +106,10 @@ export async function runDelete(ctx: CliContext, args: string[], options: Delete
       deleted.push(key);
     } else notFound.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
   }
-  if (options.wait) await Promise.all(deleted.map((key) => waitForDeletion(ctx, key, started, timeoutMs)));
+  if (options.wait) {
+    // One line per object when it is kept for now (and whenever why changes), and when it is gone.
+    const progress = (line: string) => process.stdout.write(`${line}\n`);
+    await Promise.all(deleted.map((key) => waitForDeletion(ctx, key, started, timeoutMs, { progress })));
+  }
   if (notFound.length && !options.ignoreNotFound) throw new CliError(notFound.join("\nerror: "));
 }

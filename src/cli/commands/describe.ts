@@ -1,15 +1,15 @@
 // `kvmctl describe KIND NAME`: what the manifest asks for, what the controller last saw,
 // its conditions and recent events — kubectl describe's layout.
 import type { Condition } from "../../api/common.js";
-import { kindNames } from "../../api/kind-names.js";
-import type { ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
-import { formatLocation, formatProblem } from "../../store/index.js";
+import { kindNames, parseObjectKey } from "../../api/kind-names.js";
+import type { ManifestProblem, ObjectEvent, StoredObject, TerminatingRecord } from "../../store/index.js";
+import { formatLocation, formatProblem, isError } from "../../store/index.js";
 import type { CliContext } from "../context.js";
 import { shortRevision } from "../../gitops/revision.js";
 import { formatAge } from "../duration.js";
 import { CliError, UsageError } from "../errors.js";
 import { renderTable } from "../output.js";
-import { printProblems, warnAboutSource } from "../problems.js";
+import { warnAboutSource } from "../problems.js";
 import { kindsFor, select, unreadableCondition, unreadableObjects, unreadablePlaces, type UnreadableObject } from "./get.js";
 
 
@@ -82,6 +82,47 @@ function conditionsAndEvents(conditions: Condition[] | undefined, events: Object
   return lines;
 }
 
+/**
+ * An object whose document is invalid (snapshot.invalid): its problems, the document's spec as
+ * written (when it parses), and what the controller last recorded — the status block still in
+ * the document (or the status directory), its conditions and events. The controller leaves the
+ * object as it is in libvirt until the document is fixed.
+ */
+export async function describeInvalid(
+  key: string,
+  problems: ManifestProblem[],
+  document: { file: string; document?: Record<string, unknown>; status?: Record<string, unknown> } | undefined,
+  events: ObjectEvent[],
+  now = Date.now(),
+): Promise<string> {
+  const { stringify } = await import("yaml");
+  const { kind, name } = parseObjectKey(key);
+  const { conditions, observedGeneration, observedSpecHash, phase, ...facts } = (document?.status ?? {}) as {
+    conditions?: Condition[];
+    observedGeneration?: number;
+    observedSpecHash?: string;
+    phase?: string;
+  } & Record<string, unknown>;
+  void observedSpecHash;
+  const lines: string[] = [];
+  const field = (label: string, value: string) => lines.push(`${(label + ":").padEnd(20)}${value}`);
+  field("Name", name);
+  field("Kind", kind);
+  field("File", document?.file ?? (problems[0] ? formatLocation(problems[0].location) : "<unknown>"));
+  field("Phase", "Invalid (the controller leaves it as it is until the manifest is fixed)");
+  lines.push("Problems:");
+  for (const problem of problems) lines.push(`  ${isError(problem) ? "error" : "warning"}: ${formatProblem(problem).replace(/\s*\n\s*/g, " ")}`);
+  if (typeof observedGeneration === "number") field("Observed", `generation ${observedGeneration} (the last status the controller wrote)`);
+  if (phase) field("Last phase", phase);
+  lines.push("Spec:");
+  const spec = document?.document?.spec;
+  lines.push(spec === undefined ? "  <none>" : indent(stringify(spec, { lineWidth: 0 }), "  "));
+  lines.push("Status:");
+  lines.push(Object.keys(facts).length ? indent(stringify(facts, { lineWidth: 0 }), "  ") : "  <none>");
+  lines.push(...conditionsAndEvents(conditions, events, now));
+  return lines.join("\n") + "\n";
+}
+
 /** An object whose manifest is gone but which the controller keeps in libvirt for now. */
 export function describeTerminating(record: TerminatingRecord, events: ObjectEvent[], now = Date.now()): string {
   const lines: string[] = [];
@@ -131,8 +172,10 @@ export async function runDescribe(ctx: CliContext, kindArg: string, names: strin
     const unread = problems ? undefined : unreadable.get(key);
     const kept = problems || unread ? undefined : await store.readTerminating(key);
     if (problems) {
-      printProblems(problems);
-      errors.push(`${kindNames(kind).plural} "${name}" is invalid`);
+      // Shown whole (its problems, its last status and events); still an error, as `get NAME` says.
+      process.stdout.write((out.length ? "\n" : "") + (await describeInvalid(key, problems, await store.readInvalidDocument(key), await store.readEvents(key))));
+      out.push("");
+      errors.push(`${kindNames(kind).plural} "${name}" is invalid (its problems are listed above)`);
     } else if (unread) {
       // It exists (its file does), it just cannot be shown whole: say why, exit 0 as `get` does.
       process.stdout.write((out.length ? "\n" : "") + describeUnreadable(unread, await store.readEvents(key), store.dir));

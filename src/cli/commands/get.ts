@@ -1,6 +1,6 @@
 // `kvmctl get KIND [NAME...]`: list objects from the manifest directory with their status.
 import { API_VERSION, isKindName, kindChoicesText, kindNames, resolveKind, type KindName } from "../../api/kind-names.js";
-import type { ManifestProblem, Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
+import type { ManifestProblem, ManifestStore, Snapshot, StoredObject, TerminatingRecord } from "../../store/index.js";
 import { formatProblem } from "../../store/index.js";
 import { formatAge } from "../duration.js";
 import { columnsOf } from "../columns.js";
@@ -11,6 +11,8 @@ import { printProblems, warnAboutSource } from "../problems.js";
 
 export interface GetOptions {
   output: string;
+  /** -w: after the list, one line (or document) per change until SIGINT/SIGTERM. */
+  watch?: boolean;
 }
 
 export function parseOutputFormat(value: string): OutputFormat {
@@ -113,24 +115,26 @@ export function select(snapshot: Snapshot, kind: KindName, names: string[]): { f
   return { found, missing };
 }
 
-export async function runGet(ctx: CliContext, kindArg: string, names: string[], options: GetOptions): Promise<void> {
-  const format = parseOutputFormat(options.output);
-  const kinds = kindsFor(kindArg);
-  if (kinds.length > 1 && names.length > 0) throw new UsageError(`a name cannot be given with "all"`);
-  const store = await ctx.openStore("read");
-  const snapshot = await store.read();
-  warnAboutSource(store.dataDir);
-  // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
-  printProblems(snapshot.problems);
+/** One row of a kind's table, with the object it shows. */
+export interface GetRow {
+  key: string;
+  cells: string[];
+}
 
+/** What `get` shows for one read of the directory: per kind a table, or documents, or names. */
+export interface GetView {
+  tables: { kind: KindName; headers: string[]; rows: GetRow[] }[];
+  documents: { key: string; document: Record<string, unknown> }[];
+  names: { key: string; line: string }[];
+  missingErrors: string[];
+}
+
+export async function getView(store: ManifestStore, snapshot: Snapshot, kinds: KindName[], names: string[], format: OutputFormat, now: number): Promise<GetView> {
   // Objects whose manifest is gone but which the controller keeps in libvirt for now.
   const terminating = new Map((await store.listTerminating()).map((r) => [`${r.kind}/${r.name}`, r]));
   // Objects whose file cannot be read now: listed from its last good read, never hidden.
   const unreadable = unreadableObjects(snapshot);
-  const now = Date.now();
-  const out: string[] = [];
-  const documents: Record<string, unknown>[] = [];
-  const missingErrors: string[] = [];
+  const view: GetView = { tables: [], documents: [], names: [], missingErrors: [] };
   for (const kind of kinds) {
     const { found, missing } = select(snapshot, kind, names);
     const invalid = [...snapshot.invalid.keys()].filter((key) => key.startsWith(`${kind}/`)).map((key) => key.slice(kind.length + 1));
@@ -143,47 +147,75 @@ export async function runGet(ctx: CliContext, kindArg: string, names: string[], 
       .map((name) => terminating.get(`${kind}/${name}`))
       .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name) && !unreadable.has(`${kind}/${r.name}`));
     for (const name of missing) {
-      if (invalid.includes(name)) missingErrors.push(`${kindNames(kind).plural} "${name}" is invalid (see the errors above)`);
-      else if (!terminating.has(`${kind}/${name}`) && !unreadable.has(`${kind}/${name}`)) missingErrors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
+      if (invalid.includes(name)) view.missingErrors.push(`${kindNames(kind).plural} "${name}" is invalid (see the errors above)`);
+      else if (!terminating.has(`${kind}/${name}`) && !unreadable.has(`${kind}/${name}`)) view.missingErrors.push(`${kindNames(kind).plural} "${name}" not found in ${store.dir}`);
     }
+    const keyOf = (name: string) => `${kind}/${name}`;
     if (format === "yaml" || format === "json") {
-      documents.push(...found.map(documentOf), ...unread.map(unreadableDocument), ...kept.map(terminatingDocument));
+      view.documents.push(
+        ...found.map((o) => ({ key: o.key, document: documentOf(o) })),
+        ...unread.map((u) => ({ key: u.key, document: unreadableDocument(u) })),
+        ...kept.map((r) => ({ key: keyOf(r.name), document: terminatingDocument(r) })),
+      );
     } else if (format === "name") {
-      out.push(...[...found, ...unread, ...kept].map((o) => `${kindNames(kind).singular}/${o.name}\n`));
+      view.names.push(...[...found, ...unread, ...kept].map((o) => ({ key: keyOf(o.name), line: `${kindNames(kind).singular}/${o.name}\n` })));
     } else {
       const { columns, wideColumns } = columnsOf(kind);
       const wide = format === "wide";
       const shown = wide ? [...columns, ...wideColumns] : columns;
-      const rows = found.map((o) => shown.map((column) => column.cell(o, now)));
+      const rows: GetRow[] = found.map((o) => ({ key: o.key, cells: shown.map((column) => column.cell(o, now)) }));
       // Invalid objects are listed too, so nothing in the directory is silently hidden.
       if (names.length === 0) {
-        for (const name of invalid.sort()) rows.push([name, "False", "Invalid", ...Array<string>(shown.length - 3).fill("-")]);
+        for (const name of invalid.sort()) rows.push({ key: keyOf(name), cells: [name, "False", "Invalid", ...Array<string>(shown.length - 3).fill("-")] });
       }
       // Unreadable ones as well, their problem in MESSAGE (-o wide): they are kept, not gone.
       for (const object of unread) {
         const cells = [object.name, "False", "Unreadable", ...Array<string>(columns.length - 3).fill("-")];
-        rows.push(wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), unreadableMessage(object)] : cells);
+        rows.push({ key: object.key, cells: wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), unreadableMessage(object)] : cells });
       }
       // Kept objects too, as kubectl lists a Terminating one: the reason is in MESSAGE (-o wide) and describe.
       for (const record of kept) {
         const cells = [record.name, "False", record.phase, ...Array<string>(columns.length - 4).fill("-"), formatAge(new Date(record.since), now)];
-        rows.push(wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), record.conditions[0]?.message ?? ""] : cells);
+        rows.push({ key: keyOf(record.name), cells: wide ? [...cells, ...Array<string>(wideColumns.length - 1).fill("-"), record.conditions[0]?.message ?? ""] : cells });
       }
-      if (rows.length === 0) continue;
-      const headers = shown.map((column) => column.header);
       if (kinds.length > 1) {
         // `get all` prefixes names with the kind, as kubectl does.
-        for (const row of rows) row[0] = `${kindNames(kind).singular}/${row[0]}`;
+        for (const row of rows) row.cells[0] = `${kindNames(kind).singular}/${row.cells[0]}`;
       }
-      out.push(renderTable(headers, rows));
+      view.tables.push({ kind, headers: shown.map((column) => column.header), rows });
     }
   }
+  return view;
+}
+
+export async function runGet(ctx: CliContext, kindArg: string, names: string[], options: GetOptions): Promise<void> {
+  const format = parseOutputFormat(options.output);
+  const kinds = kindsFor(kindArg);
+  if (kinds.length > 1 && names.length > 0) throw new UsageError(`a name cannot be given with "all"`);
+  const store = await ctx.openStore("read");
+  const snapshot = await store.read();
+  warnAboutSource(store.dataDir);
+  // Problems elsewhere in the directory do not stop `get`, but the user hears of them.
+  printProblems(snapshot.problems);
+  const view = await getView(store, snapshot, kinds, names, format, Date.now());
+  if (options.watch) {
+    // As kubectl: a name that is not there is an error, before anything is watched.
+    if (view.missingErrors.length > 0) throw new CliError(view.missingErrors.join("\nerror: "));
+    const { watchGet } = await import("./get-watch.js");
+    return watchGet(store, snapshot, view, { kinds, names, format });
+  }
+  const out: string[] = [];
   if (format === "yaml" || format === "json") {
     const single = names.length === 1 && kinds.length === 1;
-    if (documents.length > 0 || !single) out.push(await renderDocuments(documents, format, single));
-  } else if ((format === "table" || format === "wide") && out.length === 0 && missingErrors.length === 0) {
-    process.stderr.write(`No resources found in ${store.dir}.\n`);
+    if (view.documents.length > 0 || !single) out.push(await renderDocuments(view.documents.map((d) => d.document), format, single));
+  } else if (format === "name") {
+    out.push(...view.names.map((n) => n.line));
+  } else {
+    for (const table of view.tables) {
+      if (table.rows.length > 0) out.push(renderTable(table.headers, table.rows.map((r) => r.cells)));
+    }
+    if (out.length === 0 && view.missingErrors.length === 0) process.stderr.write(`No resources found in ${store.dir}.\n`);
   }
   process.stdout.write(out.join(kinds.length > 1 && (format === "table" || format === "wide") ? "\n" : ""));
-  if (missingErrors.length > 0) throw new CliError(missingErrors.join("\nerror: "));
+  if (view.missingErrors.length > 0) throw new CliError(view.missingErrors.join("\nerror: "));
 }

@@ -55,9 +55,42 @@ function label(key: string): string {
   return `${kindNames(kind).plural}/${name}`;
 }
 
-export async function waitForCondition(ctx: CliContext, key: string, type: string, timeoutMs: number, value = "True"): Promise<void> {
+/**
+ * The progress line of an object whose status describes its current spec: its phase and Ready
+ * condition (`virtualmachine/web1 Running Ready=True Running: ...`); undefined while the status
+ * describes an older spec (or there is none yet).
+ */
+export function progressLine(stored: StoredObject): string | undefined {
+  const status = (stored.object as { status?: { observedGeneration?: unknown; phase?: unknown } }).status;
+  if (status?.observedGeneration !== stored.generation) return undefined;
+  const ready = conditionOf(stored, "Ready");
+  const phase = typeof status.phase === "string" ? `${status.phase} ` : "";
+  const why = ready ? `${ready.reason ? ` ${ready.reason}` : ""}${ready.message ? `: ${ready.message}` : ""}` : "";
+  return `${kindNames(stored.kind).singular}/${stored.name} ${phase}Ready=${ready?.status ?? "Unknown"}${why}`.replace(/\s*\n\s*/g, " ");
+}
+
+/** What a progress line changes on: the phase and the Ready condition's status and reason (not every new message). */
+function progressState(stored: StoredObject): string | undefined {
+  if (progressLine(stored) === undefined) return undefined;
+  const ready = conditionOf(stored, "Ready");
+  return JSON.stringify([(stored.object as { status?: { phase?: unknown } }).status?.phase, ready?.status, ready?.reason]);
+}
+
+export interface WaitProgress {
+  /** Called with a line whenever the object's phase or Ready condition changes (for the current spec). */
+  progress?(line: string): void;
+}
+
+/**
+ * Waits until `key`'s condition `type` is `value` for the object's current spec. A Stalled
+ * condition ends the wait only when it describes the current spec too: a Stalled status from
+ * before the latest edit is waited through (as kubectl waits), the controller has yet to look
+ * at the new spec.
+ */
+export async function waitForCondition(ctx: CliContext, key: string, type: string, timeoutMs: number, value = "True", options: WaitProgress = {}): Promise<void> {
   const store = await ctx.openStore("read");
   const deadline = Date.now() + timeoutMs;
+  let lastState: string | undefined;
   for (;;) {
     const snapshot = await store.read();
     const invalid = snapshot.invalid.get(key);
@@ -68,6 +101,11 @@ export async function waitForCondition(ctx: CliContext, key: string, type: strin
     const stored = snapshot.objects.get(key);
     if (!stored && !snapshot.unreadableFiles.size) throw new CliError(`${label(key)} not found in ${store.dir}`);
     if (stored) {
+      const state = options.progress ? progressState(stored) : undefined;
+      if (state !== undefined && state !== lastState) {
+        lastState = state;
+        options.progress!(progressLine(stored)!);
+      }
       if (currentCondition(stored, type)?.status === value) return;
       const stalled = currentCondition(stored, "Stalled");
       if (type !== "Stalled" && stalled?.status === "True") {
@@ -76,7 +114,10 @@ export async function waitForCondition(ctx: CliContext, key: string, type: strin
     }
     if (Date.now() >= deadline) {
       const ready = stored ? conditionOf(stored, "Ready") : undefined;
-      const last = ready ? ` (Ready=${ready.status}, ${ready.reason ?? ""}${ready.message ? `: ${ready.message}` : ""})` : "";
+      const observed = (stored?.object as { status?: { observedGeneration?: unknown } } | undefined)?.status?.observedGeneration;
+      // A status from before the latest edit: say so (the controller has not looked at this spec).
+      const stale = stored && typeof observed === "number" && observed !== stored.generation ? `; the status describes generation ${observed}, the spec is generation ${stored.generation}` : "";
+      const last = ready ? ` (Ready=${ready.status}, ${ready.reason ?? ""}${ready.message ? `: ${ready.message}` : ""}${stale})` : "";
       throw new CliError(`timed out waiting for condition ${type}=${value} on ${label(key)}${last}`);
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
@@ -84,16 +125,31 @@ export async function waitForCondition(ctx: CliContext, key: string, type: strin
 }
 
 /** Waits until the controller has recorded that it removed what `key` owned in libvirt. */
-export async function waitForDeletion(ctx: CliContext, key: string, since: Date, timeoutMs: number): Promise<void> {
+export async function waitForDeletion(ctx: CliContext, key: string, since: Date, timeoutMs: number, options: WaitProgress = {}): Promise<void> {
   const store = await ctx.openStore("read");
   const deadline = Date.now() + timeoutMs;
+  const { kind, name } = parseObjectKey(key);
+  const prefix = `${kindNames(kind).singular}/${name}`;
+  let lastState: string | undefined;
   for (;;) {
     const snapshot = await store.read();
     if (!snapshot.objects.has(key) && !snapshot.invalid.has(key)) {
       const events = await store.readEvents(key);
       // Only this deletion's event: a Deleted event from before (a "left alone" for an object of
       // the same name, say) must not end the wait.
-      if (events.some((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime())) return;
+      const deleted = events.find((e) => e.reason === "Deleted" && new Date(e.time).getTime() >= since.getTime());
+      if (deleted) {
+        options.progress?.(`${prefix} Deleted: ${deleted.message}`.replace(/\s*\n\s*/g, " "));
+        return;
+      }
+      if (options.progress) {
+        // Kept for now (a pool with volumes, a network in use): one line each time that changes.
+        const kept = await store.readTerminating(key);
+        const condition = kept?.conditions[0];
+        const state = kept ? `${kept.phase}${condition?.reason ? ` ${condition.reason}` : ""}${condition?.message ? `: ${condition.message}` : ""}` : undefined;
+        if (state !== undefined && state !== lastState) options.progress(`${prefix} ${state}`.replace(/\s*\n\s*/g, " "));
+        lastState = state;
+      }
     }
     if (Date.now() >= deadline) {
       // Kept on purpose (a pool with volumes, a network in use): say why, not "is it running?".
