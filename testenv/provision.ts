@@ -34,6 +34,8 @@ const BOOKWORM_PACKAGES = [
   // The cloud-init guest (testenv/cloud-guest.ts): a Debian rootfs made into an ext4 disk.
   "mmdebstrap",
   "e2fsprogs",
+  // The status page's browser test (test/unit/metrics/page-chromium.test.ts): headless Chromium.
+  "chromium",
 ];
 
 const DEBIAN_SOURCES = "/etc/apt/sources.list.d/debian.sources";

@@ -102,7 +102,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     )
     .addOption(new Option("--drift <handling>", "repair drift, or only report it (Drifted condition, event, metric; nothing changed); per object: the annotation kvmctl.dev/drift").choices(["repair", "report"] as const).default("repair" as const))
     .option("--git-pull <interval>", "pull the git checkout holding the manifest directory on this interval (and on SIGHUP), applying each revision as one snapshot")
-    .option("--metrics-address <host:port>", "serve Prometheus /metrics, /healthz and /readyz here (0: off; default 127.0.0.1:9630, skipped with a warning when taken)")
+    .option("--metrics-address <host:port>", "serve Prometheus /metrics, /healthz, /readyz and the status page / here (0: off; default 127.0.0.1:9630, skipped with a warning when taken)")
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));

@@ -95,11 +95,22 @@ export async function pullCheckout(options: PullOptions): Promise<PullOutcome> {
  * same conflicts as a pull.
  */
 export async function pushToCheckout(checkout: GitCheckout, store: ManifestStore, target: string): Promise<{ files: number; statusesBack: number }> {
-  return store.exclusive(async (writeStatus) => {
-    await finishInterruptedPull(checkout, store, writeStatus);
-    const head = (await checkout.must(["rev-parse", "HEAD"])).trim();
-    return moveCheckout({ checkout, store, writeStatus, head, target, how: "read-tree", label: "the pushed commit" });
-  });
+  // This runs in git's process, not the controller's: a status write of a running controller
+  // can land between setting a file's status aside and git reading it ("not uptodate"). Each
+  // attempt undoes itself, so it is tried again a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await store.exclusive(async (writeStatus) => {
+        await finishInterruptedPull(checkout, store, writeStatus);
+        const head = (await checkout.must(["rev-parse", "HEAD"])).trim();
+        return moveCheckout({ checkout, store, writeStatus, head, target, how: "read-tree", label: "the pushed commit" });
+      });
+    } catch (error) {
+      const raced = error instanceof PullError && (error.reason === "Busy" || (error.reason === "MergeFailed" && /not uptodate/.test(error.message)));
+      if (!raced || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
 }
 
 interface Move {

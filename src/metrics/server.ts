@@ -1,7 +1,29 @@
 // The metrics and health endpoints over node:http (imported when the server starts, so the
 // CLI does not load it): GET /metrics (Prometheus text), /healthz (200 while the process
-// runs), /readyz (503 until the controller's first full pass is done, then 200).
+// runs), /readyz (503 until the controller's first full pass is done, then 200); with
+// `pageData`, the read-only status page: / (HTML), /app.js, /app.css (./page-assets.ts) and
+// /api/objects (its JSON, ./page.ts). Every response says nosniff and carries a
+// Content-Security-Policy that allows only this server's script, style and JSON.
+import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page-assets.js";
+import { safeJson } from "./page.js";
+
+/** Sent with every response (the page's own files included). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "X-Content-Type-Options": "nosniff",
+  "X-Frame-Options": "DENY",
+  "Referrer-Policy": "no-referrer",
+  "Cross-Origin-Resource-Policy": "same-origin",
+};
+
+const LOOPBACK_HOST = /^(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i;
+
+/** A server listening on loopback serves the page only to loopback Host names (no DNS rebinding from a web page). */
+function hostAllowed(request: IncomingMessage, loopback: boolean): boolean {
+  return !loopback || LOOPBACK_HOST.test(request.headers.host ?? "");
+}
 
 export interface MetricsServerOptions {
   host: string | undefined;
@@ -10,6 +32,8 @@ export interface MetricsServerOptions {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** Whether the first full pass is done. */
   ready(): boolean;
+  /** The status page's data (./page.ts pageData); absent: no page, / is 404. */
+  pageData?(): Promise<unknown>;
 }
 
 export interface MetricsServer {
@@ -21,9 +45,10 @@ export interface MetricsServer {
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const http = await import("node:http");
+  let loopback = false;
   const server = http.createServer((request, response) => {
     const reply = (status: number, body: string, contentType = "text/plain; charset=utf-8") => {
-      response.writeHead(status, { "Content-Type": contentType, "Cache-Control": "no-store", "Content-Length": Buffer.byteLength(body) });
+      response.writeHead(status, { ...SECURITY_HEADERS, "Content-Type": contentType, "Cache-Control": "no-store", "Content-Length": Buffer.byteLength(body) });
       response.end(request.method === "HEAD" ? undefined : body);
     };
     if (request.method !== "GET" && request.method !== "HEAD") {
@@ -40,7 +65,19 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       );
       return;
     }
-    reply(404, "not found: /metrics, /healthz, /readyz\n");
+    const page = options.pageData;
+    if (page && (path === "/" || path === "/app.js" || path === "/app.css" || path === "/api/objects")) {
+      if (!hostAllowed(request, loopback)) return reply(403, "forbidden: this address serves the status page to loopback host names only\n");
+      if (path === "/") return reply(200, PAGE_HTML, "text/html; charset=utf-8");
+      if (path === "/app.js") return reply(200, PAGE_JS, "text/javascript; charset=utf-8");
+      if (path === "/app.css") return reply(200, PAGE_CSS, "text/css; charset=utf-8");
+      page().then(
+        (data) => reply(200, safeJson(data), "application/json; charset=utf-8"),
+        (error: unknown) => reply(500, `could not collect the status page's data: ${error instanceof Error ? error.message : String(error)}\n`),
+      );
+      return;
+    }
+    reply(404, `not found: ${page ? "/, /api/objects, " : ""}/metrics, /healthz, /readyz\n`);
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
@@ -53,6 +90,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     });
   });
   const address = server.address() as AddressInfo;
+  loopback = /^127\./.test(address.address) || address.address === "::1" || address.address === "::ffff:127.0.0.1";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     url: `http://${host}:${address.port}`,

@@ -4,6 +4,7 @@
 // loaded only then.
 import type { Manager } from "../../controllers/manager.js";
 import type { KvmctlMetrics } from "../../metrics/registry.js";
+import type { PageSource } from "../../metrics/page.js";
 import type { MetricsServer } from "../../metrics/server.js";
 import type { Logger } from "../../runtime/index.js";
 import { CliError, UsageError } from "../errors.js";
@@ -11,8 +12,11 @@ import { CliError, UsageError } from "../errors.js";
 export interface Observability {
   /** The registry to instrument with; undefined when --metrics-address is 0 (or --once). */
   metrics: KvmctlMetrics | undefined;
-  /** Serves the endpoints and, once the manager's first full pass is done, reports ready (/readyz, systemd). */
-  start(manager: Manager, logger: Logger): Promise<void>;
+  /**
+   * Serves the endpoints and, once the manager's first full pass is done, reports ready (/readyz,
+   * systemd). With `store` (the manager's ManifestStore), also the read-only status page at /.
+   */
+  start(manager: Manager, logger: Logger, store?: PageSource): Promise<void>;
   /** Where the endpoints are served once started (undefined: not served). */
   readonly url: string | undefined;
   stop(logger: Logger): Promise<void>;
@@ -42,12 +46,14 @@ export async function prepareObservability(given: string | undefined, once: bool
     get url() {
       return server?.url;
     },
-    async start(manager, logger) {
+    async start(manager, logger, store) {
       if (metrics && address) {
         metrics.setObjectSource(() => manager.objectStates());
         const { startMetricsServer } = await import("../../metrics/server.js");
+        const { pageData } = await import("../../metrics/page.js");
+        const page = store ? { pageData: () => pageData(store, { ready }) } : {};
         try {
-          server = await startMetricsServer({ host: address.host, port: address.port, metrics: () => metrics.render(), ready: () => ready });
+          server = await startMetricsServer({ host: address.host, port: address.port, metrics: () => metrics.render(), ready: () => ready, ...page });
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           if (given !== undefined || (error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw new CliError(`cannot serve metrics on --metrics-address ${addressText}: ${message}`);
@@ -56,7 +62,7 @@ export async function prepareObservability(given: string | undefined, once: bool
       }
       if (server && address) {
         if (!address.loopback) logger.warn({ url: server.url }, "metrics and health endpoints listen beyond loopback (no authentication): restrict who can reach them");
-        logger.info({ url: server.url }, "serving /metrics, /healthz and /readyz");
+        logger.info({ url: server.url }, store ? "serving the status page (/), /metrics, /healthz and /readyz" : "serving /metrics, /healthz and /readyz");
       }
       void manager.controller.firstPass.then(async () => {
         ready = true;

@@ -173,7 +173,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       const after = git ? manager.requestPull("SIGHUP").then(() => undefined) : Promise.resolve();
       void after.then(() => (started ? manager.resyncAll() : undefined)).catch((error: unknown) => logger.error({ err: error }, "resync failed"));
     });
-    await observability.start(manager, logger);
+    await observability.start(manager, logger, store);
     await manager.start();
     started = true;
     await new Promise<void>((resolve) => {

@@ -51,3 +51,22 @@ test("0 turns it off, --once serves nothing, a bad address is a usage error, an 
     await other.close();
   }
 });
+
+test("with the manager's store, the status page is served: its objects from the store's last snapshot", async () => {
+  const { pageFixture } = await import("./page-fixture.js");
+  const { store, cleanup } = await pageFixture();
+  const observability = await prepareObservability("127.0.0.1:0", false);
+  try {
+    await observability.start(fakeManager().manager, logger, store);
+    assert.ok(logged.some((l) => l.startsWith("info serving the status page")), logged.join("\n"));
+    const page = await fetch(`${observability.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+    const data = (await (await fetch(`${observability.url}/api/objects`)).json()) as { controllerReady: boolean; objects: { kind: string; name: string }[] };
+    assert.equal(data.controllerReady, false);
+    assert.deepEqual(data.objects.map((o) => `${o.kind}/${o.name}`), ["Network/lan", "StoragePool/images", "VirtualMachine/web1"]);
+  } finally {
+    await observability.stop(logger);
+    cleanup();
+  }
+});
