@@ -38,6 +38,9 @@ const BOOKWORM_PACKAGES = [
   "chromium",
 ];
 
+/** Installed without their recommended packages (a browser's desktop helpers are not needed headless). */
+const WITHOUT_RECOMMENDS = new Set(["chromium"]);
+
 const DEBIAN_SOURCES = "/etc/apt/sources.list.d/debian.sources";
 const BACKPORTS_SOURCES = "/etc/apt/sources.list.d/kvmctl-bookworm-backports.sources";
 
@@ -96,9 +99,10 @@ export async function provisionPackages(): Promise<void> {
   await run("apt-get", ["install", "-y", "-t", "bookworm-backports", ...BACKPORTS_PACKAGES], {
     env: aptEnv,
   });
-  if (missingBookworm.length) {
-    await run("apt-get", ["install", "-y", ...missingBookworm], { env: aptEnv });
-  }
+  const withRecommends = missingBookworm.filter((name) => !WITHOUT_RECOMMENDS.has(name));
+  const bare = missingBookworm.filter((name) => WITHOUT_RECOMMENDS.has(name));
+  if (withRecommends.length) await run("apt-get", ["install", "-y", ...withRecommends], { env: aptEnv });
+  if (bare.length) await run("apt-get", ["install", "-y", "--no-install-recommends", ...bare], { env: aptEnv });
 }
 
 function hasBackportsLists(): boolean {
