@@ -1,5 +1,5 @@
 // Suspend, resume, reconcile-now and report-only drift on the real stack (issue 16): a VM
-// whose domain is changed by hand (virsh setmaxmem --config) under the annotation
+// whose domain is changed by hand (virsh define of its XML with more memory) under the annotation
 // kvmctl.dev/drift: report is reported as Drifted and left as it is; suspended with `kvmctl
 // suspend`, nothing is done for it even once the annotation is gone (the controller's own log
 // line says it looked); `kvmctl resume` lets it be repaired; `kvmctl reconcile` is taken at once.
@@ -25,6 +25,15 @@ const conditions = async () => {
   return ((stored?.object as { status?: { conditions?: { type: string; status: string; message?: string }[] } } | undefined)?.status?.conditions ?? []);
 };
 
+/** Redefines the domain by hand with `kib` of memory (libvirt reports it: a Defined event). */
+async function defineByHand(kib: number): Promise<void> {
+  const xml = String((await virsh("dumpxml", "--inactive", name)).stdout).replace(/<memory unit='KiB'>\d+<\/memory>/, `<memory unit='KiB'>${kib}</memory>`).replace(/<currentMemory unit='KiB'>\d+<\/currentMemory>/, `<currentMemory unit='KiB'>${kib}</currentMemory>`);
+  const file = path.join(run.root, "by-hand.xml");
+  fs.writeFileSync(file, xml);
+  const defined = await virsh("define", file);
+  assert.equal(defined.exitCode, 0, String(defined.stderr));
+}
+
 before(async () => {
   assertInTestEnv();
   fs.writeFileSync(file, manifest(""));
@@ -49,7 +58,7 @@ test("report-only drift, suspend, resume and reconcile-now", async () => {
   fs.writeFileSync(file, manifest('"kvmctl.dev/drift": report'));
   const annotatedAt = Date.now();
   await run.waitForReconciles(`VirtualMachine/${name}`, { after: annotatedAt, changed: "manifests" });
-  assert.equal((await virsh("setmaxmem", name, String(512 * 1024), "--config")).exitCode, 0);
+  await defineByHand(512 * 1024);
   await run.waitUntil("Drifted in status", async () => (await conditions()).some((c) => c.type === "Drifted" && c.status === "True"), 60_000);
   assert.match((await conditions()).find((c) => c.type === "Drifted")!.message ?? "", /memory/);
   assert.equal(await maxMemoryKiB(), 512 * 1024, "left as it was");
