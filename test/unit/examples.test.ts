@@ -51,3 +51,13 @@ test("the systemd unit verifies, and its sandbox keeps systemd's offline exposur
   process.stdout.write(`# systemd-analyze security --offline: exposure ${score} (10 is a unit without sandboxing)\n`);
   assert.ok(score <= 6, `exposure ${score}`);
 });
+
+test("every example applies together: `kvmctl apply -f examples/` (no two share a host port or a name)", async () => {
+  const { readManifestInput } = await import("../../src/store/index.js");
+  const input = await readManifestInput("examples");
+  assert.deepEqual(input.problems.map(formatProblem), []);
+  const dir = fs.mkdtempSync(path.join((await import("node:os")).tmpdir(), "kvmctl-examples-"));
+  const result = await new ManifestStore({ dir, diskCache: false }).applyDocuments(input.documents, { dryRun: true });
+  assert.equal(result.ok, true, JSON.stringify(result.problems?.map(formatProblem)));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
