@@ -1,11 +1,13 @@
 // The composition root of the host: the real adapter behind every port (src/ports). The
 // controller command and the benchmarks build their ports here; tests build fakes instead.
 import { systemClock } from "../runtime/clock.js";
-import type { Ports } from "../ports/index.js";
+import type { HostKeyPair, HostKeys, Ports } from "../ports/index.js";
 import { HostFirewall } from "./firewall.js";
 import { HostPathResolver, HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
+import { HostKeyFiles, hostKeyDirs } from "./host-keys.js";
 import { LinuxNetDevices } from "./netdev.js";
 import { QemuImg } from "./qemu-img.js";
+import { HostSeedMedia } from "./seed-media.js";
 import { Virsh } from "./virsh.js";
 import { VirshHypervisor } from "./virsh-hypervisor.js";
 
@@ -16,6 +18,23 @@ export interface HostPortsOptions {
   virshTimeoutMs?: number;
   /** Told of every virsh process (subcommand, ms): the controller's metrics. */
   virshObserver?: (command: string, ms: number) => void;
+  /**
+   * kvmctl's data directory of the manifest directory (`<stateRoot>/.kvmctl`, the store's
+   * dataDir): where the VMs' pinned SSH host keys live. Without it (kvmctl diff, console) no
+   * host key can be made or read.
+   */
+  dataDir?: string;
+}
+
+/** Host keys without a data directory: nothing is made, nothing is known. */
+class NoHostKeys implements HostKeys {
+  async ensure(vm: string): Promise<HostKeyPair> {
+    throw new Error(`no data directory: the host key of ${vm} cannot be made here`);
+  }
+  async publicKey(): Promise<string | undefined> {
+    return undefined;
+  }
+  async remove(): Promise<void> {}
 }
 
 export interface HostPorts extends Ports {
@@ -32,6 +51,8 @@ export function hostPorts(options: HostPortsOptions): HostPorts {
     netdev: new LinuxNetDevices(),
     sysctl: new ProcSysctl(),
     firewall: new HostFirewall(scratch),
+    seedMedia: new HostSeedMedia(),
+    hostKeys: options.dataDir ? new HostKeyFiles(hostKeyDirs(options.dataDir)) : new NoHostKeys(),
     clock: systemClock,
   };
 }

@@ -89,14 +89,43 @@ export const directBoot = z.strictObject({
   cmdline: z.string().max(4096).optional(),
 });
 
-export const cloudInit = z.strictObject({
-  userData: z.string().optional(),
-  metaData: z.string().optional(),
-  networkConfig: z.string().optional(),
-  sshAuthorizedKeys: z
-    .array(z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { error: "must be an OpenSSH public key line" }))
-    .optional(),
-});
+/** cloud-init's instance-id: the guest re-provisions (first-boot modules again) whenever it changes. */
+export const instanceId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, { error: "must be 1-128 characters: letters, digits, '.', '_', ':' and '-', starting with a letter or digit" });
+
+export const seedMedia = ["cdrom", "disk"] as const;
+export const seedFormats = ["iso", "vfat"] as const;
+
+export const cloudInit = z
+  .strictObject({
+    userData: z.string().optional().meta({ description: "user-data: #cloud-config YAML (kvmctl's SSH keys are merged in) or a script starting with #! (sent as a second MIME part after kvmctl's #cloud-config)." }),
+    userDataSecretFile: absolutePath.optional().meta({ description: "File holding user-data (same rules as userData), kept out of the manifest directory; not with userData." }),
+    metaData: z.string().optional().meta({ description: "Extra meta-data keys (a YAML mapping); instance-id comes from instanceId, local-hostname defaults to the VM name." }),
+    networkConfig: z.string().optional().meta({ description: "NoCloud network-config (a YAML mapping, network config version 1 or 2), copied as written." }),
+    vendorData: z.string().optional().meta({ description: "NoCloud vendor-data, copied as written." }),
+    sshAuthorizedKeys: z
+      .array(z.string().regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, { error: "must be an OpenSSH public key line" }))
+      .optional()
+      .meta({ description: "Public keys for the image's default user (cloud-init ssh_authorized_keys)." }),
+    sshUser: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "must be a user name (lower-case letters, digits, '_' and '-', starting with a letter or '_')" })
+      .optional()
+      .meta({ description: "The user `kvmctl ssh` and `kvmctl ssh-config` log in as when -l is not given (the image's default user, who gets sshAuthorizedKeys: debian, ubuntu, fedora, ...); default root. Not written into the seed." }),
+    instanceId: instanceId.optional().meta({ description: "cloud-init instance-id; default derived from the VM's UUID. A new value re-provisions the guest on its next boot." }),
+    seedMedium: z.enum(seedMedia).default("cdrom").meta({ description: "How the NoCloud seed (label cidata) is attached: a CD-ROM or a virtio disk." }),
+    seedFormat: z.enum(seedFormats).default("iso").meta({ description: "iso (genisoimage), or vfat (disk only: cloud-init does not find VFAT on a CD-ROM)." }),
+  })
+  .check((ctx) => {
+    const c = ctx.value;
+    if (c.userData !== undefined && c.userDataSecretFile !== undefined) {
+      ctx.issues.push({ code: "custom", input: c, path: ["userDataSecretFile"], message: "give userData or userDataSecretFile, not both" });
+    }
+    if (c.seedFormat === "vfat" && c.seedMedium === "cdrom") {
+      ctx.issues.push({ code: "custom", input: c, path: ["seedFormat"], message: "a vfat seed needs seedMedium: disk (cloud-init does not find VFAT on a CD-ROM: 512-byte sectors on a 2048-byte device); use seedFormat: iso for a CD-ROM" });
+    }
+  });
 
 export const vncConsole = z
   .strictObject({
@@ -174,6 +203,8 @@ export const virtualMachineStatusFields = z.object({
   consoleLog: z.string().optional(),
   /** runStrategy Once / RerunOnFailure: the domain has run (kept across controller restarts). */
   startedOnce: z.boolean().optional(),
+  /** The cloud-init seed attached: its instance-id and a short digest of its content (never the key or user-data). */
+  cloudInit: z.looseObject({ instanceId: z.string(), medium: z.string(), format: z.string(), seedHash: z.string().optional() }).optional(),
 });
 
 /** Status as read: parsed leniently (unknown fields kept), a hand edit never blocks the spec. */
@@ -192,3 +223,4 @@ export type VirtualMachineSpec = z.infer<typeof virtualMachineSpec>;
 export type VirtualMachineStatus = z.infer<typeof virtualMachineStatus>;
 export type Disk = z.infer<typeof disk>;
 export type NetworkInterface = z.infer<typeof networkInterface>;
+export type CloudInit = z.infer<typeof cloudInit>;

@@ -105,16 +105,25 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--metrics-address <host:port>", "serve Prometheus /metrics, /healthz, /readyz and the status page / here (0: off; default 127.0.0.1:9630, skipped with a warning when taken)")
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
+    .option("--seed-dir <dir>", "where cloud-init seed media are built, <dir>/<instance>/<vm>/ (default /var/lib/kvmctl/seeds, or $KVMCTL_SEED_DIR)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));
 
   program
     .command("ssh")
-    .description("SSH into a VM through its forwarded port, with its own known-hosts entry")
+    .description("SSH into a VM through its forwarded port: with its pinned host key (cloud-init VMs), else trusting the first key seen")
     .argument("<name>")
     .argument("[command...]")
     .option("-i, --identity <file>", "private key")
-    .option("-l, --login <user>", "user", "root")
+    .option("-l, --login <user>", "user (default: the VM's spec.cloudInit.sshUser, else root)")
     .action(async (name, command, options) => (await import("./commands/ssh.js")).runSsh(context(), name, command, options));
+
+  program
+    .command("ssh-config")
+    .description("print OpenSSH config blocks for VMs (all with an SSH endpoint, or NAME...), for plain ssh, scp and Ansible")
+    .argument("[names...]")
+    .option("-i, --identity <file>", "private key (IdentityFile)")
+    .option("-l, --login <user>", "user (default: each VM's spec.cloudInit.sshUser, else root)")
+    .action(async (names, options) => (await import("./commands/ssh-config.js")).runSshConfig(context(), names, options));
 
   program
     .command("pull")

@@ -19,6 +19,11 @@ export interface ControllerSettings {
   defaultDomainType: "kvm" | "qemu";
   /** Where serial console logs go; undefined outside the controller (kvmctl diff). */
   consoleLogDir: string | undefined;
+  /**
+   * Where cloud-init seed media are built: `<seedDir>/<instance>/<vm>/seed.img`. Undefined:
+   * /var/lib/kvmctl/seeds. A directory only root writes and QEMU's user can pass through.
+   */
+  seedDir?: string;
 }
 
 /** What a kind remembers per object between reconciles in this process (lost on restart, harmlessly). */

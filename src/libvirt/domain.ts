@@ -4,7 +4,7 @@
 // addresses, aliases, controllers, generated MACs) are never drift.
 import { createHash } from "node:crypto";
 import type { VirtualMachineSpec } from "../api/virtualmachine.js";
-import { ownerMetadataNode, parseOwnerMetadata, type OwnerMetadata } from "./metadata.js";
+import { OWNER_ELEMENT, ownerMetadataNode, parseOwnerMetadata, type OwnerMetadata } from "./metadata.js";
 import { attr, buildXml, bytesOf, child, children, parseXml, text, textOf, type XmlNode } from "./xml.js";
 
 export interface ResolvedDisk {
@@ -28,6 +28,30 @@ export interface DomainBuildInput {
   /** Serial console output goes here (append), for `describe` and debugging. */
   consoleLog?: string;
   vncPassword?: string;
+  /** The cloud-init NoCloud seed medium to attach (read-only), and the instance-id it carries. */
+  seed?: SeedAttachment;
+}
+
+export interface SeedAttachment {
+  /** The medium on the host (kvmctl's seed directory). */
+  file: string;
+  /** A CD-ROM (SATA on q35, IDE on pc) or a virtio disk. */
+  device: "cdrom" | "disk";
+  /** Recorded in kvmctl's metadata: a new one on a running domain needs a boot to apply (cloud-init re-provisions). */
+  instanceId: string;
+}
+
+/** The user alias of the seed's <disk>: how it is told apart from the manifest's disks. */
+export const SEED_ALIAS = "ua-kvmctl-seed";
+const SEED_ELEMENT = "kvmctl:cloudInit";
+
+/**
+ * The seed's bus: virtio for a disk; a CD-ROM on SCSI, on a virtio-scsi controller, on q35 and
+ * pc alike. Not SATA or IDE: the kernels cloud images boot often lack them (Debian's cloud
+ * kernel has no AHCI driver), while every kernel built for VMs has virtio_scsi and sr_mod.
+ */
+export function seedBus(device: SeedAttachment["device"]): ResolvedDisk["bus"] {
+  return device === "disk" ? "virtio" : "scsi";
 }
 
 const DEVICE_PREFIX: Record<ResolvedDisk["bus"], string> = { virtio: "vd", sata: "sd", scsi: "sd", ide: "hd" };
@@ -61,16 +85,38 @@ export function buildDomainXml(input: DomainBuildInput): string {
       : { boot: { "@_dev": "hd" } }),
   };
   const devs = targetDevs(input.disks);
+  const seed = input.seed;
+  // The seed's target is the next free name of its bus's prefix after the manifest's disks
+  // (which keep theirs): it never collides, and it stays put while the disks do.
+  const seedTarget = seed ? targetDevs([...input.disks, { bus: seedBus(seed.device) }]).at(-1)! : undefined;
   const devices: XmlNode = {
-    disk: input.disks.map((d, i) => ({
-      "@_type": "volume",
-      "@_device": "disk",
-      driver: { "@_name": "qemu", "@_type": d.format, ...(d.cache ? { "@_cache": d.cache } : {}), ...(d.io ? { "@_io": d.io } : {}) },
-      source: { "@_pool": d.pool, "@_volume": d.volume },
-      target: { "@_dev": devs[i], "@_bus": d.bus },
-      ...(d.readOnly ? { readonly: "" } : {}),
-      alias: { "@_name": `ua-disk-${d.name}` },
-    })),
+    disk: [
+      ...input.disks.map((d, i) => ({
+        "@_type": "volume",
+        "@_device": "disk",
+        driver: { "@_name": "qemu", "@_type": d.format, ...(d.cache ? { "@_cache": d.cache } : {}), ...(d.io ? { "@_io": d.io } : {}) },
+        source: { "@_pool": d.pool, "@_volume": d.volume },
+        target: { "@_dev": devs[i], "@_bus": d.bus },
+        ...(d.readOnly ? { readonly: "" } : {}),
+        alias: { "@_name": `ua-disk-${d.name}` },
+      })),
+      ...(seed
+        ? [
+            {
+              "@_type": "file",
+              "@_device": seed.device,
+              driver: { "@_name": "qemu", "@_type": "raw" },
+              source: { "@_file": seed.file },
+              target: { "@_dev": seedTarget, "@_bus": seedBus(seed.device) },
+              readonly: "",
+              alias: { "@_name": SEED_ALIAS },
+            },
+          ]
+        : []),
+    ],
+    // The CD-ROM's SCSI controller, index 0: the manifest's own scsi disks (if any) share it
+    // (without it libvirt would add lsilogic, which cloud kernels lack too).
+    ...(seed?.device === "cdrom" ? { controller: [{ "@_type": "scsi", "@_index": "0", "@_model": "virtio-scsi" }] } : {}),
     interface: spec.interfaces.map((nic) => {
       const common = { ...(nic.mac ? { mac: { "@_address": nic.mac } } : {}), model: { "@_type": nic.model } };
       if (nic.network) return { "@_type": "network", ...common, source: { "@_network": nic.network } };
@@ -115,7 +161,7 @@ export function buildDomainXml(input: DomainBuildInput): string {
       "@_type": input.domainType,
       name: input.name,
       ...(input.uuid ? { uuid: input.uuid } : {}),
-      metadata: ownerMetadataNode(input.owner),
+      metadata: seed ? withSeedMetadata(ownerMetadataNode(input.owner), seed.instanceId) : ownerMetadataNode(input.owner),
       memory: { "@_unit": "KiB", "#text": String(Math.ceil(spec.memory / 1024)) },
       currentMemory: { "@_unit": "KiB", "#text": String(Math.ceil(spec.memory / 1024)) },
       vcpu: { "@_placement": "static", "#text": String(spec.cpus) },
@@ -130,6 +176,22 @@ export function buildDomainXml(input: DomainBuildInput): string {
       devices,
     },
   });
+}
+
+/** kvmctl's owner element with the seed's instance-id as a child element. */
+function withSeedMetadata(metadata: XmlNode, instanceId: string): XmlNode {
+  const owner = metadata[OWNER_ELEMENT] as XmlNode;
+  return { ...metadata, [OWNER_ELEMENT]: { ...owner, [SEED_ELEMENT]: { "@_instanceId": instanceId } } };
+}
+
+export interface SeedFacts {
+  device: string;
+  target: string;
+  bus?: string;
+  file?: string;
+  readOnly: boolean;
+  /** From kvmctl's metadata (absent on a domain kvmctl did not give a seed). */
+  instanceId?: string;
 }
 
 export interface DiskFacts {
@@ -169,6 +231,8 @@ export interface DomainFacts {
   cmdline?: string;
   cpuMode?: string;
   disks: DiskFacts[];
+  /** The cloud-init seed medium kvmctl attached (its <disk> carries alias ua-kvmctl-seed). */
+  seed?: SeedFacts;
   interfaces: InterfaceFacts[];
   serial: boolean;
   consoleLog?: string;
@@ -205,7 +269,7 @@ export function parseDomainXml(xml: string): DomainFacts {
     cmdline: textOf(os, "cmdline"),
     cpuMode: attr(child(domain, "cpu"), "mode"),
     disks: children(devices, "disk")
-      .filter((d) => (attr(d, "device") ?? "disk") === "disk")
+      .filter((d) => (attr(d, "device") ?? "disk") === "disk" && attr(child(d, "alias"), "name") !== SEED_ALIAS)
       .map((d) => {
         const source = child(d, "source");
         const driver = child(d, "driver");
@@ -221,6 +285,10 @@ export function parseDomainXml(xml: string): DomainFacts {
           readOnly: child(d, "readonly") !== undefined,
         };
       }),
+    seed: seedFacts(
+      children(devices, "disk").find((d) => attr(child(d, "alias"), "name") === SEED_ALIAS),
+      attr(child(child(child(domain, "metadata"), OWNER_ELEMENT), SEED_ELEMENT), "instanceId"),
+    ),
     interfaces: children(devices, "interface").map((nic) => {
       const type = attr(nic, "type") ?? "";
       const source = child(nic, "source");
@@ -259,6 +327,20 @@ export function parseDomainXml(xml: string): DomainFacts {
   };
 }
 
+function seedFacts(disk: XmlNode | undefined, instanceId: string | undefined): SeedFacts | undefined {
+  if (!disk) return undefined;
+  const target = child(disk, "target");
+  const source = child(disk, "source");
+  return {
+    device: attr(disk, "device") ?? "disk",
+    target: attr(target, "dev") ?? "",
+    bus: attr(target, "bus"),
+    file: attr(source, "file"),
+    readOnly: child(disk, "readonly") !== undefined,
+    ...(instanceId ? { instanceId } : {}),
+  };
+}
+
 export interface DomainDifference {
   field: string;
   desired: string;
@@ -287,6 +369,9 @@ export function compareDomain(desired: DomainFacts, live: DomainFacts): DomainDi
   add("boot.cmdline", desired.cmdline, live.cmdline);
   if (desired.cpuMode) add("cpuMode", desired.cpuMode, live.cpuMode);
   add("disks", desired.disks.map(diskIntent), live.disks.map(diskIntent));
+  add("cloudInit.seed", seedIntent(desired.seed), seedIntent(live.seed));
+  // A new instance-id makes cloud-init provision the guest again, at its next boot.
+  add("cloudInit.instanceId", desired.seed?.instanceId ?? null, live.seed?.instanceId ?? null);
   // A MAC the manifest does not set is libvirt's choice, not drift.
   add(
     "interfaces",
@@ -309,6 +394,10 @@ function machineMatches(desired: string, live: string): boolean {
 
 function diskIntent(d: DiskFacts) {
   return { target: d.target, bus: d.bus, pool: d.pool, volume: d.volume, file: d.file, format: d.format, cache: d.cache ?? null, io: d.io ?? null, readOnly: d.readOnly };
+}
+
+function seedIntent(seed: SeedFacts | undefined) {
+  return seed ? { device: seed.device, target: seed.target, bus: seed.bus ?? null, file: seed.file ?? null, readOnly: seed.readOnly } : null;
 }
 
 function interfaceIntent(nic: InterfaceFacts, withMac: boolean) {

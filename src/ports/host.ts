@@ -84,3 +84,63 @@ export interface FirewallHost {
   /** Sockets bound on the host (TCP listening, UDP unconnected): a port forward must not take their traffic. */
   listening(): Promise<HostListener[]>;
 }
+
+/** A file of a cloud-init NoCloud seed (src/cloudinit/seed.ts renders them). */
+export type SeedFileName = "meta-data" | "user-data" | "network-config" | "vendor-data";
+
+export interface SeedFile {
+  name: SeedFileName;
+  content: string;
+}
+
+/**
+ * Builds a NoCloud seed medium (volume label cidata) from rendered files, without mounting
+ * anything: an ISO 9660 image (for a CD-ROM or a disk) or a VFAT image (a disk only). The
+ * files hold secrets (the VM's private host key, user-data): the medium is 0600 and nothing
+ * of its content is logged.
+ */
+export interface SeedMedia {
+  /**
+   * Writes the medium to `target` atomically (a temp file in its directory, renamed over it),
+   * mode 0600. Refuses a `target` that is a symlink or not a regular file; its directory must exist.
+   */
+  build(target: string, format: "iso" | "vfat", files: readonly SeedFile[]): Promise<void>;
+  /**
+   * Makes `dir` (the seed directory of one VM) and its missing parents, each 0711 (QEMU's user
+   * may pass through, list nothing); a symlink or non-directory anywhere below `root` is refused.
+   */
+  prepareDir(root: string, dir: string): Promise<void>;
+  /**
+   * Records that `target` now holds the seed of `hash` (a sidecar `<target>.built`, 0600,
+   * written atomically), together with the medium's inode, size and mtime.
+   */
+  recordBuilt(target: string, hash: string): Promise<void>;
+  /**
+   * The hash recorded for `target`, when the record exists and the medium is still the file it
+   * was recorded for (same inode, size, mtime); undefined otherwise (then: rebuild).
+   */
+  builtHash(target: string): Promise<string | undefined>;
+  /** Removes a VM's seed directory (never following a symlink); false when there was none. */
+  removeDir(dir: string): Promise<boolean>;
+}
+
+/**
+ * An SSH host key pair. `privateKey` is a secret: the adapter makes it a non-enumerable
+ * property, so JSON.stringify and util.inspect (a log line, a status) never show it.
+ */
+export interface HostKeyPair {
+  /** `ssh-ed25519 AAAA... kvmctl-<vm>` */
+  readonly publicKey: string;
+  /** The OpenSSH private key text. Never logged, never in status, events or diffs. */
+  readonly privateKey: string;
+}
+
+/** The pinned ed25519 host key of each VM, kept under kvmctl's data directory. */
+export interface HostKeys {
+  /** The VM's key pair, generated on first use and reused after (the pin must not change). */
+  ensure(vm: string): Promise<HostKeyPair>;
+  /** The VM's public key when one exists (nothing is generated). */
+  publicKey(vm: string): Promise<string | undefined>;
+  /** Forgets the VM's key (its manifest is gone). */
+  remove(vm: string): Promise<void>;
+}

@@ -2,7 +2,7 @@
 // (src/adapters/host-ports.ts) builds the real ones; tests pass fakes.
 import type { Clock } from "../runtime/clock.js";
 import type { Hypervisor } from "./hypervisor.js";
-import type { FirewallHost, ImageTool, NetDevices, PathResolver, SecretFiles, Sysctl } from "./host.js";
+import type { FirewallHost, HostKeys, ImageTool, NetDevices, PathResolver, SecretFiles, SeedMedia, Sysctl } from "./host.js";
 
 export * from "./errors.js";
 export type * from "./host.js";
@@ -17,5 +17,9 @@ export interface Ports {
   netdev: NetDevices;
   sysctl: Sysctl;
   firewall: FirewallHost;
+  /** cloud-init NoCloud seed media (src/adapters/seed-media.ts). */
+  seedMedia: SeedMedia;
+  /** Each VM's pinned SSH host key (src/adapters/host-keys.ts). */
+  hostKeys: HostKeys;
   clock: Clock;
 }

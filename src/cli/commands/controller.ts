@@ -15,6 +15,7 @@ export interface ControllerOptions {
   firewallCheck: string;
   logLevel: string;
   consoleLogDir?: string;
+  seedDir?: string;
   allowEmpty?: boolean;
   instance?: string;
   settle: string;
@@ -126,7 +127,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
     throw new UsageError((error as Error).message);
   }
   const git = await gitSource(ctx.dir, options.gitPull, logger);
-  const ports = hostPorts({ uri: ctx.connect, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
+  const seedDir = path.resolve(options.seedDir ?? process.env.KVMCTL_SEED_DIR ?? "/var/lib/kvmctl/seeds");
+  const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
   const manager = new Manager({
     store,
     ports,
@@ -135,6 +137,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
       instance,
       defaultDomainType: options.defaultDomainType ?? (process.env.KVMCTL_DEFAULT_DOMAIN_TYPE === "qemu" ? "qemu" : "kvm"),
       consoleLogDir,
+      seedDir,
     },
     concurrency,
     resyncMs,

@@ -1,15 +1,16 @@
 // VirtualMachine: observe → plan (pure, ./plan.ts) → act through the ports → report.
 import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
-import { buildVolumeXml } from "../../libvirt/index.js";
+import { buildVolumeXml, ownedUuid } from "../../libvirt/index.js";
 import type { VirtualMachineSpec } from "../../api/index.js";
 import { sshEndpointOf } from "../../api/ssh-endpoint.js";
-import { NotFoundError, type LiveDomain, type LiveState, type Ports } from "../../ports/index.js";
+import { CloudInitError, instanceIdOf, renderSeed } from "../../cloudinit/seed.js";
+import { NotFoundError, type LiveDomain, type LiveState, type Ports, type SeedFile } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
 import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
-import { isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmPlan, type VmPlanInput } from "./plan.js";
+import { isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmPlan, type VmPlanInput, type VmSeedInput } from "./plan.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {
@@ -24,8 +25,64 @@ export interface VmMemory {
 }
 
 const DEFAULT_CONSOLE_LOG_DIR = "/var/log/kvmctl/console";
+export const DEFAULT_SEED_DIR = "/var/lib/kvmctl/seeds";
 
-async function act(ports: Ports, action: VmAction): Promise<void> {
+/** Where a VM's seed medium goes: `<seedDir>/<instance>/<vm>/seed.img` (one name whatever the format). */
+export function seedLocation(settings: { seedDir?: string; instance: string }, vm: string): { root: string; dir: string; path: string } {
+  const root = settings.seedDir ?? DEFAULT_SEED_DIR;
+  const dir = `${root}/${settings.instance}/${vm}`;
+  return { root, dir, path: `${dir}/seed.img` };
+}
+
+/** The domain UUID the plan will use (libvirt's, else kvmctl's derived one): the default instance-id comes from it. */
+function domainUuid(live: LiveDomain | undefined, name: string): string {
+  return live?.config.uuid || ownedUuid("VirtualMachine", name);
+}
+
+/**
+ * The seed's place and instance-id, from the spec alone (no key, no secret: kvmctl diff too).
+ * Without a seed directory setting (kvmctl diff) the one the domain's seed is in, as for the
+ * console log: a controller started with --seed-dir is not drift to diff.
+ */
+function seedShape(settings: { seedDir?: string; instance: string }, name: string, spec: VirtualMachineSpec, live: LiveDomain | undefined): VmSeedInput | undefined {
+  const c = spec.cloudInit;
+  if (!c) return undefined;
+  const suffix = `/${settings.instance}/${name}/seed.img`;
+  const liveFile = live?.config.seed?.file;
+  const seedDir = settings.seedDir ?? (liveFile?.endsWith(suffix) && liveFile.length > suffix.length ? liveFile.slice(0, -suffix.length) : undefined);
+  return { ...seedLocation({ instance: settings.instance, seedDir }, name), medium: c.seedMedium, format: c.seedFormat, instanceId: instanceIdOf(domainUuid(live, name), c) };
+}
+
+/**
+ * Renders the seed (a reconcile only): the VM's pinned host key made or reused first, the
+ * user-data secret file read through the SecretFiles port. Its files stay here and in the
+ * buildSeed step's closure; the plan sees only hashes. Messages name files and fields, never
+ * their content.
+ */
+async function renderVmSeed(ctx: KindContext<VmMemory>, name: string, spec: VirtualMachineSpec, live: LiveDomain | undefined, shape: VmSeedInput): Promise<{ seed: VmSeedInput; files: SeedFile[] }> {
+  const c = spec.cloudInit!;
+  const hostKey = await ctx.ports.hostKeys.ensure(name);
+  let userDataFromFile: string | undefined;
+  if (c.userDataSecretFile) {
+    try {
+      userDataFromFile = await ctx.ports.secrets.read(c.userDataSecretFile);
+    } catch (error) {
+      // The port's messages name the file and the errno, never content.
+      throw new DependencyNotReadyError(`cannot read the user-data file ${c.userDataSecretFile}: ${(error as Error).message}`, 15_000);
+    }
+  }
+  let rendered;
+  try {
+    rendered = renderSeed({ name, uuid: domainUuid(live, name), cloudInit: c, hostKey, ...(userDataFromFile !== undefined ? { userDataFromFile } : {}) });
+  } catch (error) {
+    if (error instanceof CloudInitError) throw new TerminalError(`${error.field}: ${error.message}`, "InvalidCloudInit");
+    throw error;
+  }
+  const builtHash = await ctx.ports.seedMedia.builtHash(shape.path);
+  return { seed: { ...shape, instanceId: rendered.instanceId, hash: rendered.hash, ...(builtHash ? { builtHash } : {}) }, files: rendered.files };
+}
+
+async function act(ports: Ports, action: VmAction, seedFiles?: readonly SeedFile[]): Promise<void> {
   const hv = ports.hypervisor;
   switch (action.type) {
     case "createVolume":
@@ -58,6 +115,14 @@ async function act(ports: Ports, action: VmAction): Promise<void> {
       return;
     case "resizeDiskLive":
       return hv.resizeDiskLive(action.uuid, action.target, action.capacity);
+    case "buildSeed":
+      if (!seedFiles) throw new Error("the seed's files were not rendered in this reconcile");
+      await ports.seedMedia.prepareDir(action.root, action.dir);
+      await ports.seedMedia.build(action.path, action.format, seedFiles);
+      await ports.seedMedia.recordBuilt(action.path, action.hash);
+      return;
+    case "removeHostKey":
+      return ports.hostKeys.remove(action.vm);
     case "define":
       return hv.defineDomain(action.xml);
     case "autostart":
@@ -111,6 +176,8 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     if (spec.boot?.initrd) refs.push({ use: "kernel", field: "spec.boot.initrd", path: spec.boot.initrd });
     const secret = spec.consoles.vnc?.passwordSecretFile;
     if (secret) refs.push({ use: "secret", field: "spec.consoles.vnc.passwordSecretFile", path: secret });
+    const userData = spec.cloudInit?.userDataSecretFile;
+    if (userData) refs.push({ use: "secret", field: "spec.cloudInit.userDataSecretFile", path: userData });
     return refs;
   },
 
@@ -141,6 +208,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       defaultDomainType: ctx.settings.defaultDomainType,
       consoleLogDir: ctx.settings.consoleLogDir ?? (consoleLog ? consoleLog.replace(/\/[^/]+$/, "") : DEFAULT_CONSOLE_LOG_DIR),
       vncPassword: await readVncPassword(ctx, target.object.spec.consoles.vnc?.passwordSecretFile),
+      seed: seedShape(ctx.settings, target.name, target.object.spec, domain),
       stopRequestedAt: remembered?.stopRequestedAt,
       restartPending: remembered?.restartPending ?? false,
       startedOnce: hasStarted(remembered, target, live),
@@ -161,12 +229,18 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
     if (!stored) {
       ctx.memory.delete(key);
-      const steps = planVmDeletion(key, live, state.pools, ctx.settings.instance);
+      const hostKey = (await ctx.ports.hostKeys.publicKey(name)) !== undefined;
+      const steps = planVmDeletion(key, live, state.pools, ctx.settings.instance, { hostKey });
       for (const step of steps) {
         ctx.log.info({ step: step.action.type }, step.message);
         await act(ctx.ports, step.action);
       }
-      await ctx.record.deleted(steps.length ? steps.map((s) => s.message).join("; ") : live ? leftAloneMessage(ownershipOf(live.config.owner, key, ctx.settings.instance), `domain "${name}"`) : "no domain in libvirt to remove");
+      // The seed is this instance's own derived file (rebuilt from the manifest at will): it goes
+      // whatever the deletionPolicy, once the domain that reads it is off.
+      const seedRemoved = await ctx.ports.seedMedia.removeDir(seedLocation(ctx.settings, name).dir);
+      if (seedRemoved) ctx.log.info({ step: "removeSeed" }, "remove the cloud-init seed");
+      const done = [...steps.map((s) => s.message), ...(seedRemoved ? ["remove the cloud-init seed"] : [])];
+      await ctx.record.deleted(done.length ? done.join("; ") : live ? leftAloneMessage(ownershipOf(live.config.owner, key, ctx.settings.instance), `domain "${name}"`) : "no domain in libvirt to remove");
       return { ready: true };
     }
 
@@ -175,14 +249,26 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     if (!isActive(live)) remembered.stopRequestedAt = undefined;
     ctx.memory.set(key, remembered);
     const target = { key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file };
-    const plan = planVm(await virtualMachineController.planInput(ctx, target, state));
+    const input = await virtualMachineController.planInput(ctx, target, state);
+    let seedFiles: SeedFile[] | undefined;
+    const ownership = live ? ownershipOf(live.config.owner, key, ctx.settings.instance).of : "mine";
+    // Not for a domain that is not ours (the plan refuses it): no key made, no secret read.
+    if (input.seed && ownership !== "foreign" && ownership !== "other-instance") {
+      const rendered = await renderVmSeed(ctx, name, stored.object.spec, live, input.seed);
+      input.seed = rendered.seed;
+      seedFiles = rendered.files;
+    } else if (!input.seed && (await ctx.ports.seedMedia.removeDir(seedLocation(ctx.settings, name).dir))) {
+      // spec.cloudInit removed: the redefinition drops the medium; a running QEMU keeps its open file.
+      ctx.log.info({ step: "removeSeed" }, "remove the cloud-init seed (spec.cloudInit is gone)");
+    }
+    const plan = planVm(input);
     if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
     if (plan.waitingFor) throw new DependencyNotReadyError(plan.message, 3_000);
 
     let started = hasStarted(remembered, target, state);
     for (const step of plan.steps) {
       ctx.log.info({ step: step.action.type }, step.message);
-      await act(ctx.ports, step.action);
+      await act(ctx.ports, step.action, seedFiles);
       if (step.action.type === "start") started = true;
     }
     remembered.restartPending = plan.restartPending;
@@ -208,6 +294,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
           // The phase describes the domain after this reconcile's steps, not before.
           phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
           startedOnce: started || undefined,
+          cloudInit: plan.seed ? seedStatus(plan.seed) : undefined,
         },
       },
     };
@@ -221,11 +308,22 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       const format = disk.format ?? (live.pools.get(disk.pool)?.facts.type === "logical" ? "raw" : "qcow2");
       return { name: disk.name, pool: disk.pool, volume: volumeNameFor(target.name, disk, format) };
     });
-    const facts = vmFacts(target.object.spec, domain, disks, live);
+    const shape = seedShape({ instance, seedDir: undefined }, target.name, target.object.spec, domain);
+    const facts = { ...vmFacts(target.object.spec, domain, disks, live), cloudInit: shape ? seedStatus(shape) : undefined };
     // A phase only when there is a domain to say it: else the failure's (Pending, Failed).
     return domain ? { ...facts, phase: phaseFor({ creatingDisks: false, stopping: false, willBeActive: isActive(domain), liveState: domain.state, liveReason: domain.reason }) } : facts;
   },
 };
+
+/**
+ * status.cloudInit: the instance-id, where the seed is and a short digest of what it holds —
+ * never the key, the user-data or the files. (The digest is over files that include a 256-bit
+ * private key, so it says nothing about a guessable user-data.)
+ */
+function seedStatus(seed: VmSeedInput): NonNullable<StatusFacts<"VirtualMachine">["cloudInit"]> {
+  const hash = seed.hash ?? seed.builtHash;
+  return { instanceId: seed.instanceId, medium: seed.medium, format: seed.format, ...(hash ? { seedHash: hash.slice(0, 16) } : {}) };
+}
 
 /** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */
 function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string }[], live: LiveState): StatusFacts<"VirtualMachine"> {

@@ -19,6 +19,8 @@ export type VmAction =
   | { type: "resizeVolume"; pool: string; poolUuid: string; volume: string; capacity: number }
   /** A disk of the running domain grown live (QEMU holds the image's write lock: vol-resize cannot). */
   | { type: "resizeDiskLive"; uuid: string; target: string; pool: string; volume: string; capacity: number }
+  /** The cloud-init seed (re)built: its inputs changed, or it is missing. The files are the reconcile's, never in the step. */
+  | { type: "buildSeed"; root: string; dir: string; path: string; format: "iso" | "vfat"; hash: string; instanceId: string }
   | { type: "define"; xml: string }
   | { type: "autostart"; uuid: string; enabled: boolean }
   | { type: "start"; uuid: string }
@@ -26,7 +28,30 @@ export type VmAction =
   | { type: "destroy"; uuid: string }
   | { type: "undefine"; uuid: string }
   /** poolUuid undefined: the pool is gone from libvirt (the step then fails and says so). */
-  | { type: "deleteVolume"; pool: string; poolUuid: string | undefined; volume: string };
+  | { type: "deleteVolume"; pool: string; poolUuid: string | undefined; volume: string }
+  /** The VM's pinned SSH host key forgotten (deletionPolicy Delete). */
+  | { type: "removeHostKey"; vm: string };
+
+/**
+ * spec.cloudInit's seed as the plan sees it: where the medium goes (always known), and — when
+ * the controller rendered it (a reconcile, not `kvmctl diff`) — the hash of what it should hold
+ * and the hash of what the medium holds now. Never the files (they hold the host key).
+ */
+export interface VmSeedInput {
+  /** The seed directory root (settings.seedDir). */
+  root: string;
+  /** `<root>/<instance>/<vm>`. */
+  dir: string;
+  /** `<dir>/seed.img`. */
+  path: string;
+  medium: "cdrom" | "disk";
+  format: "iso" | "vfat";
+  instanceId: string;
+  /** sha256 of the rendered seed; undefined: not rendered here (kvmctl diff). */
+  hash?: string;
+  /** The hash recorded for the medium on disk; undefined: none, or not the file it was recorded for. */
+  builtHash?: string;
+}
 
 export interface VmPlanInput {
   key: string;
@@ -42,6 +67,8 @@ export interface VmPlanInput {
   defaultDomainType: "kvm" | "qemu";
   consoleLogDir: string;
   vncPassword?: string;
+  /** Set when spec.cloudInit is. */
+  seed?: VmSeedInput;
   /** When this controller asked the guest to shut down (ms epoch), if it did. */
   stopRequestedAt?: number;
   /** A restart to apply changes was begun and the domain must come back up. */
@@ -72,6 +99,8 @@ export interface VmPlan {
   invalid?: { reason: string; message: string };
   requeueAfterMs?: number;
   disks: ResolvedDisk[];
+  /** The seed this plan attaches (and builds, when its hash changed). */
+  seed?: VmSeedInput;
 }
 
 /** The desired domain XML of an unchanged manifest is the same text every pass. */
@@ -117,13 +146,6 @@ export function planVm(input: VmPlanInput): VmPlan {
   if (ownership.of === "foreign" || ownership.of === "other-instance") {
     const { reason, message } = notOursMessage(ownership, `a domain named "${name}"`, input.instance);
     return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason, message, invalid: { reason, message } };
-  }
-
-  // Accepted by the schema (the API is settled) but not built yet: refused rather than a VM
-  // that boots without its keys and user-data.
-  if (spec.cloudInit) {
-    const message = "spec.cloudInit is not supported yet: the VM would boot without its seed (user-data, SSH keys); remove it or provision the guest another way";
-    return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "Unsupported", message, invalid: { reason: "Unsupported", message } };
   }
 
   // Dependencies: every pool and network the VM names must be there and active.
@@ -175,6 +197,18 @@ export function planVm(input: VmPlanInput): VmPlan {
     }
   }
 
+  // The cloud-init seed, before the definition that names it: built when what it should hold
+  // (its hash) is not what the medium holds. A running guest has the old medium open: the new
+  // one is read at its next cold boot (see the message below).
+  const seed = input.seed;
+  const seedBuilt = seed?.hash !== undefined && seed.hash !== seed.builtHash;
+  if (seed && seedBuilt) {
+    steps.push({
+      action: { type: "buildSeed", root: seed.root, dir: seed.dir, path: seed.path, format: seed.format, hash: seed.hash!, instanceId: seed.instanceId },
+      message: `${seed.builtHash === undefined ? "build" : "rebuild"} the cloud-init seed (${seed.format} on a ${seed.medium}, instance-id ${seed.instanceId})`,
+    });
+  }
+
   // Definition: compare only what the manifest sets; redefine on drift or a new spec.
   const xml = buildDomainXml({
     name,
@@ -185,6 +219,7 @@ export function planVm(input: VmPlanInput): VmPlan {
     owner: { manifest: input.key, instance: input.instance, file: input.file, specHash: input.specHash, deletionPolicy: spec.deletionPolicy, createdVolumes: [...created].sort() },
     consoleLog: spec.consoles.serial ? `${input.consoleLogDir}/${name}.log` : undefined,
     vncPassword: input.vncPassword,
+    seed: seed ? { file: seed.path, device: seed.medium, instanceId: seed.instanceId } : undefined,
   });
   const desired = desiredFacts(xml);
   const configDrift = live ? compareDomain(desired, live.config) : [];
@@ -247,7 +282,14 @@ export function planVm(input: VmPlanInput): VmPlan {
       : mustStop
         ? "stopping"
         : "converging";
-  return { uuid, steps, phase, ready: settled, reason, message, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks };
+  // A seed rebuilt under a running guest with the same instance-id (a new one is RestartRequired
+  // above, through the definition): cloud-init reads it at the next boot but runs the
+  // per-instance modules (users, keys, write_files, runcmd) again only for a new instance-id.
+  const seedNote =
+    seedBuilt && seed!.builtHash !== undefined && active && !restartRequired.some((d) => d.field === "cloudInit.instanceId")
+      ? `; the cloud-init seed changed: the guest reads it at its next boot, but cloud-init re-runs its per-instance modules (users, SSH keys, write_files, runcmd) only for a new instance-id (set spec.cloudInit.instanceId to re-provision)`
+      : "";
+  return { uuid, steps, phase, ready: settled, reason, message: message + seedNote, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks, seed };
 }
 
 /**
@@ -259,7 +301,7 @@ export function planVm(input: VmPlanInput): VmPlan {
  * failed volume deletion is retried with the record still there. A transient domain (undefined
  * by hand while running) is gone once it is off: there is nothing to undefine.
  */
-export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>, instance: string): Step<VmAction>[] {
+export function planVmDeletion(key: string, live: LiveDomain | undefined, pools: ReadonlyMap<string, LivePool>, instance: string, options: { hostKey?: boolean } = {}): Step<VmAction>[] {
   if (!live || !live.config.owner || ownershipOf(live.config.owner, key, instance).of !== "mine") return [];
   const uuid = live.config.uuid;
   const steps: Step<VmAction>[] = [];
@@ -269,6 +311,11 @@ export function planVmDeletion(key: string, live: LiveDomain | undefined, pools:
       const [pool, volume] = entry.split("/") as [string, string];
       steps.push({ action: { type: "deleteVolume", pool, poolUuid: pools.get(pool)?.facts.uuid, volume }, message: `delete volume ${entry} (deletionPolicy: Delete)` });
     }
+    // With the disks gone nothing holds the pinned key; with Retain it stays, so a retained
+    // disk's guest (which has that host key) is still pinned when the manifest comes back.
+    // Before the undefine, like the volumes: the definition records the deletionPolicy.
+    const vm = key.slice(key.indexOf("/") + 1);
+    if (options.hostKey) steps.push({ action: { type: "removeHostKey", vm }, message: "remove the pinned SSH host key (deletionPolicy: Delete)" });
   }
   if (live.persistent) steps.push({ action: { type: "undefine", uuid }, message: "undefine (with its NVRAM)" });
   return steps;

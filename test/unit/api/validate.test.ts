@@ -151,6 +151,20 @@ describe("VirtualMachine", () => {
     valid(vm("a", { cloudInit: { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReplaceWithYourOwnPublicKey user@example"] } }));
   });
 
+  it("cloudInit: the seed is an ISO on a CD-ROM by default; VFAT only on a disk; one source of user-data; a sane instance-id", () => {
+    const defaults = valid<VirtualMachine>(vm("a", { cloudInit: {} })).spec.cloudInit;
+    assert.equal(defaults?.seedMedium, "cdrom");
+    assert.equal(defaults?.seedFormat, "iso");
+    valid(vm("a", { cloudInit: { seedMedium: "disk", seedFormat: "vfat" } }));
+    valid(vm("a", { cloudInit: { seedMedium: "disk", seedFormat: "iso" } }));
+    assertIssue(vm("a", { cloudInit: { seedFormat: "vfat" } }), "spec.cloudInit.seedFormat", /vfat seed needs seedMedium: disk \(cloud-init does not find VFAT on a CD-ROM/);
+    assertIssue(vm("a", { cloudInit: { userData: "#cloud-config\n", userDataSecretFile: "/etc/kvmctl/web.user-data" } }), "spec.cloudInit.userDataSecretFile", /userData or userDataSecretFile, not both/);
+    assertIssue(vm("a", { cloudInit: { userDataSecretFile: "secrets/web" } }), "spec.cloudInit.userDataSecretFile", /absolute path/);
+    valid(vm("a", { cloudInit: { instanceId: "web-2026-12-01.2" } }));
+    assertIssue(vm("a", { cloudInit: { instanceId: "web 2" } }), "spec.cloudInit.instanceId", /1-128 characters/);
+    assertIssue(vm("a", { cloudInit: { instanceId: "" } }), "spec.cloudInit.instanceId", /1-128 characters/);
+  });
+
   it("cpus range", () => {
     assertIssue(vm("a", { cpus: 0 }), "spec.cpus", /.+/);
     assertIssue(vm("a", { cpus: 1.5 }), "spec.cpus", /.+/);

@@ -84,6 +84,7 @@ test("the manager refuses objects that name host paths outside the policy, befor
     "kernel.yaml": VM("kernelvm", "  boot: {kernel: /srv/boot/vmlinuz, initrd: /boot/initrd.img}\n"),
     "image.yaml": VM("shadowvm", "  disks:\n    - {name: root, pool: good, from: {image: /etc/shadow}}\n"),
     "secret.yaml": VM("vncvm", "  consoles: {vnc: {passwordSecretFile: /root/.vnc}}\n"),
+    "user-data.yaml": VM("udvm", "  cloudInit: {userDataSecretFile: /root/user-data}\n"),
     "backing.yaml": VM("backedvm", "  disks:\n    - {name: root, pool: good, from: {image: /srv/img/backed.qcow2}}\n"),
   };
   for (const [file, text] of Object.entries(manifests)) fs.writeFileSync(path.join(dir, file), text);
@@ -102,6 +103,7 @@ test("the manager refuses objects that name host paths outside the policy, befor
     "VirtualMachine/kernelvm": /^spec\.boot\.initrd: "\/boot\/initrd\.img" is outside the host paths this controller allows for kernels and initrds/,
     "VirtualMachine/shadowvm": /^spec\.disks\[0\]\.from\.image: "\/etc\/shadow" is outside/,
     "VirtualMachine/vncvm": /^spec\.consoles\.vnc\.passwordSecretFile: "\/root\/\.vnc" is outside the host paths this controller allows for secret files \(none is allowed/,
+    "VirtualMachine/udvm": /^spec\.cloudInit\.userDataSecretFile: "\/root\/user-data" is outside the host paths this controller allows for secret files/,
     "VirtualMachine/backedvm": /^the image \/srv\/img\/backed\.qcow2 reads another file \("\/etc\/shadow", a backing or data file\): refused/,
   };
   for (const [key, message] of Object.entries(expected)) {
@@ -117,7 +119,7 @@ test("the manager refuses objects that name host paths outside the policy, befor
   assert.equal(reports.get("VirtualMachine/okvm")?.outcome, "ready");
   // libvirt heard only of the allowed pool and VM.
   const named = ports.hypervisor.calls.join("\n");
-  for (const refused of ["etcpool", "linked", "wiper", "kernelvm", "shadowvm", "vncvm", "backedvm"]) {
+  for (const refused of ["etcpool", "linked", "wiper", "kernelvm", "shadowvm", "vncvm", "udvm", "backedvm"]) {
     assert.ok(!named.includes(refused), `${refused} reached libvirt:\n${named}`);
     assert.equal(ports.hypervisor.uuidOf(refused.endsWith("vm") ? "domain" : "pool", refused), undefined, `${refused} was defined`);
   }

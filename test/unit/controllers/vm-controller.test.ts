@@ -303,14 +303,6 @@ test("terminal spec: a disk from a URL is refused (Unsupported), nothing is crea
   assert.equal(h.failureStatus("VirtualMachine/web", error).phase, "Failed");
 });
 
-test("terminal spec: cloudInit is refused (Unsupported)", async () => {
-  const h = await scene();
-  h.apply("VirtualMachine", "web", { cloudInit: { userData: "#cloud-config\n" } });
-  const error = await h.rejection("VirtualMachine/web");
-  assert.ok(error instanceof TerminalError && error.reason === "Unsupported");
-  assert.deepEqual(h.hv.calls, []);
-});
-
 test("runStrategy Halted with a guest that ignores ACPI: shutdown first, destroy only after the grace period", async () => {
   const h = await runningWeb();
   h.hv.acpiIgnored = true;

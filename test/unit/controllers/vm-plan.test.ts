@@ -113,10 +113,35 @@ test("deletion keeps disks unless deletionPolicy is Delete, and only deletes wha
 });
 
 
-test("spec.cloudInit is refused until seeds are built (a VM must not boot without its keys)", () => {
-  const plan = planVm(input(vm({ cloudInit: { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test"] } })));
-  assert.equal(plan.invalid?.reason, "Unsupported");
-  assert.match(plan.message, /cloudInit is not supported yet/);
-  assert.deepEqual(plan.steps, [], "nothing defined");
-  assert.equal(planVm(input(vm({}))).invalid, undefined);
+test("spec.cloudInit: the seed is built before the definition that attaches it, only when its hash changed", () => {
+  const v = vm({ cloudInit: { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test"] } });
+  const seed = { root: "/seeds", dir: "/seeds/t1/web", path: "/seeds/t1/web/seed.img", medium: "cdrom" as const, format: "iso" as const, instanceId: "iid-x" };
+  const plan = planVm(input(v, { seed: { ...seed, hash: "a".repeat(64) } }));
+  assert.deepEqual(plan.steps.map((s) => s.action.type), ["buildSeed", "define", "start"]);
+  assert.equal(plan.invalid, undefined);
+  const live = liveFrom(plan, "running");
+  assert.deepEqual(live.config.seed, { device: "cdrom", target: "sda", bus: "scsi", file: "/seeds/t1/web/seed.img", readOnly: true, instanceId: "iid-x" });
+  const again = planVm(input(v, { live, startedOnce: true, seed: { ...seed, hash: "a".repeat(64), builtHash: "a".repeat(64) } }));
+  assert.deepEqual(again.steps, [], "built and attached: nothing to do");
+  // kvmctl diff renders no seed (no key): the medium is attached, nothing is built.
+  assert.deepEqual(planVm(input(v, { seed })).steps.map((s) => s.action.type), ["define", "start"]);
+  // A new instance-id on a running guest: defined for the next boot, RestartRequired.
+  const bumped = planVm(input(v, { live, startedOnce: true, seed: { ...seed, instanceId: "iid-y", hash: "b".repeat(64), builtHash: "a".repeat(64) } }));
+  assert.deepEqual(bumped.steps.map((s) => s.action.type), ["buildSeed", "define"]);
+  assert.deepEqual(bumped.restartRequired.map((d) => d.field), ["cloudInit.instanceId"]);
+  assert.equal(bumped.reason, "RestartRequired");
+  // Other seed content (user-data), same instance-id: rebuilt, nothing to restart, said in the message.
+  const edited = planVm(input(v, { live, startedOnce: true, seed: { ...seed, hash: "c".repeat(64), builtHash: "a".repeat(64) } }));
+  assert.deepEqual(edited.steps.map((s) => s.action.type), ["buildSeed"]);
+  assert.deepEqual(edited.restartRequired, []);
+  assert.match(edited.message, /reads it at its next boot, but cloud-init re-runs its per-instance modules .* only for a new instance-id/);
+});
+
+test("deletion with deletionPolicy Delete forgets the pinned host key (before the undefine); Retain keeps it", () => {
+  const del = vm({ deletionPolicy: "Delete", cloudInit: {} });
+  const live = liveFrom(planVm(input(del)), "running");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", live, new Map(), "t1", { hostKey: true }).map((s) => s.action.type), ["destroy", "removeHostKey", "undefine"]);
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", live, new Map(), "t1", { hostKey: false }).map((s) => s.action.type), ["destroy", "undefine"]);
+  const retained = liveFrom(planVm(input(vm({ cloudInit: {} }))), "running");
+  assert.deepEqual(planVmDeletion("VirtualMachine/web", retained, new Map(), "t1", { hostKey: true }).map((s) => s.action.type), ["destroy", "undefine"]);
 });

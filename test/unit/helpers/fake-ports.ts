@@ -10,7 +10,7 @@ import { Manager, type ManagerOptions } from "../../../src/controllers/manager.j
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
-import type { BackendName, FirewallBackend, FirewallHost, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, Sysctl } from "../../../src/ports/index.js";
+import type { BackendName, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -37,6 +37,76 @@ export class FakeImages implements ImageTool {
   async convert(source: string, sourceFormat: string, target: string, targetFormat: "qcow2" | "raw"): Promise<void> {
     await this.info(source);
     this.conversions.push({ source, sourceFormat, target, targetFormat });
+  }
+}
+
+/** Seed media "built" in memory: what each target would hold. */
+export class FakeSeedMedia implements SeedMedia {
+  readonly media = new Map<string, { format: "iso" | "vfat"; files: SeedFile[] }>();
+  /** Every build, in order (a rebuild with unchanged inputs shows as a second entry). */
+  readonly builds: { target: string; format: "iso" | "vfat" }[] = [];
+  /** Set to make the next build fail with this message (genisoimage missing, disk full). */
+  failNext: string | undefined;
+  async build(target: string, format: "iso" | "vfat", files: readonly SeedFile[]): Promise<void> {
+    const failure = this.failNext;
+    this.failNext = undefined;
+    if (failure !== undefined) throw new Error(failure);
+    if (!files.some((f) => f.name === "meta-data") || !files.some((f) => f.name === "user-data")) throw new Error("a NoCloud seed needs meta-data and user-data");
+    this.builds.push({ target, format });
+    this.media.set(target, { format, files: files.map((f) => ({ ...f })) });
+    this.recorded.delete(target);
+  }
+  /** target → the hash recorded for it (the sidecar). */
+  readonly recorded = new Map<string, string>();
+  /** Directories prepared and removed, in order. */
+  readonly dirs = new Set<string>();
+  readonly removedDirs: string[] = [];
+  async prepareDir(_root: string, dir: string): Promise<void> {
+    this.dirs.add(dir);
+  }
+  async recordBuilt(target: string, hash: string): Promise<void> {
+    if (!this.media.has(target)) throw new Error(`no medium at ${target}`);
+    this.recorded.set(target, hash);
+  }
+  async builtHash(target: string): Promise<string | undefined> {
+    return this.media.has(target) ? this.recorded.get(target) : undefined;
+  }
+  async removeDir(dir: string): Promise<boolean> {
+    const had = this.dirs.delete(dir) || [...this.media.keys()].some((t) => t.startsWith(`${dir}/`));
+    for (const target of [...this.media.keys()]) {
+      if (target.startsWith(`${dir}/`)) {
+        this.media.delete(target);
+        this.recorded.delete(target);
+      }
+    }
+    if (had) this.removedDirs.push(dir);
+    return had;
+  }
+}
+
+/** Host keys in memory: one made-up (but well-formed) ed25519 pair per VM, stable across calls. */
+export class FakeHostKeys implements HostKeys {
+  readonly keys = new Map<string, HostKeyPair>();
+  /** How many pairs were generated (a reused key does not count). */
+  generated = 0;
+  async ensure(vm: string): Promise<HostKeyPair> {
+    let pair = this.keys.get(vm);
+    if (!pair) {
+      this.generated++;
+      const body = Buffer.from(`fake-ed25519-${vm}`).toString("base64");
+      const publicKey = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5${body} kvmctl-${vm}\n`;
+      const privateKey = `-----BEGIN OPENSSH PRIVATE KEY-----\nfake-private-${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
+      pair = { publicKey } as HostKeyPair;
+      Object.defineProperty(pair, "privateKey", { value: privateKey, enumerable: false });
+      this.keys.set(vm, pair);
+    }
+    return pair;
+  }
+  async publicKey(vm: string): Promise<string | undefined> {
+    return this.keys.get(vm)?.publicKey;
+  }
+  async remove(vm: string): Promise<void> {
+    this.keys.delete(vm);
   }
 }
 
@@ -125,6 +195,8 @@ export interface FakePorts extends Ports {
   netdev: FakeNetDevices;
   sysctl: FakeSysctl;
   firewall: FakeFirewallHost;
+  seedMedia: FakeSeedMedia;
+  hostKeys: FakeHostKeys;
   clock: ManualClock;
 }
 
@@ -132,7 +204,7 @@ export function fakePorts(clock = new ManualClock()): FakePorts {
   const netdev = new FakeNetDevices();
   const hypervisor = new FakeHypervisor(clock);
   hypervisor.tapHost = netdev;
-  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), clock };
+  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), hostKeys: new FakeHostKeys(), clock };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -295,9 +367,12 @@ export class ControllerHarness {
           },
         },
       },
-      log: silentLogger,
+      log: this.logger,
     };
   }
+
+  /** The reconciles' logger (a test may capture what they log). */
+  logger: Logger = silentLogger;
 
   /** One reconcile of `key` ("Kind/name"), with the manifest the snapshot holds (or none). */
   async reconcile<K extends KindName>(key: `${K}/${string}`): Promise<KindOutcome<K>> {
