@@ -35,8 +35,10 @@ before(async () => {
 
 after(async () => {
   if (controller && controller.exitCode === null) controller.kill("SIGKILL");
-  await virsh("destroy", vm);
-  await virsh("undefine", vm);
+  for (const name of [vm, `${vm}-b`]) {
+    await virsh("destroy", name);
+    await virsh("undefine", name);
+  }
   await virsh("pool-destroy", pool);
   await virsh("pool-undefine", pool);
   run?.cleanUp();
@@ -107,15 +109,18 @@ spec:
   // kvmctl ssh: the pinned key only (StrictHostKeyChecking=yes); until sshd answers the
   // connection is refused or reset, but a host key mismatch would fail at once.
   const env = { XDG_STATE_HOME: path.join(root, "xdg") };
-  const deadline = Date.now() + 240_000;
-  let out: Awaited<ReturnType<typeof kvmctl>> | undefined;
-  for (;;) {
-    out = await kvmctl(["--dir", dir, "ssh", vm, "-i", path.join(keys, "id_ed25519"), "--", "sh", "-c", `'hostname; id -un; cat ${MARKER_FILE}'`], { env });
-    if (out.exitCode === 0) break;
-    assert.doesNotMatch(out.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No ED25519 host key is known/, "the guest's host key is not the pinned one");
-    if (Date.now() > deadline) assert.fail(`kvmctl ssh did not succeed: ${out.stderr}\n${run.logTail(20)}`);
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-  }
+  /** hostname, login and the marker, over kvmctl ssh with the pinned key, retried until sshd answers. */
+  const inGuest = async (): Promise<Awaited<ReturnType<typeof kvmctl>>> => {
+    const deadline = Date.now() + 240_000;
+    for (;;) {
+      const out = await kvmctl(["--dir", dir, "ssh", vm, "-i", path.join(keys, "id_ed25519"), "--", "sh", "-c", `'hostname; id -un; cat ${MARKER_FILE}'`], { env });
+      if (out.exitCode === 0) return out;
+      assert.doesNotMatch(out.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No ED25519 host key is known/, "the guest's host key is not the pinned one");
+      if (Date.now() > deadline) assert.fail(`kvmctl ssh did not succeed: ${out.stderr}\n${run.logTail(20)}`);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  };
+  const out = await inGuest();
   assert.deepEqual(out.stdout.trim().split("\n"), [vm, "debian", token]);
   assert.doesNotMatch(out.stderr, /no pinned host key/);
   assert.ok(!fs.existsSync(path.join(root, "xdg", "kvmctl", "known_hosts")), "no trust-on-first-use file: the pin was used");
@@ -123,6 +128,28 @@ spec:
   // No private key anywhere kvmctl shows.
   const shown = [(await kvmctl(["--dir", dir, "get", "vm", vm, "-o", "yaml"])).stdout, (await kvmctl(["--dir", dir, "describe", "vm", vm])).stdout, fs.readFileSync(run.logFile, "utf8")].join("\n");
   assert.ok(!shown.includes("PRIVATE KEY"), "a private key in get/describe/log output");
+
+  // New user-data, the same instance-id: the seed is rebuilt, but cloud-init does not provision
+  // the guest again (its documented rule), even after a cold boot.
+  const manifest = fs.readFileSync(path.join(root, "vm.yaml"), "utf8");
+  const token2 = randomBytes(12).toString("hex");
+  fs.writeFileSync(path.join(root, "vm.yaml"), manifest.replace(`content: "${token}\\n"`, `content: "${token2}\\n"`));
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
+  await run.waitUntil("the seed rebuilt for the new user-data", async () => JSON.parse((await kvmctl(["--dir", dir, "get", "vm", vm, "-o", "json"])).stdout).status.cloudInit.seedHash !== status.cloudInit.seedHash, 60_000, 500);
+  const restarted = Date.now();
+  await virsh("destroy", vm); // a cold boot: the controller starts it again (runStrategy Always)
+  await run.waitForLibvirtEvent("domain", vm, /^lifecycle: Started/, restarted, 120_000);
+  assert.deepEqual((await inGuest()).stdout.trim().split("\n"), [vm, "debian", token], "same instance-id: write_files not run again");
+
+  // A second VM from the same image gets its own host key (pinned before it ever boots).
+  const vm2 = `${vm}-b`;
+  fs.writeFileSync(path.join(root, "vm2.yaml"), `apiVersion: kvmctl.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${vm2}}\nspec:\n  runStrategy: Halted\n  memory: 512Mi\n  deletionPolicy: Delete\n  boot: {kernel: ${path.join(root, "vmlinuz")}, initrd: ${path.join(root, "initrd.img")}}\n  disks:\n    - {name: root, pool: ${pool}, from: {image: ${base}}}\n  cloudInit:\n    sshAuthorizedKeys: ["${userKey}"]\n`);
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm2.yaml")])).exitCode, 0);
+  const knownHosts2 = path.join(dir, ".kvmctl", "known_hosts", vm2);
+  await run.waitUntil("the second VM's pinned key", async () => fs.existsSync(knownHosts2), 60_000, 500);
+  const keyOf = (file: string) => fs.readFileSync(file, "utf8").trim().split(" ").slice(1).join(" ");
+  assert.notEqual(keyOf(knownHosts2), keyOf(knownHosts), "each VM has its own host key");
+  assert.equal((await kvmctl(["--dir", dir, "delete", "vm", vm2, "--wait", "--timeout=120s"])).exitCode, 0);
 
   // Deleted with deletionPolicy Delete: domain, seed and pinned key go.
   const deleted = await kvmctl(["--dir", dir, "delete", "vm", vm, "--wait", "--timeout=120s"]);
