@@ -2,6 +2,7 @@
 // controller command and the benchmarks build their ports here; tests build fakes instead.
 import { systemClock } from "../runtime/clock.js";
 import type { HostKeyPair, HostKeys, Ports } from "../ports/index.js";
+import { DEFAULT_DOWNLOAD_DIR, HttpDownloads } from "./downloads.js";
 import { HostFirewall } from "./firewall.js";
 import { HostPathResolver, HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
 import { HostKeyFiles, hostKeyDirs } from "./host-keys.js";
@@ -24,6 +25,8 @@ export interface HostPortsOptions {
    * host key can be made or read.
    */
   dataDir?: string;
+  /** Where base images from a URL are downloaded (default /var/lib/kvmctl/downloads): kvmctl's own, never a pool's directory. */
+  downloadDir?: string;
 }
 
 /** Host keys without a data directory: nothing is made, nothing is known. */
@@ -53,6 +56,7 @@ export function hostPorts(options: HostPortsOptions): HostPorts {
     firewall: new HostFirewall(scratch),
     seedMedia: new HostSeedMedia(),
     hostKeys: options.dataDir ? new HostKeyFiles(hostKeyDirs(options.dataDir)) : new NoHostKeys(),
+    downloads: new HttpDownloads(options.downloadDir ?? DEFAULT_DOWNLOAD_DIR),
     clock: systemClock,
   };
 }

@@ -48,7 +48,12 @@ export const diskSource = z
     volume: volumeName.optional().meta({ description: "Clone this volume." }),
     pool: dnsLabel.optional().meta({ description: "Pool of `volume`; defaults to the disk's pool." }),
     image: absolutePath.optional().meta({ description: "Copy this image file." }),
-    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional().meta({ description: "Download this image (qcow2 or raw) once into the disk's pool as kvmctl-base-<sha256[:16]>.<format>, shared by every disk naming the same sha256, and clone it; needs sha256." }),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, { error: "must be 64 hex digits (the image's SHA-256)" })
+      .optional()
+      .meta({ description: "The SHA-256 of the bytes at `url` (required with url): the download is refused unless it matches." }),
   })
   .check((ctx) => {
     const kinds = (["volume", "image", "url"] as const).filter((k) => ctx.value[k] !== undefined);
@@ -57,6 +62,12 @@ export const diskSource = z
     }
     if (ctx.value.pool !== undefined && ctx.value.volume === undefined) {
       ctx.issues.push({ code: "custom", input: ctx.value, path: ["pool"], message: "pool only goes with volume" });
+    }
+    if (ctx.value.url !== undefined && ctx.value.sha256 === undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["sha256"], message: "url needs sha256 (the image's SHA-256, 64 hex digits)" });
+    }
+    if (ctx.value.sha256 !== undefined && ctx.value.url === undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["sha256"], message: "sha256 only goes with url" });
     }
   });
 
@@ -195,7 +206,19 @@ export const virtualMachineStatusFields = z.object({
   phase: z.enum(vmPhases).optional(),
   domain: z.looseObject({ uuid: z.string(), state: z.string(), reason: z.string().optional() }).optional(),
   disks: z
-    .array(z.looseObject({ name: z.string(), pool: z.string(), volume: z.string(), path: z.string().optional(), capacity: z.number().optional() }))
+    .array(
+      z.looseObject({
+        name: z.string(),
+        pool: z.string(),
+        volume: z.string(),
+        path: z.string().optional(),
+        capacity: z.number().optional(),
+        /** from.url: the shared base volume the disk is cloned from. */
+        base: z.string().optional(),
+        /** from.url while its download runs: bytes so far and the whole size when known. */
+        download: z.looseObject({ bytes: z.number(), total: z.number().optional() }).optional(),
+      }),
+    )
     .optional(),
   interfaces: z.array(z.looseObject({ mac: z.string().optional(), type: z.string(), source: z.string().optional(), ip: z.string().optional() })).optional(),
   ssh: z.looseObject({ host: z.string(), port: z.number() }).optional(),

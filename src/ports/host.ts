@@ -144,3 +144,51 @@ export interface HostKeys {
   /** Forgets the VM's key (its manifest is gone). */
   remove(vm: string): Promise<void>;
 }
+
+/**
+ * Where the download of one base image (by its sha256) stands: `absent` (nothing on disk, not
+ * started), `running`, `failed` (a broken download: its partial file is kept and the next
+ * start resumes it), `mismatch` (finished, but the bytes' sha256 is not the one asked for: the
+ * partial file is gone), `complete` (verified; `file` is the image).
+ */
+export type DownloadPhase = "absent" | "running" | "failed" | "mismatch" | "complete";
+
+export interface DownloadState {
+  phase: DownloadPhase;
+  /** Bytes on disk so far (the partial file's size while running or failed). */
+  bytes: number;
+  /** The whole size when the server said it. */
+  total?: number;
+  /** complete: the verified image file (under the download directory). */
+  file?: string;
+  /** failed: why; mismatch: expected and actual. */
+  message?: string;
+  /** mismatch: the sha256 the bytes had. */
+  actual?: string;
+}
+
+/**
+ * Base images downloaded over http(s) into kvmctl's own download directory (never a pool
+ * directory: libvirt would list a partial file as a volume). One download per sha256 at a time,
+ * in the background: `start` returns at once and `state` says how it goes. A broken download
+ * keeps `<sha256>.part` and resumes with an HTTP Range request (or starts over when the server
+ * ignores the range); the finished bytes are checked against the sha256 and renamed into place,
+ * or removed when they do not match.
+ */
+export interface Downloads {
+  /** Where the download of `sha256` stands (no side effect). */
+  state(sha256: string): DownloadState;
+  /** Starts (or resumes) the download in the background unless it is running or complete; true when it started now. */
+  start(url: string, sha256: string): boolean;
+  /**
+   * Claims the import of the verified image into `target` (`<poolUuid>/<volume>`) for this
+   * process: a release function, or undefined while another reconcile holds it.
+   */
+  claimImport(target: string): (() => void) | undefined;
+  /** Whether a reconcile of this process is importing into `target` now. */
+  importing(target: string): boolean;
+  /** Records that `target` holds the whole image of `sha256` (its import ran to its end). */
+  recordImported(sha256: string, target: string): Promise<void>;
+  /** Whether `target` was recorded as holding the whole image of `sha256`. */
+  imported(sha256: string, target: string): Promise<boolean>;
+}

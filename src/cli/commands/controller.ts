@@ -16,6 +16,7 @@ export interface ControllerOptions {
   logLevel: string;
   consoleLogDir?: string;
   seedDir?: string;
+  downloadDir?: string;
   allowEmpty?: boolean;
   instance?: string;
   settle: string;
@@ -128,7 +129,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   }
   const git = await gitSource(ctx.dir, options.gitPull, logger);
   const seedDir = path.resolve(options.seedDir ?? process.env.KVMCTL_SEED_DIR ?? "/var/lib/kvmctl/seeds");
-  const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
+  const downloadDir = path.resolve(options.downloadDir ?? process.env.KVMCTL_DOWNLOAD_DIR ?? "/var/lib/kvmctl/downloads");
+  const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, downloadDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
   const manager = new Manager({
     store,
     ports,

@@ -4,13 +4,13 @@ import { buildVolumeXml, ownedUuid } from "../../libvirt/index.js";
 import type { VirtualMachineSpec } from "../../api/index.js";
 import { sshEndpointOf } from "../../api/ssh-endpoint.js";
 import { CloudInitError, instanceIdOf, renderSeed } from "../../cloudinit/seed.js";
-import { NotFoundError, type LiveDomain, type LiveState, type Ports, type SeedFile } from "../../ports/index.js";
+import { NotFoundError, type ImageInfo, type LiveDomain, type LiveState, type Ports, type SeedFile } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
 import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
-import { isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmPlan, type VmPlanInput, type VmSeedInput } from "./plan.js";
+import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, shownUrl, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput } from "./plan.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {
@@ -82,6 +82,28 @@ async function renderVmSeed(ctx: KindContext<VmMemory>, name: string, spec: Virt
   return { seed: { ...shape, instanceId: rendered.instanceId, hash: rendered.hash, ...(builtHash ? { builtHash } : {}) }, files: rendered.files };
 }
 
+/**
+ * An image file into a new volume of the pool: uploaded as it is, or converted by qemu-img
+ * into the volume libvirt made (another format). `shown` names the image in messages.
+ */
+async function importFile(ports: Ports, action: { pool: string; poolUuid: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number; shown?: string }, known?: ImageInfo): Promise<void> {
+  const hv = ports.hypervisor;
+  const info = known ?? (await ports.images.info(action.image));
+  // A backing file (or qcow2 data file) is another host file qemu-img and QEMU would read:
+  // the host-path policy checked only the image itself.
+  if (info.backingFile !== undefined) throw new TerminalError(`the image ${action.shown ?? action.image} reads another file (${JSON.stringify(info.backingFile)}, a backing or data file): refused; flatten it first (qemu-img convert -O qcow2 IMAGE FLAT)`, "HostPathNotAllowed");
+  const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
+  await hv.createVolume(action.poolUuid, buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType));
+  if (info.format === action.format) {
+    await hv.uploadVolume(action.poolUuid, action.volume, action.image);
+  } else {
+    // Another format (a qcow2 image into an LV, a raw image into a qcow2 volume): qemu-img
+    // writes the converted disk into the volume libvirt just created.
+    await ports.images.convert(action.image, info.format, await hv.volumePath(action.poolUuid, action.volume), action.format);
+  }
+  if (capacity > info.virtualSize && action.poolType !== "logical") await hv.resizeVolume(action.poolUuid, action.volume, capacity);
+}
+
 async function act(ports: Ports, action: VmAction, seedFiles?: readonly SeedFile[]): Promise<void> {
   const hv = ports.hypervisor;
   switch (action.type) {
@@ -92,21 +114,24 @@ async function act(ports: Ports, action: VmAction, seedFiles?: readonly SeedFile
       if (!source) throw new NotFoundError(`volume ${action.fromVolume} is not in pool ${action.fromPool}`);
       return hv.createVolumeFrom(action.poolUuid, buildVolumeXml(action.volume, source.capacity, action.format, action.poolType), action.fromPoolUuid, action.fromVolume);
     }
-    case "importImage": {
-      const info = await ports.images.info(action.image);
-      // A backing file (or qcow2 data file) is another host file qemu-img and QEMU would read:
-      // the host-path policy checked only the image itself.
-      if (info.backingFile !== undefined) throw new TerminalError(`the image ${action.image} reads another file (${JSON.stringify(info.backingFile)}, a backing or data file): refused; flatten it first (qemu-img convert -O qcow2 IMAGE FLAT)`, "HostPathNotAllowed");
-      const capacity = Math.max(info.virtualSize, action.minCapacity ?? 0);
-      await hv.createVolume(action.poolUuid, buildVolumeXml(action.volume, action.poolType === "logical" ? capacity : info.virtualSize, action.format, action.poolType));
-      if (info.format === action.format) {
-        await hv.uploadVolume(action.poolUuid, action.volume, action.image);
-      } else {
-        // Another format (a qcow2 image into an LV, a raw image into a qcow2 volume): qemu-img
-        // writes the converted disk into the volume libvirt just created.
-        await ports.images.convert(action.image, info.format, await hv.volumePath(action.poolUuid, action.volume), action.format);
+    case "importImage":
+      return importFile(ports, action);
+    case "importBase": {
+      const target = `${action.poolUuid}/${action.volume}`;
+      const release = ports.downloads.claimImport(target);
+      if (!release) throw new DependencyNotReadyError(`waiting for the import of the base image ${action.pool}/${action.volume}`, 2_000);
+      try {
+        // Another reconcile finished it since this one planned: nothing to do.
+        if (await ports.downloads.imported(action.sha256, target)) return;
+        // A base volume not recorded as whole was left by an import cut short: made again.
+        if (await hv.readVolume(action.poolUuid, action.volume)) await hv.deleteVolume(action.poolUuid, action.volume);
+        const info = await ports.images.info(action.file);
+        if (info.format !== "qcow2" && info.format !== "raw") throw new TerminalError(`the image at ${shownUrl(action.url)} is ${info.format}; kvmctl imports qcow2 and raw images`, "UnsupportedImageFormat");
+        await importFile(ports, { pool: action.pool, poolUuid: action.poolUuid, poolType: action.poolType, volume: action.volume, image: action.file, format: action.format, shown: shownUrl(action.url) }, info);
+        await ports.downloads.recordImported(action.sha256, target);
+      } finally {
+        release();
       }
-      if (capacity > info.virtualSize && action.poolType !== "logical") await hv.resizeVolume(action.poolUuid, action.volume, capacity);
       return;
     }
     case "resizeVolume":
@@ -155,6 +180,24 @@ async function readVncPassword(ctx: PlanContext<VmMemory>, file: string | undefi
     throw new DependencyNotReadyError(`the VNC password in ${file} is ${password.length} characters; VNC needs 1 to 8`, 15_000);
   }
   return password;
+}
+
+/** What the downloads say of each disk from a URL whose base is not yet in its pool (a reconcile only). */
+async function baseInputs(ctx: KindContext<VmMemory>, name: string, spec: VirtualMachineSpec, live: LiveState): Promise<Map<string, VmBaseInput>> {
+  const bases = new Map<string, VmBaseInput>();
+  for (const disk of spec.disks) {
+    if (!disk.from?.url || !disk.from.sha256) continue;
+    const pool = live.pools.get(disk.pool);
+    if (!pool?.active) continue;
+    const sha256 = disk.from.sha256.toLowerCase();
+    const format = disk.format ?? (pool.facts.type === "logical" ? "raw" : "qcow2");
+    // The VM's own volume is there: its base is not needed again.
+    if (pool.volumes.has(volumeNameFor(name, disk, format))) continue;
+    const volume = baseVolumeName(sha256, format);
+    const target = `${pool.facts.uuid}/${volume}`;
+    bases.set(disk.name, { volume, imported: pool.volumes.has(volume) && (await ctx.ports.downloads.imported(sha256, target)), importing: ctx.ports.downloads.importing(target), download: ctx.ports.downloads.state(sha256) });
+  }
+  return bases;
 }
 
 function hasStarted(memory: VmMemory | undefined, target: PlanTarget<"VirtualMachine">, live: LiveState): boolean {
@@ -220,6 +263,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
   changes(plan) {
     if (plan.invalid || plan.waitingFor) return [plan.message];
+    if (plan.downloads) return plan.downloads.map(downloadMessage);
     return [...plan.steps.map((s) => s.message), ...(plan.restartRequired.length ? [plan.message] : [])];
   },
 
@@ -261,9 +305,58 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       // spec.cloudInit removed: the redefinition drops the medium; a running QEMU keeps its open file.
       ctx.log.info({ step: "removeSeed" }, "remove the cloud-init seed (spec.cloudInit is gone)");
     }
-    const plan = planVm(input);
+    input.bases = await baseInputs(ctx, name, stored.object.spec, state);
+    let plan = planVm(input);
     if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
     if (plan.waitingFor) throw new DependencyNotReadyError(plan.message, 3_000);
+    if (plan.downloads) {
+      // In the background, one per sha256 (a second VM naming it shares it): this reconcile
+      // only starts what is not running and says how far it is.
+      let failures = 0;
+      for (const wait of plan.downloads) {
+        if (wait.importing || !wait.state || (wait.state.phase !== "absent" && wait.state.phase !== "failed")) continue;
+        if (wait.state.phase === "failed") {
+          failures++;
+          await ctx.record.event("Warning", "DownloadFailed", `${wait.state.message ?? `downloading ${shownUrl(wait.url)} failed`}; resuming from byte ${wait.state.bytes}`);
+        }
+        if (ctx.ports.downloads.start(wait.url, wait.sha256)) {
+          const resumed = wait.state.bytes > 0 ? ` (resuming at byte ${wait.state.bytes})` : "";
+          ctx.log.info({ step: "download", url: shownUrl(wait.url) }, `download ${shownUrl(wait.url)}${resumed}`);
+          await ctx.record.event("Normal", "DownloadStarted", `downloading ${shownUrl(wait.url)} for disk "${wait.disk}" into ${wait.pool}/${wait.volume} (sha256 ${wait.sha256})${resumed}`);
+        }
+      }
+      // The plan again, with the downloads as they are now (started, or finished meanwhile).
+      input.bases = await baseInputs(ctx, name, stored.object.spec, state);
+      plan = planVm(input);
+      if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
+      if (plan.downloads) {
+        const progress = new Map(plan.downloads.map((w) => [w.disk, w.state] as const));
+        const facts = vmFacts(stored.object.spec, live, plan.disks, state);
+        return {
+          ready: false,
+          requeueAfterMs: failures ? 10_000 : (plan.requeueAfterMs ?? 2_000),
+          report: {
+            reason: "Downloading",
+            message: plan.message,
+            facts: {
+              ...facts,
+              disks: facts.disks?.map((d) => {
+                const p = progress.get(d.name);
+                return p ? { ...d, download: { bytes: p.bytes, ...(p.total !== undefined ? { total: p.total } : {}) } } : d;
+              }),
+              phase: "Provisioning",
+              startedOnce: hasStarted(remembered, target, state) || undefined,
+              cloudInit: plan.seed ? seedStatus(plan.seed) : undefined,
+            },
+          },
+        };
+      }
+    }
+    for (const step of plan.steps) {
+      if (step.action.type !== "importBase") continue;
+      const done = ctx.ports.downloads.state(step.action.sha256);
+      await ctx.record.event("Normal", "DownloadCompleted", `downloaded ${shownUrl(step.action.url)} (${done.bytes} bytes, sha256 verified); importing it into ${step.action.pool}/${step.action.volume}`);
+    }
 
     let started = hasStarted(remembered, target, state);
     for (const step of plan.steps) {
@@ -326,14 +419,17 @@ function seedStatus(seed: VmSeedInput): NonNullable<StatusFacts<"VirtualMachine"
 }
 
 /** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */
-function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string }[], live: LiveState): StatusFacts<"VirtualMachine"> {
+function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string; format?: "qcow2" | "raw" }[], live: LiveState): StatusFacts<"VirtualMachine"> {
   const running = domain?.running;
   const vnc = running?.vnc;
   return {
     domain: domain ? { uuid: domain.config.uuid, state: domain.state, ...(domain.reason ? { reason: domain.reason } : {}) } : undefined,
     disks: disks.map((d) => {
       const volume = live.pools.get(d.pool)?.volumes.get(d.volume);
-      return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}) };
+      const from = spec.disks.find((s) => s.name === d.name)?.from;
+      const format = d.format ?? (live.pools.get(d.pool)?.facts.type === "logical" ? "raw" : "qcow2");
+      const base = from?.url && from.sha256 ? baseVolumeName(from.sha256, format) : undefined;
+      return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}), ...(base ? { base } : {}) };
     }),
     interfaces: (running ?? domain?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),
     ssh: sshEndpointOf(spec),

@@ -3,7 +3,7 @@
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
 import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
-import type { LiveDomain, LiveNetwork, LivePool } from "../../ports/index.js";
+import type { DownloadState, LiveDomain, LiveNetwork, LivePool } from "../../ports/index.js";
 import type { Step } from "../kind.js";
 import { notOursMessage, ownershipOf } from "../ownership.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
@@ -16,6 +16,12 @@ export type VmAction =
   | { type: "createVolume"; pool: string; poolUuid: string; poolType: string; volume: string; capacity: number; format: "qcow2" | "raw" }
   | { type: "cloneVolume"; pool: string; poolUuid: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromPoolUuid: string; fromVolume: string }
   | { type: "importImage"; pool: string; poolUuid: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
+  /**
+   * from.url: the verified download `file` imported into the shared base volume (once per pool:
+   * the act claims it, skips it when another reconcile finished it meanwhile, and replaces a
+   * base left by an import cut short).
+   */
+  | { type: "importBase"; pool: string; poolUuid: string; poolType: string; volume: string; file: string; format: "qcow2" | "raw"; sha256: string; url: string }
   | { type: "resizeVolume"; pool: string; poolUuid: string; volume: string; capacity: number }
   /** A disk of the running domain grown live (QEMU holds the image's write lock: vol-resize cannot). */
   | { type: "resizeDiskLive"; uuid: string; target: string; pool: string; volume: string; capacity: number }
@@ -53,6 +59,64 @@ export interface VmSeedInput {
   builtHash?: string;
 }
 
+/** A disk from a URL as a reconcile sees it (not in kvmctl diff: nothing is asked of the downloads there). */
+export interface VmBaseInput {
+  /** The base volume's name (baseVolumeName). */
+  volume: string;
+  /** The base volume in the pool was recorded as a whole import; false: missing, or left by an import cut short. */
+  imported: boolean;
+  /** Another reconcile of this controller is importing it now. */
+  importing: boolean;
+  download: DownloadState;
+}
+
+/** A disk waiting for its base image: downloading, or being imported by another reconcile. */
+export interface VmDownloadWait {
+  disk: string;
+  url: string;
+  sha256: string;
+  pool: string;
+  /** The base volume it will be cloned from. */
+  volume: string;
+  /** Where the download stands; undefined in kvmctl diff. */
+  state?: DownloadState;
+  /** Another reconcile is importing the base. */
+  importing?: boolean;
+}
+
+/** The shared base volume of a disk from a URL: named from its checksum, so every VM naming it shares one. */
+export function baseVolumeName(sha256: string, format: "qcow2" | "raw"): string {
+  return `kvmctl-base-${sha256.toLowerCase().slice(0, 16)}.${format}`;
+}
+
+/** The URL without user name and password (messages, status and events show it). */
+export function shownUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(an invalid URL)";
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+/** "downloading URL for disk "root": 45% (7.2 MiB of 16.0 MiB)", and the like. */
+export function downloadMessage(wait: VmDownloadWait): string {
+  const what = `${shownUrl(wait.url)} for disk "${wait.disk}"`;
+  if (wait.importing) return `waiting for the import of the base image ${wait.pool}/${wait.volume} (disk "${wait.disk}")`;
+  const state = wait.state;
+  if (!state) return `download ${what} into ${wait.pool}/${wait.volume}, check its sha256 and clone it`;
+  const done = state.total ? `${Math.floor((state.bytes / state.total) * 100)}% (${mib(state.bytes)} of ${mib(state.total)})` : `${mib(state.bytes)}`;
+  if (state.phase === "failed") return `downloading ${what}: broken at ${done} (${state.message ?? "failed"}); resuming`;
+  if (state.phase === "absent") return state.bytes > 0 ? `downloading ${what}: resuming at ${mib(state.bytes)}` : `downloading ${what}: starting`;
+  return `downloading ${what}: ${done}`;
+}
+
 export interface VmPlanInput {
   key: string;
   name: string;
@@ -69,6 +133,8 @@ export interface VmPlanInput {
   vncPassword?: string;
   /** Set when spec.cloudInit is. */
   seed?: VmSeedInput;
+  /** Disks from a URL (by disk name), in a reconcile; undefined in kvmctl diff. */
+  bases?: Map<string, VmBaseInput>;
   /** When this controller asked the guest to shut down (ms epoch), if it did. */
   stopRequestedAt?: number;
   /** A restart to apply changes was begun and the domain must come back up. */
@@ -101,6 +167,8 @@ export interface VmPlan {
   disks: ResolvedDisk[];
   /** The seed this plan attaches (and builds, when its hash changed). */
   seed?: VmSeedInput;
+  /** Disks waiting for their base image (then there are no steps: the reconcile starts the downloads and looks again). */
+  downloads?: VmDownloadWait[];
 }
 
 /** The desired domain XML of an unchanged manifest is the same text every pass. */
@@ -158,9 +226,6 @@ export function planVm(input: VmPlanInput): VmPlan {
         return { ...base, steps, phase: "Pending", ready: false, stopping: false, reason: "DependencyNotReady", message: `waiting for volume "${disk.from.volume}" in pool "${disk.from.pool ?? disk.pool}"`, waitingFor: `StoragePool/${disk.from.pool ?? disk.pool}` };
       }
     }
-    if (disk.from?.url) {
-      return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "Unsupported", message: "disks from a URL are not supported yet", invalid: { reason: "Unsupported", message: `disk "${disk.name}": from.url is not supported yet; download the image and use from.image` } };
-    }
   }
   for (const nic of spec.interfaces) {
     if (nic.network && !input.networks.get(nic.network)?.active) {
@@ -171,6 +236,7 @@ export function planVm(input: VmPlanInput): VmPlan {
   // Disks: create what is missing, grow what is too small (never shrink).
   const created = new Set(live?.config.owner?.createdVolumes ?? []);
   const disks: ResolvedDisk[] = [];
+  const waits: VmDownloadWait[] = [];
   for (const disk of spec.disks) {
     const pool = input.pools.get(disk.pool)!;
     const poolUuid = pool.facts.uuid;
@@ -184,6 +250,28 @@ export function planVm(input: VmPlanInput): VmPlan {
         const fromPool = disk.from.pool ?? disk.pool;
         steps.push({ action: { type: "cloneVolume", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, format, fromPool, fromPoolUuid: input.pools.get(fromPool)!.facts.uuid, fromVolume: disk.from.volume }, message: `clone ${disk.from.volume} to ${disk.pool}/${volume}` });
         if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
+      } else if (disk.from?.url) {
+        const sha256 = disk.from.sha256!.toLowerCase();
+        const baseVolume = baseVolumeName(sha256, format);
+        const known = input.bases?.get(disk.name);
+        const baseThere = pool.volumes.has(baseVolume);
+        const clone = () => {
+          steps.push({ action: { type: "cloneVolume", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, format, fromPool: disk.pool, fromPoolUuid: poolUuid, fromVolume: baseVolume }, message: `clone the base image ${baseVolume} to ${disk.pool}/${volume}` });
+          if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
+        };
+        const wait = { disk: disk.name, url: disk.from.url, sha256, pool: disk.pool, volume: baseVolume };
+        if (baseThere && (known === undefined || known.imported)) clone();
+        else if (known?.importing) waits.push({ ...wait, importing: true, state: known.download });
+        else if (known?.download.phase === "complete" && known.download.file) {
+          steps.push({
+            action: { type: "importBase", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume: baseVolume, file: known.download.file, format, sha256, url: disk.from.url },
+            message: `${baseThere ? "replace the incomplete base image" : "import the downloaded base image into"} ${disk.pool}/${baseVolume} (sha256 ${sha256.slice(0, 16)}… verified)`,
+          });
+          clone();
+        } else if (known?.download.phase === "mismatch") {
+          const message = `disk "${disk.name}": the image at ${shownUrl(disk.from.url)} has sha256 ${known.download.actual ?? "(unknown)"}, not the expected ${sha256}; nothing was kept (fix from.url or from.sha256)`;
+          return { ...base, steps: [], phase: "Failed", ready: false, stopping: false, reason: "ChecksumMismatch", message, invalid: { reason: "ChecksumMismatch", message } };
+        } else waits.push({ ...wait, ...(known ? { state: known.download } : {}) });
       } else if (disk.from?.image) {
         steps.push({ action: { type: "importImage", pool: disk.pool, poolUuid, poolType: pool.facts.type, volume, image: disk.from.image, format, minCapacity: disk.size }, message: `import ${disk.from.image} into ${disk.pool}/${volume}` });
       } else {
@@ -195,6 +283,12 @@ export function planVm(input: VmPlanInput): VmPlan {
       if (attached) steps.push({ action: { type: "resizeDiskLive", uuid, target: attached.target, pool: disk.pool, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes (live: blockresize ${attached.target})` });
       else steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} from ${existing.capacity} to ${disk.size} bytes` });
     }
+  }
+
+  // A disk waiting for its base image: nothing else is done before it is there (no domain
+  // defined on a disk that does not exist yet).
+  if (waits.length) {
+    return { ...base, steps: [], phase: "Provisioning", ready: false, stopping: false, reason: "Downloading", message: waits.map(downloadMessage).join("; "), requeueAfterMs: 2_000, disks, downloads: waits };
   }
 
   // The cloud-init seed, before the definition that names it: built when what it should hold
@@ -268,7 +362,7 @@ export function planVm(input: VmPlanInput): VmPlan {
   }
 
   const willBeActive = (active && !mustStop) || steps.some((s) => s.action.type === "start");
-  const phase = phaseFor({ creatingDisks: steps.some((s) => ["createVolume", "cloneVolume", "importImage"].includes(s.action.type)), stopping: mustStop, willBeActive, liveState: live?.state, liveReason: live?.reason });
+  const phase = phaseFor({ creatingDisks: steps.some((s) => ["createVolume", "cloneVolume", "importImage", "importBase"].includes(s.action.type)), stopping: mustStop, willBeActive, liveState: live?.state, liveReason: live?.reason });
   const settled = mustStop ? false : want ? willBeActive : true;
   const reason = restartRequired.length ? "RestartRequired" : settled ? "Succeeded" : "Progressing";
   const message = restartRequired.length

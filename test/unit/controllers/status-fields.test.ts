@@ -110,7 +110,12 @@ test("VirtualMachine: every status it writes — created, converged, restart req
   h.apply("VirtualMachine", "web", { disks: [{ name: "root", pool: "missing", size: "1Gi" }] }, { status: stopped });
   const waiting = await h.attempt(key);
   assertListed("VirtualMachine", h.failureStatus(key, waiting.error), "waiting for a dependency");
-  h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://example.org/a.img" } }] }, { status: stopped });
+  const sha256 = "ab".repeat(32);
+  h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://example.org/a.img", sha256 } }] }, { status: stopped });
+  await h.reconcile(key);
+  h.ports.downloads.progress(sha256, 1024, 4096);
+  assertListed("VirtualMachine", h.status(key, await h.reconcile(key)), "downloading a base image");
+  h.ports.downloads.corrupt(sha256, "cd".repeat(32));
   const terminal = await h.attempt(key);
   assertListed("VirtualMachine", h.failureStatus(key, terminal.error), "terminal");
 });

@@ -293,14 +293,13 @@ test("dependencies: an unreadable VNC password file is waited for, not a failure
   assert.ok((outcome.report?.facts.vnc?.port ?? 0) >= 5900, "the port libvirt allocated");
 });
 
-test("terminal spec: a disk from a URL is refused (Unsupported), nothing is created", async () => {
+test("a disk from a URL waits for its download (Downloading), nothing is created meanwhile (see vm-base-images.test.ts)", async () => {
   const h = await scene();
-  h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://images.example/debian.qcow2" } }] });
-  const error = await h.rejection("VirtualMachine/web");
-  assert.ok(error instanceof TerminalError);
-  assert.equal(error.reason, "Unsupported");
+  h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://images.example/debian.qcow2", sha256: "ab".repeat(32) } }] });
+  const outcome = await h.reconcile("VirtualMachine/web");
+  assert.equal(outcome.ready, false);
+  assert.equal(outcome.report?.reason, "Downloading");
   assert.deepEqual(h.hv.calls, []);
-  assert.equal(h.failureStatus("VirtualMachine/web", error).phase, "Failed");
 });
 
 test("runStrategy Halted with a guest that ignores ACPI: shutdown first, destroy only after the grace period", async () => {

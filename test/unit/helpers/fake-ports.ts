@@ -10,7 +10,7 @@ import { Manager, type ManagerOptions } from "../../../src/controllers/manager.j
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
-import type { BackendName, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl } from "../../../src/ports/index.js";
+import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -110,6 +110,62 @@ export class FakeHostKeys implements HostKeys {
   }
 }
 
+/**
+ * Downloads in memory: `start` records the URL and marks it running; the test then moves it on
+ * (`progress`, `cut`, `finish`, `corrupt`) as the adapter would. A finished download's file is
+ * `<dir>/<sha256>` (register its qemu-img info in FakeImages).
+ */
+export class FakeDownloads implements Downloads {
+  readonly dir = "/var/lib/kvmctl/downloads";
+  readonly states = new Map<string, DownloadState>();
+  /** Every download started (a resume too), in order. */
+  readonly started: { url: string; sha256: string; from: number }[] = [];
+  readonly claims = new Set<string>();
+  readonly records = new Map<string, Set<string>>();
+  state(sha256: string): DownloadState {
+    return { ...(this.states.get(sha256) ?? { phase: "absent", bytes: 0 }) };
+  }
+  start(url: string, sha256: string): boolean {
+    const now = this.state(sha256);
+    if (now.phase === "running" || now.phase === "complete" || now.phase === "mismatch") return false;
+    this.started.push({ url, sha256, from: now.bytes });
+    this.states.set(sha256, { phase: "running", bytes: now.bytes, ...(now.total !== undefined ? { total: now.total } : {}) });
+    return true;
+  }
+  progress(sha256: string, bytes: number, total?: number): void {
+    this.states.set(sha256, { phase: "running", bytes, ...(total !== undefined ? { total } : {}) });
+  }
+  /** The connection broke: the partial file stays. */
+  cut(sha256: string, message = "the connection closed"): void {
+    const now = this.state(sha256);
+    this.states.set(sha256, { ...now, phase: "failed", message });
+  }
+  finish(sha256: string, bytes: number): string {
+    const file = `${this.dir}/${sha256}`;
+    this.states.set(sha256, { phase: "complete", bytes, total: bytes, file });
+    return file;
+  }
+  corrupt(sha256: string, actual: string): void {
+    this.states.set(sha256, { phase: "mismatch", bytes: 0, actual, message: `the sha256 is ${actual}, not ${sha256}` });
+  }
+  claimImport(target: string): (() => void) | undefined {
+    if (this.claims.has(target)) return undefined;
+    this.claims.add(target);
+    return () => this.claims.delete(target);
+  }
+  importing(target: string): boolean {
+    return this.claims.has(target);
+  }
+  async recordImported(sha256: string, target: string): Promise<void> {
+    let set = this.records.get(sha256);
+    if (!set) this.records.set(sha256, (set = new Set()));
+    set.add(target);
+  }
+  async imported(sha256: string, target: string): Promise<boolean> {
+    return this.records.get(sha256)?.has(target) ?? false;
+  }
+}
+
 /** Host bridges and their ports; the fake hypervisor plugs taps in here when guests start. */
 export class FakeNetDevices implements NetDevices, TapHost {
   /** device → the bridge it is a port of. */
@@ -197,6 +253,7 @@ export interface FakePorts extends Ports {
   firewall: FakeFirewallHost;
   seedMedia: FakeSeedMedia;
   hostKeys: FakeHostKeys;
+  downloads: FakeDownloads;
   clock: ManualClock;
 }
 
@@ -204,7 +261,7 @@ export function fakePorts(clock = new ManualClock()): FakePorts {
   const netdev = new FakeNetDevices();
   const hypervisor = new FakeHypervisor(clock);
   hypervisor.tapHost = netdev;
-  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), hostKeys: new FakeHostKeys(), clock };
+  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), hostKeys: new FakeHostKeys(), downloads: new FakeDownloads(), clock };
 }
 
 // ---------------------------------------------------------------------------------------
