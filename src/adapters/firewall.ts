@@ -208,6 +208,36 @@ function compressIpv6(groups: string[]): string {
   return address.isIPv4MappedAddress() ? address.toIPv4Address().toString() : address.toString();
 }
 
+/**
+ * The uid and gid QEMU runs as: qemu.conf's `user` and `group`, else Debian's libvirt-qemu and
+ * that user's primary group; undefined when the user is unknown.
+ */
+export function qemuUser(qemuConf = "/etc/libvirt/qemu.conf", passwd = "/etc/passwd", groups = "/etc/group"): { uid: number; gid: number } | undefined {
+  let conf = "";
+  try {
+    conf = fs.readFileSync(qemuConf, "utf8");
+  } catch {
+    // no qemu.conf: the defaults
+  }
+  const uid = qemuUid(qemuConf, passwd);
+  if (uid === undefined) return undefined;
+  // Debian's libvirt runs QEMU as group libvirt-qemu when qemu.conf names none.
+  const group = /^\s*group\s*=\s*"([^"]+)"/m.exec(conf)?.[1] ?? "libvirt-qemu";
+  if (/^\+?\d+$/.test(group)) return { uid, gid: Number(group.replace("+", "")) };
+  let gid: string | undefined;
+  try {
+    gid = fs.readFileSync(groups, "utf8").split("\n").find((l) => l.split(":")[0] === group)?.split(":")[2];
+  } catch {
+    // no group file: the user's primary group
+  }
+  try {
+    gid ??= fs.readFileSync(passwd, "utf8").split("\n").find((l) => l.split(":")[2] === String(uid))?.split(":")[3];
+  } catch {
+    // nothing more to learn
+  }
+  return { uid, gid: gid !== undefined && /^\d+$/.test(gid) ? Number(gid) : uid };
+}
+
 /** The uid QEMU runs as: qemu.conf's `user`, else Debian's libvirt-qemu; undefined when unknown. */
 export function qemuUid(qemuConf = "/etc/libvirt/qemu.conf", passwd = "/etc/passwd"): number | undefined {
   let user = "libvirt-qemu";

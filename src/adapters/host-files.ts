@@ -15,6 +15,10 @@ export class HostSecretFiles implements SecretFiles {
    * would grow memory without end) and read up to a cap.
    */
   async read(file: string): Promise<string> {
+    return (await this.readBytes(file)).toString("utf8");
+  }
+
+  async readBytes(file: string): Promise<Buffer> {
     const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
     try {
       const stat = await handle.stat();
@@ -23,7 +27,7 @@ export class HostSecretFiles implements SecretFiles {
       const buffer = Buffer.alloc(Math.min(stat.size, MAX_SECRET_BYTES) + 1);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
       if (bytesRead > MAX_SECRET_BYTES) throw new Error(`${file} grew over the ${MAX_SECRET_BYTES}-byte limit for a secret`);
-      return buffer.subarray(0, bytesRead).toString("utf8");
+      return buffer.subarray(0, bytesRead);
     } finally {
       await handle.close();
     }

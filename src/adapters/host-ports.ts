@@ -9,6 +9,7 @@ import { HostKeyFiles, hostKeyDirs } from "./host-keys.js";
 import { LinuxNetDevices } from "./netdev.js";
 import { QemuImg } from "./qemu-img.js";
 import { HostSeedMedia } from "./seed-media.js";
+import { HostUnattendMedia } from "./unattend-media.js";
 import { Virsh } from "./virsh.js";
 import { VirshHypervisor } from "./virsh-hypervisor.js";
 
@@ -55,6 +56,7 @@ export function hostPorts(options: HostPortsOptions): HostPorts {
     sysctl: new ProcSysctl(),
     firewall: new HostFirewall(scratch),
     seedMedia: new HostSeedMedia(),
+    unattendMedia: new HostUnattendMedia(),
     hostKeys: options.dataDir ? new HostKeyFiles(hostKeyDirs(options.dataDir)) : new NoHostKeys(),
     downloads: new HttpDownloads(options.downloadDir ?? DEFAULT_DOWNLOAD_DIR),
     clock: systemClock,

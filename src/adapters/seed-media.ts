@@ -38,7 +38,7 @@ export function asChildFd3(fd: number): 3 {
   return fd as 3;
 }
 
-export function vfatSize(files: readonly SeedFile[]): number {
+export function vfatSize(files: readonly { content: string | Buffer }[]): number {
   const bytes = files.reduce((sum, f) => sum + Buffer.byteLength(f.content), 0);
   return Math.ceil((bytes + MIB) / MIB) * MIB;
 }
@@ -80,14 +80,141 @@ export function removeStaleSeedFiles(file: string, olderThanMs = STALE_AFTER_MS,
   }
 }
 
-async function run(tool: string, args: string[], fd: number, timeoutMs: number): Promise<void> {
+async function run(tool: string, args: string[], fd: number, timeoutMs: number, purpose: string): Promise<void> {
   const result = await execa(tool, args, { stdio: ["ignore", "pipe", "pipe", asChildFd3(fd)], env: TOOL_ENV, timeout: timeoutMs, reject: false });
-  if ((result as { code?: string }).code === "ENOENT") throw new Error(`${tool} is not installed: building a cloud-init seed needs it (${tool === "genisoimage" ? "genisoimage" : tool === "mcopy" ? "mtools" : "dosfstools"} package)`);
+  if ((result as { code?: string }).code === "ENOENT") throw new Error(`${tool} is not installed: ${purpose} needs it (${tool === "genisoimage" ? "genisoimage" : tool === "mcopy" ? "mtools" : "dosfstools"} package)`);
   if (result.failed) {
     // stderr of these tools names files and sizes, not content; kept short all the same.
     const detail = String(result.stderr ?? "").trim().split("\n").slice(-3).join("; ").slice(0, 500);
     const how = result.timedOut ? `timed out after ${timeoutMs} ms` : result.exitCode !== undefined ? `exited ${result.exitCode}` : (result.shortMessage ?? "failed");
-    throw new Error(`${tool} ${how} building a cloud-init seed${detail ? `: ${detail}` : ""}`);
+    throw new Error(`${tool} ${how} ${purpose}${detail ? `: ${detail}` : ""}`);
+  }
+}
+
+/**
+ * Records in `sidecar` (0600, written atomically, never through a symlink) that `target` now
+ * holds what `hash` names, with the target's inode, size and mtime.
+ */
+export function writeBuiltRecord(target: string, sidecar: string, hash: string): void {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error("a seed hash is 64 hex digits");
+  const file = path.resolve(target);
+  const stat = fs.lstatSync(file);
+  if (!stat.isFile()) throw new UnsafePathError(file, "is not a regular file");
+  const record = `${hash} ${stat.ino} ${stat.size} ${Math.trunc(stat.mtimeMs)}\n`;
+  checkTarget(sidecar);
+  const temp = path.join(path.dirname(sidecar), `.${path.basename(sidecar)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
+  const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  let renamed = false;
+  try {
+    try {
+      fs.fchmodSync(fd, 0o600);
+      fs.writeFileSync(fd, record);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, sidecar);
+    renamed = true;
+  } finally {
+    if (!renamed) fs.rmSync(temp, { force: true });
+  }
+}
+
+/** The hash `sidecar` records for `target` when `target` is still that file; undefined otherwise. */
+export function readBuiltRecord(target: string, sidecar: string): string | undefined {
+  const file = path.resolve(target);
+  const stat = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (!stat?.isFile()) return undefined;
+  let fd: number;
+  try {
+    fd = fs.openSync(sidecar, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ELOOP") return undefined; // no record (a symlink is none either): rebuild
+    throw error;
+  }
+  let text: string;
+  try {
+    if (!fs.fstatSync(fd).isFile()) return undefined;
+    text = fs.readFileSync(fd, "utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+  const match = /^([0-9a-f]{64}) (\d+) (\d+) (\d+)\n$/.exec(text);
+  if (!match) return undefined;
+  const same = match[2] === String(stat.ino) && match[3] === String(stat.size) && match[4] === String(Math.trunc(stat.mtimeMs));
+  return same ? match[1] : undefined;
+}
+
+/** What buildImage makes. */
+export interface ImageSpec {
+  /** iso: genisoimage -joliet -rock; vfat: FAT sized for the files; floppy: a 1.44 MB FAT12 image. */
+  format: "iso" | "vfat" | "floppy";
+  /** The volume label (ISO volume ID, FAT label). */
+  label: string;
+  /** For errors: "building a cloud-init seed". */
+  purpose: string;
+  /** Who the medium belongs to (fchown before it is renamed into place); default: whoever runs kvmctl. */
+  owner?: { uid: number; gid: number };
+}
+
+/** A 1.44 MB floppy: 2880 sectors of 512 bytes (mkfs.fat picks the standard geometry for it). */
+export const FLOPPY_BYTES = 1_474_560;
+
+/**
+ * Builds an image of `files` (at its root) at `target`: staged in a fresh 0700 directory next
+ * to the target (each file 0600, a fixed mtime), written through an O_EXCL|O_NOFOLLOW 0600
+ * temp file handed to the tools as /dev/fd/3, fsynced, renamed over the target (a symlink or
+ * non-file target refused), the directory fsynced.
+ */
+export async function buildImage(target: string, spec: ImageSpec, files: readonly { name: string; content: string | Buffer }[], timeoutMs: number): Promise<void> {
+  const file = path.resolve(target);
+  const dir = path.dirname(file);
+  if (!fs.statSync(dir).isDirectory()) throw new UnsafePathError(dir, "is not a directory");
+  checkTarget(file);
+  removeStaleSeedFiles(file);
+
+  const staging = await fs.promises.mkdtemp(path.join(dir, `.${path.basename(file)}.kvmctl-seed-`));
+  const temp = path.join(dir, `.${path.basename(file)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
+  let fd: number | undefined;
+  let renamed = false;
+  try {
+    await fs.promises.chmod(staging, 0o700);
+    const staged: string[] = [];
+    for (const f of files) {
+      if (f.name.includes("/") || f.name.startsWith(".")) throw new Error(`${JSON.stringify(f.name)} is not a file name for a medium`);
+      const at = path.join(staging, f.name);
+      await fs.promises.writeFile(at, f.content, { mode: 0o600, flag: fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW });
+      await fs.promises.utimes(at, FIXED_MTIME, FIXED_MTIME);
+      staged.push(at);
+    }
+    fd = fs.openSync(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    fs.fchmodSync(fd, 0o600); // whatever the umask
+    if (spec.format === "iso") {
+      await run("genisoimage", ["-quiet", "-input-charset", "utf-8", "-volid", spec.label, "-joliet", "-rock", "-o", "/dev/fd/3", staging], fd, timeoutMs, spec.purpose);
+    } else {
+      const floppy = spec.format === "floppy";
+      fs.ftruncateSync(fd, floppy ? FLOPPY_BYTES : vfatSize(files));
+      await run("mkfs.vfat", [...(floppy ? ["-F", "12"] : []), "-n", spec.label, "--invariant", "/dev/fd/3", ...(floppy ? ["1440"] : [])], fd, timeoutMs, spec.purpose);
+      await run("mcopy", ["-m", "-i", "/dev/fd/3", ...staged, "::/"], fd, timeoutMs, spec.purpose);
+    }
+    if (spec.owner) fs.fchownSync(fd, spec.owner.uid, spec.owner.gid);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    checkTarget(file); // rename replaces a symlink planted meanwhile rather than following it; refuse it all the same
+    fs.renameSync(temp, file);
+    renamed = true;
+    const dirFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+    if (!renamed) fs.rmSync(temp, { force: true });
+    await fs.promises.rm(staging, { recursive: true, force: true });
   }
 }
 
@@ -96,51 +223,7 @@ export class HostSeedMedia implements SeedMedia {
 
   async build(target: string, format: "iso" | "vfat", files: readonly SeedFile[]): Promise<void> {
     checkFiles(files);
-    const file = path.resolve(target);
-    const dir = path.dirname(file);
-    if (!fs.statSync(dir).isDirectory()) throw new UnsafePathError(dir, "is not a directory");
-    checkTarget(file);
-    removeStaleSeedFiles(file);
-
-    const staging = await fs.promises.mkdtemp(path.join(dir, `.${path.basename(file)}.kvmctl-seed-`));
-    const temp = path.join(dir, `.${path.basename(file)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
-    let fd: number | undefined;
-    let renamed = false;
-    try {
-      await fs.promises.chmod(staging, 0o700);
-      const staged: string[] = [];
-      for (const f of files) {
-        const at = path.join(staging, f.name);
-        await fs.promises.writeFile(at, f.content, { mode: 0o600, flag: fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW });
-        await fs.promises.utimes(at, FIXED_MTIME, FIXED_MTIME);
-        staged.push(at);
-      }
-      fd = fs.openSync(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-      fs.fchmodSync(fd, 0o600); // whatever the umask
-      if (format === "iso") {
-        await run("genisoimage", ["-quiet", "-input-charset", "utf-8", "-volid", "cidata", "-joliet", "-rock", "-o", "/dev/fd/3", staging], fd, this.timeoutMs);
-      } else {
-        fs.ftruncateSync(fd, vfatSize(files));
-        await run("mkfs.vfat", ["-n", "CIDATA", "--invariant", "/dev/fd/3"], fd, this.timeoutMs);
-        await run("mcopy", ["-m", "-i", "/dev/fd/3", ...staged, "::/"], fd, this.timeoutMs);
-      }
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fd = undefined;
-      checkTarget(file); // rename replaces a symlink planted meanwhile rather than following it; refuse it all the same
-      fs.renameSync(temp, file);
-      renamed = true;
-      const dirFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-      try {
-        fs.fsyncSync(dirFd);
-      } finally {
-        fs.closeSync(dirFd);
-      }
-    } finally {
-      if (fd !== undefined) fs.closeSync(fd);
-      if (!renamed) fs.rmSync(temp, { force: true });
-      await fs.promises.rm(staging, { recursive: true, force: true });
-    }
+    await buildImage(target, { format, label: format === "iso" ? "cidata" : "CIDATA", purpose: "building a cloud-init seed" }, files, this.timeoutMs);
   }
 
   async prepareDir(root: string, dir: string): Promise<void> {
@@ -166,54 +249,11 @@ export class HostSeedMedia implements SeedMedia {
   }
 
   async recordBuilt(target: string, hash: string): Promise<void> {
-    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error("a seed hash is 64 hex digits");
-    const file = path.resolve(target);
-    const stat = fs.lstatSync(file);
-    if (!stat.isFile()) throw new UnsafePathError(file, "is not a regular file");
-    const record = `${hash} ${stat.ino} ${stat.size} ${Math.trunc(stat.mtimeMs)}\n`;
-    const sidecar = `${file}.built`;
-    checkTarget(sidecar);
-    const temp = path.join(path.dirname(file), `.${path.basename(sidecar)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
-    const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-    let renamed = false;
-    try {
-      try {
-        fs.fchmodSync(fd, 0o600);
-        fs.writeFileSync(fd, record);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(temp, sidecar);
-      renamed = true;
-    } finally {
-      if (!renamed) fs.rmSync(temp, { force: true });
-    }
+    writeBuiltRecord(target, `${path.resolve(target)}.built`, hash);
   }
 
   async builtHash(target: string): Promise<string | undefined> {
-    const file = path.resolve(target);
-    const stat = fs.lstatSync(file, { throwIfNoEntry: false });
-    if (!stat?.isFile()) return undefined;
-    let fd: number;
-    try {
-      fd = fs.openSync(`${file}.built`, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ELOOP") return undefined; // no record (a symlink is none either): rebuild
-      throw error;
-    }
-    let text: string;
-    try {
-      if (!fs.fstatSync(fd).isFile()) return undefined;
-      text = fs.readFileSync(fd, "utf8");
-    } finally {
-      fs.closeSync(fd);
-    }
-    const match = /^([0-9a-f]{64}) (\d+) (\d+) (\d+)\n$/.exec(text);
-    if (!match) return undefined;
-    const same = match[2] === String(stat.ino) && match[3] === String(stat.size) && match[4] === String(Math.trunc(stat.mtimeMs));
-    return same ? match[1] : undefined;
+    return readBuiltRecord(target, `${path.resolve(target)}.built`);
   }
 
   async removeDir(dir: string): Promise<boolean> {

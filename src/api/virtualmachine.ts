@@ -138,6 +138,15 @@ export const cloudInit = z
     }
   });
 
+export const unattendMedia = ["cdrom", "floppy"] as const;
+
+/** Windows unattend media (seed 004): the answer file on a medium of its own, built per VM. */
+export const unattend = z.strictObject({
+  secretFile: absolutePath.meta({ description: "The answer file (Autounattend.xml), kept out of the manifest directory; copied byte for byte to the root of the medium as Autounattend.xml." }),
+  medium: z.enum(unattendMedia).default("cdrom").meta({ description: "cdrom (an ISO 9660 + Joliet image on a SATA CD-ROM on q35, IDE on pc), or floppy (a 1.44 MB FAT12 image; needs a machine with a floppy controller: pc, not q35)." }),
+  ejectAfterFirstBoot: z.boolean().default(false).meta({ description: "Once the domain has run: the medium leaves the definition and its file is removed from the host (the running guest keeps the open medium until it powers off)." }),
+});
+
 export const vncConsole = z
   .strictObject({
     listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default; any other address needs passwordSecretFile." }),
@@ -174,6 +183,7 @@ export const virtualMachineSpec = z
     disks: z.array(disk).default([]),
     interfaces: z.array(networkInterface).default([]),
     cloudInit: cloudInit.optional(),
+    unattend: unattend.optional().meta({ description: "Windows unattend media: Autounattend.xml from a secret file on a per-VM CD-ROM or floppy." }),
     consoles: consoles.prefault({}),
     rng: z.boolean().default(true),
     autostart: z.boolean().default(false),
@@ -228,6 +238,8 @@ export const virtualMachineStatusFields = z.object({
   startedOnce: z.boolean().optional(),
   /** The cloud-init seed attached: its instance-id and a short digest of its content (never the key or user-data). */
   cloudInit: z.looseObject({ instanceId: z.string(), medium: z.string(), format: z.string(), seedHash: z.string().optional() }).optional(),
+  /** The unattend medium: which, and whether the definition still has it (no digest: a guessable answer file is never confirmable from status). */
+  unattend: z.looseObject({ medium: z.string(), attached: z.boolean() }).optional(),
 });
 
 /** Status as read: parsed leniently (unknown fields kept), a hand edit never blocks the spec. */
@@ -247,3 +259,4 @@ export type VirtualMachineStatus = z.infer<typeof virtualMachineStatus>;
 export type Disk = z.infer<typeof disk>;
 export type NetworkInterface = z.infer<typeof networkInterface>;
 export type CloudInit = z.infer<typeof cloudInit>;
+export type Unattend = z.infer<typeof unattend>;

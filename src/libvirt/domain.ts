@@ -30,6 +30,15 @@ export interface DomainBuildInput {
   vncPassword?: string;
   /** The cloud-init NoCloud seed medium to attach (read-only), and the instance-id it carries. */
   seed?: SeedAttachment;
+  /** The Windows unattend medium to attach (read-only), after the seed. */
+  unattend?: UnattendAttachment;
+}
+
+export interface UnattendAttachment {
+  /** The medium on the host (QEMU's 0700 directory under kvmctl's seed directory). */
+  file: string;
+  /** A CD-ROM (SATA on q35, IDE on pc: Windows Setup has drivers for those, not virtio-scsi) or a floppy (fdc). */
+  device: "cdrom" | "floppy";
 }
 
 export interface SeedAttachment {
@@ -44,6 +53,22 @@ export interface SeedAttachment {
 /** The user alias of the seed's <disk>: how it is told apart from the manifest's disks. */
 export const SEED_ALIAS = "ua-kvmctl-seed";
 const SEED_ELEMENT = "kvmctl:cloudInit";
+/** The user alias of the unattend medium's <disk>. */
+export const UNATTEND_ALIAS = "ua-kvmctl-unattend";
+
+/** Whether a machine type has a floppy controller on board: pc (i440fx) does, q35 does not. */
+export function machineHasFloppyController(machine: string): boolean {
+  return !machine.includes("q35");
+}
+
+/**
+ * The unattend medium's bus: fdc for a floppy; a CD-ROM on SATA (q35's built-in AHCI) or IDE
+ * (pc), which Windows Setup reads without extra drivers (it has none for virtio-scsi).
+ */
+export function unattendBus(device: UnattendAttachment["device"], machine: string): DeviceBus {
+  if (device === "floppy") return "fdc";
+  return machine.includes("q35") ? "sata" : "ide";
+}
 
 /**
  * The seed's bus: virtio for a disk; a CD-ROM on SCSI, on a virtio-scsi controller, on q35 and
@@ -54,10 +79,13 @@ export function seedBus(device: SeedAttachment["device"]): ResolvedDisk["bus"] {
   return device === "disk" ? "virtio" : "scsi";
 }
 
-const DEVICE_PREFIX: Record<ResolvedDisk["bus"], string> = { virtio: "vd", sata: "sd", scsi: "sd", ide: "hd" };
+/** A disk's bus, or a floppy's. */
+export type DeviceBus = ResolvedDisk["bus"] | "fdc";
+
+const DEVICE_PREFIX: Record<DeviceBus, string> = { virtio: "vd", sata: "sd", scsi: "sd", ide: "hd", fdc: "fd" };
 
 /** vda, vdb, ..., per bus prefix, in manifest order. */
-export function targetDevs(disks: { bus: ResolvedDisk["bus"] }[]): string[] {
+export function targetDevs(disks: { bus: DeviceBus }[]): string[] {
   const counters: Record<string, number> = {};
   return disks.map((d) => {
     const prefix = DEVICE_PREFIX[d.bus];
@@ -89,6 +117,9 @@ export function buildDomainXml(input: DomainBuildInput): string {
   // The seed's target is the next free name of its bus's prefix after the manifest's disks
   // (which keep theirs): it never collides, and it stays put while the disks do.
   const seedTarget = seed ? targetDevs([...input.disks, { bus: seedBus(seed.device) }]).at(-1)! : undefined;
+  // The unattend medium's: the next free name after the disks and the seed.
+  const unattend = input.unattend;
+  const unattendTarget = unattend ? targetDevs([...input.disks, ...(seed ? [{ bus: seedBus(seed.device) }] : []), { bus: unattendBus(unattend.device, spec.machine) }]).at(-1)! : undefined;
   const devices: XmlNode = {
     disk: [
       ...input.disks.map((d, i) => ({
@@ -110,6 +141,19 @@ export function buildDomainXml(input: DomainBuildInput): string {
               target: { "@_dev": seedTarget, "@_bus": seedBus(seed.device) },
               readonly: "",
               alias: { "@_name": SEED_ALIAS },
+            },
+          ]
+        : []),
+      ...(unattend
+        ? [
+            {
+              "@_type": "file",
+              "@_device": unattend.device,
+              driver: { "@_name": "qemu", "@_type": "raw" },
+              source: { "@_file": unattend.file },
+              target: { "@_dev": unattendTarget, "@_bus": unattendBus(unattend.device, spec.machine) },
+              readonly: "",
+              alias: { "@_name": UNATTEND_ALIAS },
             },
           ]
         : []),
@@ -233,6 +277,8 @@ export interface DomainFacts {
   disks: DiskFacts[];
   /** The cloud-init seed medium kvmctl attached (its <disk> carries alias ua-kvmctl-seed). */
   seed?: SeedFacts;
+  /** The unattend medium kvmctl attached (alias ua-kvmctl-unattend); `file` absent once ejected from a running domain. */
+  unattend?: SeedFacts;
   interfaces: InterfaceFacts[];
   serial: boolean;
   consoleLog?: string;
@@ -289,6 +335,7 @@ export function parseDomainXml(xml: string): DomainFacts {
       children(devices, "disk").find((d) => attr(child(d, "alias"), "name") === SEED_ALIAS),
       attr(child(child(child(domain, "metadata"), OWNER_ELEMENT), SEED_ELEMENT), "instanceId"),
     ),
+    unattend: seedFacts(children(devices, "disk").find((d) => attr(child(d, "alias"), "name") === UNATTEND_ALIAS), undefined),
     interfaces: children(devices, "interface").map((nic) => {
       const type = attr(nic, "type") ?? "";
       const source = child(nic, "source");
@@ -372,6 +419,9 @@ export function compareDomain(desired: DomainFacts, live: DomainFacts): DomainDi
   add("cloudInit.seed", seedIntent(desired.seed), seedIntent(live.seed));
   // A new instance-id makes cloud-init provision the guest again, at its next boot.
   add("cloudInit.instanceId", desired.seed?.instanceId ?? null, live.seed?.instanceId ?? null);
+  // Attaching or moving the unattend medium needs a boot; dropping it (ejectAfterFirstBoot)
+  // does not: the running guest keeps the medium it has open until it powers off.
+  add("unattend", seedIntent(desired.unattend), seedIntent(live.unattend), desired.unattend !== undefined);
   // A MAC the manifest does not set is libvirt's choice, not drift.
   add(
     "interfaces",

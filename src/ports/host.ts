@@ -7,6 +7,8 @@ import type { HostListener, Rule } from "../firewall/rules.js";
 export interface SecretFiles {
   /** The file's text; throws with a message naming the file when it cannot be read. */
   read(file: string): Promise<string>;
+  /** The file's bytes as they are (an answer file copied byte for byte); same rules and errors as `read`. */
+  readBytes(file: string): Promise<Buffer>;
 }
 
 export interface ImageInfo {
@@ -122,6 +124,43 @@ export interface SeedMedia {
   builtHash(target: string): Promise<string | undefined>;
   /** Removes a VM's seed directory (never following a symlink); false when there was none. */
   removeDir(dir: string): Promise<boolean>;
+}
+
+/** Where one VM's unattend medium lives (the controller's unattendLocation gives it). */
+export interface UnattendLocation {
+  /** kvmctl's seed directory: every VM's directory is under it. */
+  root: string;
+  /** The VM's directory (0711, root's, shared with the cloud-init seed): holds the digest key and the build record. */
+  vmDir: string;
+  /** `<vmDir>/unattend`: 0700, owned by the user QEMU runs as; holds only the medium. */
+  dir: string;
+  /** `<dir>/unattend.img`: the medium, 0600, owned by the user QEMU runs as. */
+  path: string;
+}
+
+export type UnattendMediumKind = "cdrom" | "floppy";
+
+/**
+ * Windows unattend media (seed 004): the answer file at the root of an ISO (label UNATTEND)
+ * or a 1.44 MB FAT12 floppy image, built without mounting anything. The answer file is a
+ * secret (domain-join credentials, passwords): nothing of it is logged, and the only record
+ * of what a medium holds is a keyed digest.
+ */
+export interface UnattendMedia {
+  /**
+   * HMAC-SHA256 of (medium, content) under a random 256-bit key kept 0600 in the VM's
+   * directory (made on first use): equal for equal inputs, and no help to anyone guessing the
+   * content without the key.
+   */
+  digest(at: UnattendLocation, medium: UnattendMediumKind, content: Buffer): Promise<string>;
+  /** The digest recorded for the medium when it is still the file recorded (inode, size, mtime); undefined: rebuild. */
+  builtHash(at: UnattendLocation): Promise<string | undefined>;
+  /** Builds the medium atomically (0600, QEMU's user's, in QEMU's 0700 directory) and records `hash`. */
+  build(at: UnattendLocation, medium: UnattendMediumKind, content: Buffer, hash: string): Promise<void>;
+  /** Whether anything of the VM's unattend medium (medium, record, key) is on the host. */
+  present(at: UnattendLocation): Promise<boolean>;
+  /** Removes the medium, its directory, its record and its key (never following a symlink); false when there was none. */
+  remove(at: UnattendLocation): Promise<boolean>;
 }
 
 /**

@@ -2,7 +2,7 @@
 // (src/adapters/host-ports.ts) builds the real ones; tests pass fakes.
 import type { Clock } from "../runtime/clock.js";
 import type { Hypervisor } from "./hypervisor.js";
-import type { Downloads, FirewallHost, HostKeys, ImageTool, NetDevices, PathResolver, SecretFiles, SeedMedia, Sysctl } from "./host.js";
+import type { Downloads, FirewallHost, HostKeys, ImageTool, NetDevices, PathResolver, SecretFiles, SeedMedia, Sysctl, UnattendMedia } from "./host.js";
 
 export * from "./errors.js";
 export type * from "./host.js";
@@ -19,6 +19,8 @@ export interface Ports {
   firewall: FirewallHost;
   /** cloud-init NoCloud seed media (src/adapters/seed-media.ts). */
   seedMedia: SeedMedia;
+  /** Windows unattend media (src/adapters/unattend-media.ts). */
+  unattendMedia: UnattendMedia;
   /** Each VM's pinned SSH host key (src/adapters/host-keys.ts). */
   hostKeys: HostKeys;
   /** Base images from a URL, downloaded in the background (src/adapters/downloads.ts). */

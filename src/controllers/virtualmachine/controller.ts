@@ -1,16 +1,16 @@
 // VirtualMachine: observe → plan (pure, ./plan.ts) → act through the ports → report.
 import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
-import { buildVolumeXml, ownedUuid } from "../../libvirt/index.js";
+import { buildVolumeXml, machineHasFloppyController, ownedUuid } from "../../libvirt/index.js";
 import type { VirtualMachineSpec } from "../../api/index.js";
 import { sshEndpointOf } from "../../api/ssh-endpoint.js";
 import { CloudInitError, instanceIdOf, renderSeed } from "../../cloudinit/seed.js";
-import { NotFoundError, type ImageInfo, type LiveDomain, type LiveState, type Ports, type SeedFile } from "../../ports/index.js";
+import { NotFoundError, type ImageInfo, type LiveDomain, type LiveState, type Ports, type SeedFile, type UnattendLocation } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
 import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
 import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
-import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, shownUrl, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput } from "./plan.js";
+import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, shownUrl, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput, type VmUnattendInput } from "./plan.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {
@@ -32,6 +32,46 @@ export function seedLocation(settings: { seedDir?: string; instance: string }, v
   const root = settings.seedDir ?? DEFAULT_SEED_DIR;
   const dir = `${root}/${settings.instance}/${vm}`;
   return { root, dir, path: `${dir}/seed.img` };
+}
+
+/**
+ * Where a VM's unattend medium goes: `<seedDir>/<instance>/<vm>/unattend/unattend.img`, in a
+ * 0700 directory of QEMU's user (src/adapters/unattend-media.ts has the whole layout).
+ */
+export function unattendLocation(settings: { seedDir?: string; instance: string }, vm: string): UnattendLocation {
+  const { root, dir: vmDir } = seedLocation(settings, vm);
+  return { root, vmDir, dir: `${vmDir}/unattend`, path: `${vmDir}/unattend/unattend.img` };
+}
+
+/** spec.unattend's place, from the spec alone (kvmctl diff too); the seed directory as seedShape finds it. */
+function unattendShape(settings: { seedDir?: string; instance: string }, name: string, spec: VirtualMachineSpec, live: LiveDomain | undefined): VmUnattendInput | undefined {
+  const u = spec.unattend;
+  if (!u) return undefined;
+  const suffix = `/${settings.instance}/${name}/unattend/unattend.img`;
+  const liveFile = live?.config.unattend?.file;
+  const seedDir = settings.seedDir ?? (liveFile?.endsWith(suffix) && liveFile.length > suffix.length ? liveFile.slice(0, -suffix.length) : undefined);
+  return { at: unattendLocation({ instance: settings.instance, seedDir }, name), medium: u.medium, ejectAfterFirstBoot: u.ejectAfterFirstBoot };
+}
+
+/**
+ * The answer file read (a reconcile only, and not once the medium is ejected) through the
+ * SecretFiles port, and its keyed digest: the content stays here and in the buildUnattend
+ * step's closure. Messages name the file, never its content.
+ */
+async function readUnattend(ctx: KindContext<VmMemory>, spec: VirtualMachineSpec, shape: VmUnattendInput, ejected: boolean): Promise<{ unattend: VmUnattendInput; content?: Buffer }> {
+  const media = ctx.ports.unattendMedia;
+  if (ejected) return { unattend: { ...shape, present: await media.present(shape.at) } };
+  const file = spec.unattend!.secretFile;
+  let content: Buffer;
+  try {
+    content = await ctx.ports.secrets.readBytes(file);
+  } catch (error) {
+    throw new DependencyNotReadyError(`cannot read the unattend file ${file}: ${(error as Error).message}`, 15_000);
+  }
+  if (content.length === 0) throw new DependencyNotReadyError(`the unattend file ${file} is empty`, 15_000);
+  const hash = await media.digest(shape.at, shape.medium, content);
+  const builtHash = await media.builtHash(shape.at);
+  return { unattend: { ...shape, hash, ...(builtHash ? { builtHash } : {}), present: true }, content };
 }
 
 /** The domain UUID the plan will use (libvirt's, else kvmctl's derived one): the default instance-id comes from it. */
@@ -104,7 +144,14 @@ async function importFile(ports: Ports, action: { pool: string; poolUuid: string
   if (capacity > info.virtualSize && action.poolType !== "logical") await hv.resizeVolume(action.poolUuid, action.volume, capacity);
 }
 
-async function act(ports: Ports, action: VmAction, seedFiles?: readonly SeedFile[]): Promise<void> {
+/** What a reconcile rendered for its steps: secrets, kept out of the steps (and so out of diffs and logs). */
+interface Rendered {
+  seedFiles?: readonly SeedFile[];
+  unattend?: Buffer;
+}
+
+async function act(ports: Ports, action: VmAction, rendered: Rendered = {}): Promise<void> {
+  const { seedFiles } = rendered;
   const hv = ports.hypervisor;
   switch (action.type) {
     case "createVolume":
@@ -145,6 +192,12 @@ async function act(ports: Ports, action: VmAction, seedFiles?: readonly SeedFile
       await ports.seedMedia.prepareDir(action.root, action.dir);
       await ports.seedMedia.build(action.path, action.format, seedFiles);
       await ports.seedMedia.recordBuilt(action.path, action.hash);
+      return;
+    case "buildUnattend":
+      if (!rendered.unattend) throw new Error("the answer file was not read in this reconcile");
+      return ports.unattendMedia.build(action.at, action.medium, rendered.unattend, action.hash);
+    case "removeUnattend":
+      await ports.unattendMedia.remove(action.at);
       return;
     case "removeHostKey":
       return ports.hostKeys.remove(action.vm);
@@ -221,6 +274,8 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     if (secret) refs.push({ use: "secret", field: "spec.consoles.vnc.passwordSecretFile", path: secret });
     const userData = spec.cloudInit?.userDataSecretFile;
     if (userData) refs.push({ use: "secret", field: "spec.cloudInit.userDataSecretFile", path: userData });
+    const answers = spec.unattend?.secretFile;
+    if (answers) refs.push({ use: "secret", field: "spec.unattend.secretFile", path: answers });
     return refs;
   },
 
@@ -252,6 +307,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       consoleLogDir: ctx.settings.consoleLogDir ?? (consoleLog ? consoleLog.replace(/\/[^/]+$/, "") : DEFAULT_CONSOLE_LOG_DIR),
       vncPassword: await readVncPassword(ctx, target.object.spec.consoles.vnc?.passwordSecretFile),
       seed: seedShape(ctx.settings, target.name, target.object.spec, domain),
+      unattend: unattendShape(ctx.settings, target.name, target.object.spec, domain),
       stopRequestedAt: remembered?.stopRequestedAt,
       restartPending: remembered?.restartPending ?? false,
       startedOnce: hasStarted(remembered, target, live),
@@ -301,9 +357,30 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       const rendered = await renderVmSeed(ctx, name, stored.object.spec, live, input.seed);
       input.seed = rendered.seed;
       seedFiles = rendered.files;
-    } else if (!input.seed && (await ctx.ports.seedMedia.removeDir(seedLocation(ctx.settings, name).dir))) {
+    } else if (!input.seed) {
       // spec.cloudInit removed: the redefinition drops the medium; a running QEMU keeps its open file.
-      ctx.log.info({ step: "removeSeed" }, "remove the cloud-init seed (spec.cloudInit is gone)");
+      // The VM's directory goes with it unless it holds the unattend medium too.
+      const seedAt = seedLocation(ctx.settings, name);
+      let removed: boolean;
+      if (stored.object.spec.unattend) {
+        // removeDir unlinks a file (a symlink itself) as well.
+        const medium = await ctx.ports.seedMedia.removeDir(seedAt.path);
+        removed = (await ctx.ports.seedMedia.removeDir(`${seedAt.path}.built`)) || medium;
+      } else {
+        removed = await ctx.ports.seedMedia.removeDir(seedAt.dir);
+      }
+      if (removed) ctx.log.info({ step: "removeSeed" }, "remove the cloud-init seed (spec.cloudInit is gone)");
+    }
+    let unattendContent: Buffer | undefined;
+    // Not for a domain that is not ours, nor a floppy the plan refuses (no secret read, no key made).
+    if (input.unattend && ownership !== "foreign" && ownership !== "other-instance" && (input.unattend.medium !== "floppy" || machineHasFloppyController(stored.object.spec.machine))) {
+      const read = await readUnattend(ctx, stored.object.spec, input.unattend, input.unattend.ejectAfterFirstBoot && input.startedOnce);
+      input.unattend = read.unattend;
+      unattendContent = read.content;
+    } else if (!input.unattend && stored.object.spec.cloudInit) {
+      // spec.unattend removed (with no cloud-init the whole VM directory went above).
+      const at = unattendLocation(ctx.settings, name);
+      if ((await ctx.ports.unattendMedia.present(at)) && (await ctx.ports.unattendMedia.remove(at))) ctx.log.info({ step: "removeUnattend" }, "remove the unattend medium (spec.unattend is gone)");
     }
     input.bases = await baseInputs(ctx, name, stored.object.spec, state);
     let plan = planVm(input);
@@ -361,7 +438,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     let started = hasStarted(remembered, target, state);
     for (const step of plan.steps) {
       ctx.log.info({ step: step.action.type }, step.message);
-      await act(ctx.ports, step.action, seedFiles);
+      await act(ctx.ports, step.action, { seedFiles, unattend: unattendContent });
       if (step.action.type === "start") started = true;
     }
     remembered.restartPending = plan.restartPending;
@@ -388,6 +465,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
           phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
           startedOnce: started || undefined,
           cloudInit: plan.seed ? seedStatus(plan.seed) : undefined,
+          unattend: plan.unattend,
         },
       },
     };
@@ -402,7 +480,8 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       return { name: disk.name, pool: disk.pool, volume: volumeNameFor(target.name, disk, format) };
     });
     const shape = seedShape({ instance, seedDir: undefined }, target.name, target.object.spec, domain);
-    const facts = { ...vmFacts(target.object.spec, domain, disks, live), cloudInit: shape ? seedStatus(shape) : undefined };
+    const u = target.object.spec.unattend;
+    const facts = { ...vmFacts(target.object.spec, domain, disks, live), cloudInit: shape ? seedStatus(shape) : undefined, unattend: u ? { medium: u.medium, attached: domain?.config.unattend !== undefined } : undefined };
     // A phase only when there is a domain to say it: else the failure's (Pending, Failed).
     return domain ? { ...facts, phase: phaseFor({ creatingDisks: false, stopping: false, willBeActive: isActive(domain), liveState: domain.state, liveReason: domain.reason }) } : facts;
   },

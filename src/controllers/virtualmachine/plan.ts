@@ -3,7 +3,8 @@
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
 import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
-import type { DownloadState, LiveDomain, LiveNetwork, LivePool } from "../../ports/index.js";
+import { machineHasFloppyController } from "../../libvirt/domain.js";
+import type { DownloadState, LiveDomain, LiveNetwork, LivePool, UnattendLocation } from "../../ports/index.js";
 import type { Step } from "../kind.js";
 import { notOursMessage, ownershipOf } from "../ownership.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
@@ -27,6 +28,10 @@ export type VmAction =
   | { type: "resizeDiskLive"; uuid: string; target: string; pool: string; volume: string; capacity: number }
   /** The cloud-init seed (re)built: its inputs changed, or it is missing. The files are the reconcile's, never in the step. */
   | { type: "buildSeed"; root: string; dir: string; path: string; format: "iso" | "vfat"; hash: string; instanceId: string }
+  /** The unattend medium (re)built: the answer file changed, or the medium is missing. Its content is the reconcile's, never in the step. */
+  | { type: "buildUnattend"; at: UnattendLocation; medium: "cdrom" | "floppy"; hash: string }
+  /** ejectAfterFirstBoot: the domain has run, the medium's file (its directory, record and key) leaves the host. */
+  | { type: "removeUnattend"; at: UnattendLocation }
   | { type: "define"; xml: string }
   | { type: "autostart"; uuid: string; enabled: boolean }
   | { type: "start"; uuid: string }
@@ -117,6 +122,22 @@ export function downloadMessage(wait: VmDownloadWait): string {
   return `downloading ${what}: ${done}`;
 }
 
+/**
+ * spec.unattend's medium as the plan sees it: where it goes, and — in a reconcile, not
+ * `kvmctl diff` — the keyed digest of what it should hold and of what it holds now, and whether
+ * anything of it is on the host. Never the answer file.
+ */
+export interface VmUnattendInput {
+  at: UnattendLocation;
+  medium: "cdrom" | "floppy";
+  ejectAfterFirstBoot: boolean;
+  /** HMAC of the answer file (the port's digest); undefined: not read here (kvmctl diff, or ejected). */
+  hash?: string;
+  builtHash?: string;
+  /** Something of the medium is on the host (known in a reconcile only). */
+  present?: boolean;
+}
+
 export interface VmPlanInput {
   key: string;
   name: string;
@@ -135,6 +156,8 @@ export interface VmPlanInput {
   seed?: VmSeedInput;
   /** Disks from a URL (by disk name), in a reconcile; undefined in kvmctl diff. */
   bases?: Map<string, VmBaseInput>;
+  /** spec.unattend's medium. */
+  unattend?: VmUnattendInput;
   /** When this controller asked the guest to shut down (ms epoch), if it did. */
   stopRequestedAt?: number;
   /** A restart to apply changes was begun and the domain must come back up. */
@@ -169,6 +192,8 @@ export interface VmPlan {
   seed?: VmSeedInput;
   /** Disks waiting for their base image (then there are no steps: the reconcile starts the downloads and looks again). */
   downloads?: VmDownloadWait[];
+  /** The unattend medium, and whether this plan attaches it (false: ejected after the first boot). */
+  unattend?: { medium: "cdrom" | "floppy"; attached: boolean };
 }
 
 /** The desired domain XML of an unchanged manifest is the same text every pass. */
@@ -214,6 +239,13 @@ export function planVm(input: VmPlanInput): VmPlan {
   if (ownership.of === "foreign" || ownership.of === "other-instance") {
     const { reason, message } = notOursMessage(ownership, `a domain named "${name}"`, input.instance);
     return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason, message, invalid: { reason, message } };
+  }
+
+  // A floppy needs a floppy controller: q35 has none on board (libvirt's domcapabilities lists
+  // the fdc bus for q35 too, so the machine type decides; see README).
+  if (spec.unattend?.medium === "floppy" && !machineHasFloppyController(spec.machine)) {
+    const message = `spec.unattend.medium floppy needs a machine with a floppy controller, and ${spec.machine} (q35) has none: use medium: cdrom, or machine: pc (i440fx)`;
+    return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "FloppyUnsupported", message, invalid: { reason: "FloppyUnsupported", message } };
   }
 
   // Dependencies: every pool and network the VM names must be there and active.
@@ -303,6 +335,17 @@ export function planVm(input: VmPlanInput): VmPlan {
     });
   }
 
+  // The unattend medium, built like the seed before the definition that names it; once the
+  // domain has run (ejectAfterFirstBoot) it leaves the definition and its file the host. The
+  // running guest keeps the medium QEMU has open (its file unlinked) until it powers off: an
+  // eject seconds after the start would take the answer file from under Windows Setup.
+  const unattend = input.unattend;
+  const ejected = unattend !== undefined && unattend.ejectAfterFirstBoot && input.startedOnce;
+  const unattendBuilt = unattend !== undefined && !ejected && unattend.hash !== undefined && unattend.hash !== unattend.builtHash;
+  if (unattend && unattendBuilt) {
+    steps.push({ action: { type: "buildUnattend", at: unattend.at, medium: unattend.medium, hash: unattend.hash! }, message: `${unattend.builtHash === undefined ? "build" : "rebuild"} the unattend medium (Autounattend.xml on a ${unattend.medium})` });
+  }
+
   // Definition: compare only what the manifest sets; redefine on drift or a new spec.
   const xml = buildDomainXml({
     name,
@@ -314,6 +357,7 @@ export function planVm(input: VmPlanInput): VmPlan {
     consoleLog: spec.consoles.serial ? `${input.consoleLogDir}/${name}.log` : undefined,
     vncPassword: input.vncPassword,
     seed: seed ? { file: seed.path, device: seed.medium, instanceId: seed.instanceId } : undefined,
+    unattend: unattend && !ejected ? { file: unattend.at.path, device: unattend.medium } : undefined,
   });
   const desired = desiredFacts(xml);
   const configDrift = live ? compareDomain(desired, live.config) : [];
@@ -328,6 +372,9 @@ export function planVm(input: VmPlanInput): VmPlan {
   if (!live || configDrift.length || ownerStale || !live.persistent) {
     const what = !live ? "define" : configDrift.length ? `redefine: ${configDrift.map((d) => d.field).join(", ")} changed` : ownership.of === "legacy" ? `adopt: made by an earlier kvmctl, now owned by instance ${input.instance}` : "update ownership metadata";
     steps.push({ action: { type: "define", xml }, message: what });
+  }
+  if (unattend && ejected && unattend.present) {
+    steps.push({ action: { type: "removeUnattend", at: unattend.at }, message: "remove the unattend medium from the host (ejectAfterFirstBoot: the domain has run; a running guest keeps its open medium until it powers off)" });
   }
   // A newly defined domain starts with autostart off: only turning it on costs a command then.
   if (live ? live.autostart !== spec.autostart : spec.autostart) steps.push({ action: { type: "autostart", uuid, enabled: spec.autostart }, message: `autostart ${spec.autostart ? "on" : "off"}` });
@@ -383,7 +430,24 @@ export function planVm(input: VmPlanInput): VmPlan {
     seedBuilt && seed!.builtHash !== undefined && active && !restartRequired.some((d) => d.field === "cloudInit.instanceId")
       ? `; the cloud-init seed changed: the guest reads it at its next boot, but cloud-init re-runs its per-instance modules (users, SSH keys, write_files, runcmd) only for a new instance-id (set spec.cloudInit.instanceId to re-provision)`
       : "";
-  return { uuid, steps, phase, ready: settled, reason, message: message + seedNote, stopping: mustStop, beginStop, restartPending, restartRequired, requeueAfterMs, disks, seed };
+  const unattendNote =
+    unattendBuilt && unattend!.builtHash !== undefined && active ? "; the unattend medium changed: the running guest has the old one until its next boot" : "";
+  return {
+    uuid,
+    steps,
+    phase,
+    ready: settled,
+    reason,
+    message: message + seedNote + unattendNote,
+    stopping: mustStop,
+    beginStop,
+    restartPending,
+    restartRequired,
+    requeueAfterMs,
+    disks,
+    seed,
+    ...(unattend ? { unattend: { medium: unattend.medium, attached: !ejected } } : {}),
+  };
 }
 
 /**

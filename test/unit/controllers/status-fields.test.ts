@@ -55,12 +55,14 @@ async function scene(): Promise<ControllerHarness> {
   await h.converge("StoragePool/default");
   await h.converge("Network/lan");
   h.ports.secrets.files.set("/etc/kvmctl/vnc", "pw");
+  h.ports.secrets.files.set("/etc/kvmctl/Autounattend.xml", "<unattend/>");
   h.apply("VirtualMachine", "web", {
     runStrategy: "Once",
     disks: [{ name: "root", size: "1Gi" }],
     interfaces: [{ network: "lan" }, { user: { portForwards: [{ hostPort: 2222, guestPort: 22 }] } }],
     consoles: { serial: true, vnc: { passwordSecretFile: "/etc/kvmctl/vnc" } },
     cloudInit: { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test"] },
+    unattend: { secretFile: "/etc/kvmctl/Autounattend.xml" },
   });
   return h;
 }
@@ -84,7 +86,7 @@ test("VirtualMachine: every status it writes — created, converged, restart req
   assertListed("VirtualMachine", status, "converged");
   // Every fact a VM can report is in this status, so the check covers them all.
   const reported = Object.keys(status).sort();
-  assert.deepEqual(reported, ["cloudInit", "conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "lastAppliedRevision", "lastAttemptedRevision", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "vnc"]);
+  assert.deepEqual(reported, ["cloudInit", "conditions", "consoleLog", "disks", "domain", "instance", "interfaces", "lastAppliedRevision", "lastAttemptedRevision", "observedGeneration", "observedSpecHash", "phase", "ssh", "startedOnce", "unattend", "vnc"]);
   // Written by the manager itself: while suspended, and when drift is only reported.
   const suspended = statusWhileSuspended(h.snapshot.objects.get(key)!, { by: "kvmctl suspend", since: "2026-12-01T00:00:00Z" }, "i");
   assertListed("VirtualMachine", suspended, "suspended");

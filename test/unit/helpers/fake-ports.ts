@@ -10,7 +10,7 @@ import { Manager, type ManagerOptions } from "../../../src/controllers/manager.j
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
-import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl } from "../../../src/ports/index.js";
+import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -22,6 +22,9 @@ export class FakeSecrets implements SecretFiles {
     const text = this.files.get(file);
     if (text === undefined) throw new Error(`cannot read ${file}: ENOENT: no such file or directory`);
     return text;
+  }
+  async readBytes(file: string): Promise<Buffer> {
+    return Buffer.from(await this.read(file), "utf8");
   }
 }
 
@@ -80,6 +83,46 @@ export class FakeSeedMedia implements SeedMedia {
       }
     }
     if (had) this.removedDirs.push(dir);
+    return had;
+  }
+}
+
+/** Unattend media "built" in memory; the digest is keyed per VM directory (as the adapter's HMAC). */
+export class FakeUnattendMedia implements UnattendMedia {
+  /** path → the medium and the answer file it holds. */
+  readonly media = new Map<string, { medium: UnattendMediumKind; content: Buffer }>();
+  readonly builds: { path: string; medium: UnattendMediumKind }[] = [];
+  readonly recorded = new Map<string, string>();
+  /** vmDir → its digest key (made on first digest, like the adapter's unattend.key). */
+  readonly keys = new Map<string, string>();
+  readonly removed: string[] = [];
+  failNext: string | undefined;
+  async digest(at: UnattendLocation, medium: UnattendMediumKind, content: Buffer): Promise<string> {
+    let key = this.keys.get(at.vmDir);
+    if (!key) this.keys.set(at.vmDir, (key = `key-${this.keys.size}-${Math.random()}`));
+    const { createHmac } = await import("node:crypto");
+    return createHmac("sha256", key).update(`${medium}\0`).update(content).digest("hex");
+  }
+  async builtHash(at: UnattendLocation): Promise<string | undefined> {
+    return this.media.has(at.path) ? this.recorded.get(at.path) : undefined;
+  }
+  async build(at: UnattendLocation, medium: UnattendMediumKind, content: Buffer, hash: string): Promise<void> {
+    const failure = this.failNext;
+    this.failNext = undefined;
+    if (failure !== undefined) throw new Error(failure);
+    this.builds.push({ path: at.path, medium });
+    this.media.set(at.path, { medium, content: Buffer.from(content) });
+    this.recorded.set(at.path, hash);
+  }
+  async present(at: UnattendLocation): Promise<boolean> {
+    return this.media.has(at.path) || this.keys.has(at.vmDir);
+  }
+  async remove(at: UnattendLocation): Promise<boolean> {
+    const had = await this.present(at);
+    this.media.delete(at.path);
+    this.recorded.delete(at.path);
+    this.keys.delete(at.vmDir);
+    if (had) this.removed.push(at.path);
     return had;
   }
 }
@@ -252,6 +295,7 @@ export interface FakePorts extends Ports {
   sysctl: FakeSysctl;
   firewall: FakeFirewallHost;
   seedMedia: FakeSeedMedia;
+  unattendMedia: FakeUnattendMedia;
   hostKeys: FakeHostKeys;
   downloads: FakeDownloads;
   clock: ManualClock;
@@ -261,7 +305,7 @@ export function fakePorts(clock = new ManualClock()): FakePorts {
   const netdev = new FakeNetDevices();
   const hypervisor = new FakeHypervisor(clock);
   hypervisor.tapHost = netdev;
-  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), hostKeys: new FakeHostKeys(), downloads: new FakeDownloads(), clock };
+  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), unattendMedia: new FakeUnattendMedia(), hostKeys: new FakeHostKeys(), downloads: new FakeDownloads(), clock };
 }
 
 // ---------------------------------------------------------------------------------------
