@@ -8,6 +8,7 @@
 // The URL is parsed by WHATWG URL and handed to node's HTTP client: no shell, no curl. Only
 // http: and https: are fetched, a redirect included. The directory is never a pool's: libvirt
 // would list a partial file as a volume.
+import { shownUrl } from "../api/net.js";
 import { createHash, type Hash } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -33,17 +34,6 @@ interface Job {
   done: Promise<void>;
 }
 
-/** The URL without user name and password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return "(an invalid URL)";
-  }
-}
 
 class HttpStatusError extends Error {
   constructor(
@@ -216,7 +206,7 @@ export class HttpDownloads implements Downloads {
       if (actual !== sha256) {
         // No half file behind: the bytes are not the image asked for.
         await fsp.rm(partFile, { force: true });
-        job.state = { phase: "mismatch", bytes: position, ...(total !== undefined ? { total } : {}), actual, message: `the sha256 of ${redactUrl(job.url)} is ${actual}, not ${sha256}` };
+        job.state = { phase: "mismatch", bytes: position, ...(total !== undefined ? { total } : {}), actual, message: `the sha256 of ${shownUrl(job.url)} is ${actual}, not ${sha256}` };
         return;
       }
       await fsp.rename(partFile, this.file(sha256));
@@ -225,7 +215,7 @@ export class HttpDownloads implements Downloads {
     } catch (error) {
       await handle?.close().catch(() => {});
       const size = regularFile(partFile)?.size ?? 0;
-      job.state = { phase: "failed", bytes: size, ...(job.state.total !== undefined ? { total: job.state.total } : {}), message: `downloading ${redactUrl(job.url)}: ${(error as Error).message}` };
+      job.state = { phase: "failed", bytes: size, ...(job.state.total !== undefined ? { total: job.state.total } : {}), message: `downloading ${shownUrl(job.url)}: ${(error as Error).message}` };
     }
   }
 

@@ -70,3 +70,15 @@ export function subnetRange(address: string, prefix: number): { start: bigint; e
   return { start, end: start + size - 1n };
 }
 
+
+/** A URL without its user name and password: what messages, status and events may show. */
+export function shownUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(an invalid URL)";
+  }
+}

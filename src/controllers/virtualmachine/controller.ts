@@ -2,6 +2,7 @@
 import { TerminalError, DependencyNotReadyError } from "../../runtime/index.js";
 import { buildVolumeXml, machineHasFloppyController, ownedUuid } from "../../libvirt/index.js";
 import type { VirtualMachineSpec } from "../../api/index.js";
+import { shownUrl } from "../../api/net.js";
 import { sshEndpointOf } from "../../api/ssh-endpoint.js";
 import { CloudInitError, instanceIdOf, renderSeed } from "../../cloudinit/seed.js";
 import { NotFoundError, type ImageInfo, type LiveDomain, type LiveState, type Ports, type SeedFile, type UnattendLocation } from "../../ports/index.js";
@@ -10,7 +11,7 @@ import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext
 import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
-import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, shownUrl, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput, type VmUnattendInput } from "./plan.js";
+import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput, type VmUnattendInput } from "./plan.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {

@@ -3,6 +3,7 @@
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
 import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
+import { shownUrl } from "../../api/net.js";
 import { machineHasFloppyController } from "../../libvirt/domain.js";
 import type { DownloadState, LiveDomain, LiveNetwork, LivePool, UnattendLocation } from "../../ports/index.js";
 import type { Step } from "../kind.js";
@@ -94,17 +95,6 @@ export function baseVolumeName(sha256: string, format: "qcow2" | "raw"): string 
   return `kvmctl-base-${sha256.toLowerCase().slice(0, 16)}.${format}`;
 }
 
-/** The URL without user name and password (messages, status and events show it). */
-export function shownUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return "(an invalid URL)";
-  }
-}
 
 function mib(bytes: number): string {
   return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
