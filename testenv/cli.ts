@@ -10,6 +10,7 @@ import { createNetns, deleteNetns, netnsExists } from "./netns.js";
 import { provisionPackages } from "./provision.js";
 import { run } from "./run.js";
 import { sweep } from "./sweep.js";
+import { restoreHostQemuConf } from "./vnc-sasl.js";
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0) throw new Error("the test environment needs root (it creates a network namespace and runs libvirtd)");
@@ -23,6 +24,8 @@ async function up(): Promise<void> {
   await run("chmod", ["666", "/dev/kvm"], { quiet: true, allowFailure: true });
   await createNetns();
   await startDaemons();
+  // A VNC SASL test that died midway left its qemu.conf: the host's own comes back first.
+  if (await restoreHostQemuConf()) process.stderr.write("restored the host's qemu.conf (a VNC SASL test had changed it)\n");
   await ensureTestVolumeGroup();
   const removed = await sweep();
   if (removed.length) process.stderr.write(`swept leftovers: ${removed.join(", ")}\n`);
@@ -40,6 +43,7 @@ async function down(): Promise<void> {
     if (removed.length) process.stderr.write(`swept: ${removed.join(", ")}\n`);
   }
   await stopDaemons();
+  await restoreHostQemuConf();
   await removeTestVolumeGroup();
   await deleteNetns();
 }

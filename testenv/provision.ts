@@ -34,6 +34,9 @@ const BOOKWORM_PACKAGES = [
   // The cloud-init guest (testenv/cloud-guest.ts): a Debian rootfs made into an ext4 disk.
   "mmdebstrap",
   "e2fsprogs",
+  // VNC SASL (test/e2e/vnc-sasl.test.ts): a SCRAM-SHA-256 sasldb, and the TLS certificate QEMU needs with it.
+  "sasl2-bin",
+  "openssl",
   // The status page's browser test (test/unit/metrics/page-chromium.test.ts): headless Chromium.
   "chromium",
 ];

@@ -7,6 +7,7 @@ import { HostFirewall } from "./firewall.js";
 import { HostPathResolver, HostSecretFiles, ProcSysctl, TempScratchFiles } from "./host-files.js";
 import { HostKeyFiles, hostKeyDirs } from "./host-keys.js";
 import { LinuxNetDevices } from "./netdev.js";
+import { HostQemuConfig } from "./qemu-config.js";
 import { QemuImg } from "./qemu-img.js";
 import { HostSeedMedia } from "./seed-media.js";
 import { HostUnattendMedia } from "./unattend-media.js";
@@ -59,6 +60,7 @@ export function hostPorts(options: HostPortsOptions): HostPorts {
     unattendMedia: new HostUnattendMedia(),
     hostKeys: options.dataDir ? new HostKeyFiles(hostKeyDirs(options.dataDir)) : new NoHostKeys(),
     downloads: new HttpDownloads(options.downloadDir ?? DEFAULT_DOWNLOAD_DIR),
+    qemuConfig: new HostQemuConfig(),
     clock: systemClock,
   };
 }

@@ -147,19 +147,37 @@ export const unattend = z.strictObject({
   ejectAfterFirstBoot: z.boolean().default(false).meta({ description: "Once the domain has run: the medium leaves the definition and its file is removed from the host (the running guest keeps the open medium until it powers off)." }),
 });
 
+export const vncAuths = ["password", "sasl"] as const;
+
 export const vncConsole = z
   .strictObject({
-    listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default; any other address needs passwordSecretFile." }),
+    listen: ipAddress.default("127.0.0.1").meta({ description: "Never open to the world by default; any other address needs auth (a password or SASL)." }),
     port: z.number().int().min(5900).max(65535).optional().meta({ description: "Default: allocated by libvirt." }),
+    auth: z
+      .enum(vncAuths)
+      .optional()
+      .meta({ description: "password: the VNC password from passwordSecretFile (the default when that is given). sasl: the host's SASL (qemu.conf vnc_sasl, host-wide); kvmctl checks the host and refuses to start the VM rather than offer weaker auth." }),
     passwordSecretFile: absolutePath.optional().meta({ description: "File holding the VNC password (kept out of manifests)." }),
   })
   .check((ctx) => {
-    // A VNC console reachable from elsewhere without a password is the guest's keyboard for anyone.
-    const { listen, passwordSecretFile } = ctx.value;
-    if (!isLoopbackAddress(listen) && passwordSecretFile === undefined) {
-      ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: `a VNC console listening on ${listen} (not loopback) needs passwordSecretFile` });
+    const { listen, passwordSecretFile, auth } = ctx.value;
+    if (auth === "password" && passwordSecretFile === undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: "auth: password needs passwordSecretFile" });
+    }
+    // QEMU offers one auth type, and a VNC password wins over SASL: both would silently be password auth.
+    if (auth === "sasl" && passwordSecretFile !== undefined) {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: "auth: sasl takes no passwordSecretFile (QEMU offers one auth type and a VNC password wins over SASL)" });
+    }
+    // A VNC console reachable from elsewhere without auth is the guest's keyboard for anyone.
+    if (!isLoopbackAddress(listen) && passwordSecretFile === undefined && auth !== "sasl") {
+      ctx.issues.push({ code: "custom", input: ctx.value, path: ["passwordSecretFile"], message: `a VNC console listening on ${listen} (not loopback) needs passwordSecretFile or auth: sasl` });
     }
   });
+
+/** The VNC auth a console asks for: explicit, else password when a password file is given. */
+export function vncAuthOf(vnc: z.output<typeof vncConsole>): "none" | "password" | "sasl" {
+  return vnc.auth ?? (vnc.passwordSecretFile !== undefined ? "password" : "none");
+}
 
 export const consoles = z.strictObject({
   serial: z.boolean().default(true),

@@ -58,7 +58,7 @@ export interface SharedServices {
 
 /** What the pure plan of a kind is computed from, besides the live state. */
 export interface PlanContext<M> {
-  ports: Pick<Ports, "secrets">;
+  ports: Pick<Ports, "secrets" | "qemuConfig">;
   settings: ControllerSettings;
   memory: ObjectMemory<M>;
   now: number;

@@ -2,6 +2,7 @@
 // these (and the Hypervisor port); src/adapters/ implements them on Linux (host-ports.ts builds them), the unit
 // tests with in-memory fakes.
 import type { HostListener, Rule } from "../firewall/rules.js";
+import type { VncAuth, VncSaslSupport } from "../libvirt/qemu-conf.js";
 
 /** Files that hold secrets (a VNC password): read, never logged. */
 export interface SecretFiles {
@@ -230,4 +231,15 @@ export interface Downloads {
   recordImported(sha256: string, target: string): Promise<void>;
   /** Whether `target` was recorded as holding the whole image of `sha256`. */
   imported(sha256: string, target: string): Promise<boolean>;
+}
+
+/** The host's QEMU driver settings that no domain XML carries (src/adapters/qemu-config.ts). */
+export interface QemuConfig {
+  /** Whether a VNC console without a password of its own gets SASL, and only SASL, on this host. */
+  vncSasl(): Promise<VncSaslSupport>;
+  /**
+   * The auth the running QEMU of domain `name` gives its VNC console, read from the process
+   * itself; undefined when that cannot be known here (not running, no VNC, not this host's).
+   */
+  runningVncAuth(name: string): Promise<VncAuth | undefined>;
 }

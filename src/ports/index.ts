@@ -2,7 +2,7 @@
 // (src/adapters/host-ports.ts) builds the real ones; tests pass fakes.
 import type { Clock } from "../runtime/clock.js";
 import type { Hypervisor } from "./hypervisor.js";
-import type { Downloads, FirewallHost, HostKeys, ImageTool, NetDevices, PathResolver, SecretFiles, SeedMedia, Sysctl, UnattendMedia } from "./host.js";
+import type { Downloads, FirewallHost, HostKeys, ImageTool, NetDevices, PathResolver, QemuConfig, SecretFiles, SeedMedia, Sysctl, UnattendMedia } from "./host.js";
 
 export * from "./errors.js";
 export type * from "./host.js";
@@ -25,5 +25,7 @@ export interface Ports {
   hostKeys: HostKeys;
   /** Base images from a URL, downloaded in the background (src/adapters/downloads.ts). */
   downloads: Downloads;
+  /** qemu.conf's host-wide settings: VNC SASL (src/adapters/qemu-config.ts). */
+  qemuConfig: QemuConfig;
   clock: Clock;
 }

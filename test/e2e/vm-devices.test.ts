@@ -4,13 +4,13 @@
 // operator leaves it), autostart; deletion removes the NVRAM file.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { execa, type ResultPromise } from "execa";
 import { assertInTestEnv, testGuest, testName } from "../../testenv/env.js";
 import { kvmctl } from "../cli/helpers.js";
 import { E2eDirs, virsh } from "./harness.js";
+import { vncSecurityTypes } from "./rfb.js";
 
 const secure = testName("uefi");
 const manual = testName("manual");
@@ -26,30 +26,6 @@ const domstate = async (name: string) => String((await virsh("domstate", name)).
 /** The power steps (start, shutdown, destroy) the controller logged for VM `name` since `after`. */
 const powerSteps = (name: string, after: number) =>
   run.logLines().filter((l) => l.object === `VirtualMachine/${name}` && l.time >= after && ["start", "shutdown", "destroy"].includes(String(l.step))).map((l) => `${l.step}: ${l.msg}`);
-
-/** The security types a VNC server offers after the RFB 3.8 version handshake. */
-function vncSecurityTypes(port: number): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1");
-    let received = Buffer.alloc(0);
-    let versionSent = false;
-    socket.setTimeout(10_000, () => socket.destroy(new Error("VNC handshake timed out")));
-    socket.on("error", reject);
-    socket.on("data", (chunk) => {
-      received = Buffer.concat([received, chunk]);
-      if (!versionSent && received.length >= 12) {
-        if (!received.subarray(0, 12).toString().startsWith("RFB 003.")) return reject(new Error(`not VNC: ${received.toString()}`));
-        socket.write("RFB 003.008\n");
-        versionSent = true;
-        received = received.subarray(12);
-      }
-      if (versionSent && received.length >= 1 && received.length >= 1 + received[0]!) {
-        resolve([...received.subarray(1, 1 + received[0]!)]);
-        socket.destroy();
-      }
-    });
-  });
-}
 
 function manifests(): string {
   const guest = testGuest();

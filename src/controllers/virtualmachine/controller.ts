@@ -12,6 +12,7 @@ import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
 import { baseVolumeName, downloadMessage, isActive, planVm, planVmDeletion, volumeNameFor, type VmAction, type VmBaseInput, type VmPlan, type VmPlanInput, type VmSeedInput, type VmUnattendInput } from "./plan.js";
+import type { VncSaslSupport } from "../../libvirt/qemu-conf.js";
 
 /** What this controller remembers between reconciles of one VM (lost on restart, harmlessly). */
 export interface VmMemory {
@@ -23,7 +24,12 @@ export interface VmMemory {
    * status writes, so it is remembered here too.
    */
   startedOnce?: boolean;
+  /** When a start of this controller came up without the SASL console asked for (and was stopped again). */
+  saslRefusedAt?: number;
 }
+
+/** After a start came up without SASL, no new start for this long: no start-and-stop loop. */
+const SASL_REFUSAL_MS = 10 * 60_000;
 
 const DEFAULT_CONSOLE_LOG_DIR = "/var/log/kvmctl/console";
 export const DEFAULT_SEED_DIR = "/var/lib/kvmctl/seeds";
@@ -307,6 +313,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       defaultDomainType: ctx.settings.defaultDomainType,
       consoleLogDir: ctx.settings.consoleLogDir ?? (consoleLog ? consoleLog.replace(/\/[^/]+$/, "") : DEFAULT_CONSOLE_LOG_DIR),
       vncPassword: await readVncPassword(ctx, target.object.spec.consoles.vnc?.passwordSecretFile),
+      vncSasl: target.object.spec.consoles.vnc?.auth === "sasl" ? await hostVncSasl(ctx, remembered) : undefined,
       seed: seedShape(ctx.settings, target.name, target.object.spec, domain),
       unattend: unattendShape(ctx.settings, target.name, target.object.spec, domain),
       stopRequestedAt: remembered?.stopRequestedAt,
@@ -319,7 +326,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
   plan: planVm,
 
   changes(plan) {
-    if (plan.invalid || plan.waitingFor) return [plan.message];
+    if (plan.invalid || plan.waitingFor || plan.hostRefusal) return [plan.message];
     if (plan.downloads) return plan.downloads.map(downloadMessage);
     return [...plan.steps.map((s) => s.message), ...(plan.restartRequired.length ? [plan.message] : [])];
   },
@@ -446,19 +453,24 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     remembered.startedOnce = started;
     if (plan.beginStop) remembered.stopRequestedAt = ctx.ports.clock.now();
     if (plan.steps.length) await ctx.record.event("Normal", plan.steps.some((s) => s.action.type === "start") ? "Started" : "Converged", plan.steps.map((s) => s.message).join("; "));
+    if (plan.hostRefusal && stored.object.status?.conditions?.find((c) => c.type === "Ready")?.reason !== plan.hostRefusal.reason) {
+      await ctx.record.event("Warning", plan.hostRefusal.reason, plan.message);
+    }
     if (plan.restartRequired.length && !stored.object.status?.conditions?.some((c) => c.type === "RestartRequired")) {
       await ctx.record.event("Warning", "RestartRequired", plan.message);
     }
 
     // After its own steps a reconcile reads back only its domain; the next event brings the rest.
-    const after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
+    let after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
+    const saslRefusal = await checkRunningSasl(ctx, name, stored.object.spec, after, plan.steps.some((s) => s.action.type === "start"));
+    if (saslRefusal?.destroyed) after = await ctx.ports.hypervisor.readDomain(plan.uuid);
     return {
-      ready: plan.ready,
+      ready: plan.ready && !saslRefusal,
       repairs: plan.steps.map((s) => s.action.type),
-      requeueAfterMs: plan.requeueAfterMs ?? (plan.ready ? undefined : 2_000),
+      requeueAfterMs: saslRefusal ? 30_000 : (plan.requeueAfterMs ?? (plan.ready ? undefined : 2_000)),
       report: {
-        reason: plan.ready ? "Succeeded" : plan.reason,
-        message: plan.message,
+        reason: saslRefusal ? "VncSaslUnavailable" : plan.ready ? "Succeeded" : plan.reason,
+        message: saslRefusal?.message ?? plan.message,
         extraConditions: [{ type: "RestartRequired", present: plan.restartRequired.length > 0, reason: "RestartRequired", message: plan.message }],
         facts: {
           ...vmFacts(stored.object.spec, after, plan.disks, state),
@@ -496,6 +508,40 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 function seedStatus(seed: VmSeedInput): NonNullable<StatusFacts<"VirtualMachine">["cloudInit"]> {
   const hash = seed.hash ?? seed.builtHash;
   return { instanceId: seed.instanceId, medium: seed.medium, format: seed.format, ...(hash ? { seedHash: hash.slice(0, 16) } : {}) };
+}
+
+/** The host's VNC SASL, unless a start of this VM came up without it a short while ago. */
+async function hostVncSasl(ctx: PlanContext<VmMemory>, remembered: VmMemory | undefined): Promise<VncSaslSupport> {
+  const refusedAt = remembered?.saslRefusedAt;
+  if (refusedAt !== undefined && ctx.now - refusedAt < SASL_REFUSAL_MS) {
+    return { usable: false, reason: `its start at ${new Date(refusedAt).toISOString()} came up without SASL although qemu.conf asks for it (is libvirtd running with an older qemu.conf?); tried again ${SASL_REFUSAL_MS / 60_000} min after that` };
+  }
+  return ctx.ports.qemuConfig.vncSasl();
+}
+
+/**
+ * qemu.conf can say SASL while libvirtd, which reads it only when it starts, still runs without
+ * it: the console of a domain with auth: sasl is checked on the running QEMU itself. One this
+ * reconcile just started with weaker auth is destroyed at once (kvmctl started it, and it must
+ * not stay up with less than the manifest asks); one running from before is only reported.
+ */
+async function checkRunningSasl(ctx: KindContext<VmMemory>, name: string, spec: VirtualMachineSpec, domain: LiveDomain | undefined, startedNow: boolean): Promise<{ message: string; destroyed: boolean } | undefined> {
+  if (spec.consoles.vnc?.auth !== "sasl" || !domain || !isActive(domain)) return undefined;
+  const auth = await ctx.ports.qemuConfig.runningVncAuth(name);
+  if (auth === undefined || auth === "sasl") return undefined;
+  const cause = `the running QEMU's VNC console has ${auth === "none" ? "no auth" : "password auth"}, not SASL (libvirtd reads qemu.conf only when it starts: restart libvirtd)`;
+  if (!startedNow) {
+    const message = `spec.consoles.vnc.auth is sasl, but ${cause}`;
+    await ctx.record.event("Warning", "VncSaslUnavailable", message);
+    return { message, destroyed: false };
+  }
+  ctx.log.warn({ step: "destroy" }, "destroy: the console came up without SASL");
+  await ctx.ports.hypervisor.destroyDomain(domain.config.uuid);
+  const remembered = ctx.memory.get(`VirtualMachine/${name}`);
+  if (remembered) remembered.saslRefusedAt = ctx.now;
+  const message = `spec.consoles.vnc.auth is sasl, but ${cause}; the domain was stopped again`;
+  await ctx.record.event("Warning", "VncSaslUnavailable", message);
+  return { message, destroyed: true };
 }
 
 /** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */

@@ -6,6 +6,7 @@ import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, t
 import { shownUrl } from "../../api/net.js";
 import { machineHasFloppyController } from "../../libvirt/domain.js";
 import type { DownloadState, LiveDomain, LiveNetwork, LivePool, UnattendLocation } from "../../ports/index.js";
+import type { VncSaslSupport } from "../../libvirt/qemu-conf.js";
 import type { Step } from "../kind.js";
 import { notOursMessage, ownershipOf } from "../ownership.js";
 import { phaseFor, type VmPhase } from "./lifecycle.js";
@@ -142,6 +143,8 @@ export interface VmPlanInput {
   defaultDomainType: "kvm" | "qemu";
   consoleLogDir: string;
   vncPassword?: string;
+  /** The host's VNC SASL, asked only when spec.consoles.vnc.auth is sasl. */
+  vncSasl?: VncSaslSupport;
   /** Set when spec.cloudInit is. */
   seed?: VmSeedInput;
   /** Disks from a URL (by disk name), in a reconcile; undefined in kvmctl diff. */
@@ -176,6 +179,8 @@ export interface VmPlan {
   waitingFor?: string;
   /** A spec that cannot work as written. */
   invalid?: { reason: string; message: string };
+  /** The host cannot give what the spec asks (fixable on the host, without a spec change): no steps. */
+  hostRefusal?: { reason: string; message: string };
   requeueAfterMs?: number;
   disks: ResolvedDisk[];
   /** The seed this plan attaches (and builds, when its hash changed). */
@@ -236,6 +241,14 @@ export function planVm(input: VmPlanInput): VmPlan {
   if (spec.unattend?.medium === "floppy" && !machineHasFloppyController(spec.machine)) {
     const message = `spec.unattend.medium floppy needs a machine with a floppy controller, and ${spec.machine} (q35) has none: use medium: cdrom, or machine: pc (i440fx)`;
     return { ...base, steps, phase: "Failed", ready: false, stopping: false, reason: "FloppyUnsupported", message, invalid: { reason: "FloppyUnsupported", message } };
+  }
+
+  // SASL is host-wide and QEMU has no weaker fallback to refuse: kvmctl does not define or
+  // start a domain whose console would come up with less than the manifest asks.
+  if (spec.consoles.vnc?.auth === "sasl" && input.vncSasl && !input.vncSasl.usable) {
+    const message = `spec.consoles.vnc.auth is sasl, but this host does not give VNC SASL: ${input.vncSasl.reason}`;
+    const phase = isActive(live) ? "Running" : live ? "Stopped" : "Pending";
+    return { ...base, steps, phase, ready: false, stopping: false, reason: "VncSaslUnavailable", message, hostRefusal: { reason: "VncSaslUnavailable", message }, requeueAfterMs: 30_000 };
   }
 
   // Dependencies: every pool and network the VM names must be there and active.

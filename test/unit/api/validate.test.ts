@@ -78,10 +78,18 @@ describe("VirtualMachine", () => {
   });
 
   it("a VNC console off loopback needs a password file", () => {
-    assertIssue(vm("a", { consoles: { vnc: { listen: "0.0.0.0" } } }), "spec.consoles.vnc.passwordSecretFile", /a VNC console listening on 0\.0\.0\.0 \(not loopback\) needs passwordSecretFile/);
+    assertIssue(vm("a", { consoles: { vnc: { listen: "0.0.0.0" } } }), "spec.consoles.vnc.passwordSecretFile", /a VNC console listening on 0\.0\.0\.0 \(not loopback\) needs passwordSecretFile or auth: sasl/);
     assertIssue(vm("a", { consoles: { vnc: { listen: "2001:db8::5" } } }), "spec.consoles.vnc.passwordSecretFile", /listening on 2001:db8::5/);
     for (const listen of ["127.0.0.1", "127.0.0.2", "::1"]) valid(vm("a", { consoles: { vnc: { listen } } }));
     valid(vm("a", { consoles: { vnc: { listen: "0.0.0.0", passwordSecretFile: "/var/lib/kvmctl/secrets/vnc" } } }));
+    valid(vm("a", { consoles: { vnc: { listen: "0.0.0.0", auth: "sasl" } } }));
+  });
+
+  it("VNC auth: password needs its file; sasl takes none (QEMU lets a password win over SASL)", () => {
+    assertIssue(vm("a", { consoles: { vnc: { auth: "password" } } }), "spec.consoles.vnc.passwordSecretFile", /auth: password needs passwordSecretFile/);
+    assertIssue(vm("a", { consoles: { vnc: { auth: "sasl", passwordSecretFile: "/etc/kvmctl/vnc" } } }), "spec.consoles.vnc.passwordSecretFile", /auth: sasl takes no passwordSecretFile \(QEMU offers one auth type and a VNC password wins over SASL\)/);
+    assertIssue(vm("a", { consoles: { vnc: { auth: "kerberos" } } }), "spec.consoles.vnc.auth", /password|sasl/);
+    valid(vm("a", { consoles: { vnc: { auth: "password", passwordSecretFile: "/etc/kvmctl/vnc" } } }));
   });
 
   it("host paths: absolute, no control characters, no trailing whitespace, no '..'", () => {

@@ -251,7 +251,7 @@ test("kvmctl diff (the plan with the secrets port only): no key made or read, no
   const { previewChanges } = await import("../../../src/controllers/registry.js");
   const stored = h.snapshot.objects.get(KEY)!;
   const target = { key: KEY, name: "web", object: stored.object as never, specHash: stored.specHash, file: undefined };
-  const ctx = { ports: { secrets: h.ports.secrets }, settings: { instance: TEST_INSTANCE, defaultDomainType: "kvm" as const, consoleLogDir: undefined }, memory: new Map(), now: 0 };
+  const ctx = { ports: { secrets: h.ports.secrets, qemuConfig: h.ports.qemuConfig }, settings: { instance: TEST_INSTANCE, defaultDomainType: "kvm" as const, consoleLogDir: undefined }, memory: new Map(), now: 0 };
   const live = await h.hv.observe(0);
   assert.deepEqual(await previewChanges("VirtualMachine", ctx, target, live), [], "converged: the controller's --seed-dir is not drift");
   const changed = { ...target, object: { ...stored.object, spec: { ...(stored.object.spec as object), cloudInit: { ...(stored.object.spec as { cloudInit: object }).cloudInit, instanceId: "web-9" } } } as never };

@@ -219,7 +219,7 @@ test("the answer file is in no status, event, log line, error, libvirt call, def
   const { previewChanges } = await import("../../../src/controllers/registry.js");
   const stored = h.snapshot.objects.get(KEY)!;
   const target = { key: KEY, name: "win", object: stored.object as never, specHash: stored.specHash, file: undefined };
-  const ctx = { ports: { secrets: h.ports.secrets }, settings: { instance: TEST_INSTANCE, defaultDomainType: "kvm" as const, consoleLogDir: undefined }, memory: new Map(), now: 0 };
+  const ctx = { ports: { secrets: h.ports.secrets, qemuConfig: h.ports.qemuConfig }, settings: { instance: TEST_INSTANCE, defaultDomainType: "kvm" as const, consoleLogDir: undefined }, memory: new Map(), now: 0 };
   const live = await h.hv.observe(0);
   seen.push(...(await previewChanges("VirtualMachine", ctx, target, live)));
   const changed = { ...target, object: { ...stored.object, spec: { ...(stored.object.spec as object), cpus: 4 } } as never };

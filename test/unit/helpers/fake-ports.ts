@@ -10,7 +10,8 @@ import { Manager, type ManagerOptions } from "../../../src/controllers/manager.j
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
-import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
+import type { VncAuth, VncSaslSupport } from "../../../src/libvirt/qemu-conf.js";
+import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, QemuConfig, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -286,6 +287,19 @@ export class FakePaths implements PathResolver {
   }
 }
 
+/** The host's qemu.conf as a test sets it: SASL for VNC off until a test turns it on. */
+export class FakeQemuConfig implements QemuConfig {
+  sasl: VncSaslSupport = { usable: false, reason: "qemu.conf does not set vnc_sasl = 1" };
+  /** What each running domain's console uses: SASL when the host gives it and the domain has no password, as QEMU does. */
+  running = new Map<string, VncAuth>();
+  async vncSasl(): Promise<VncSaslSupport> {
+    return this.sasl;
+  }
+  async runningVncAuth(name: string): Promise<VncAuth | undefined> {
+    return this.running.get(name) ?? (this.sasl.usable ? "sasl" : "none");
+  }
+}
+
 export interface FakePorts extends Ports {
   hypervisor: FakeHypervisor;
   secrets: FakeSecrets;
@@ -298,6 +312,7 @@ export interface FakePorts extends Ports {
   unattendMedia: FakeUnattendMedia;
   hostKeys: FakeHostKeys;
   downloads: FakeDownloads;
+  qemuConfig: FakeQemuConfig;
   clock: ManualClock;
 }
 
@@ -305,7 +320,7 @@ export function fakePorts(clock = new ManualClock()): FakePorts {
   const netdev = new FakeNetDevices();
   const hypervisor = new FakeHypervisor(clock);
   hypervisor.tapHost = netdev;
-  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), unattendMedia: new FakeUnattendMedia(), hostKeys: new FakeHostKeys(), downloads: new FakeDownloads(), clock };
+  return { hypervisor, secrets: new FakeSecrets(), paths: new FakePaths(), images: new FakeImages(), netdev, sysctl: new FakeSysctl(), firewall: new FakeFirewallHost(), seedMedia: new FakeSeedMedia(), unattendMedia: new FakeUnattendMedia(), hostKeys: new FakeHostKeys(), downloads: new FakeDownloads(), qemuConfig: new FakeQemuConfig(), clock };
 }
 
 // ---------------------------------------------------------------------------------------
