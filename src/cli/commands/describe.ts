@@ -21,19 +21,23 @@ function indent(text: string, by: string): string {
     .join("\n");
 }
 
-export async function describeObject(stored: StoredObject, events: ObjectEvent[], now = Date.now()): Promise<string> {
-  const { stringify } = await import("yaml");
-  const { status, ...rest } = ((stored.object as { status?: Record<string, unknown> }).status ?? {}) as Record<string, unknown> & {
-    status?: never;
-  };
-  void status;
-  const { conditions, observedGeneration, observedSpecHash, phase, ...facts } = rest as {
+/** A status as describe shows it: conditions, generation and phase apart, the kind's facts as the rest (the spec hash is internal). */
+function statusParts(status: Record<string, unknown> | undefined): { conditions?: Condition[]; observedGeneration?: number; phase?: string; facts: Record<string, unknown> } {
+  const { conditions, observedGeneration, observedSpecHash, phase, status: nested, ...facts } = (status ?? {}) as {
     conditions?: Condition[];
     observedGeneration?: number;
     observedSpecHash?: string;
     phase?: string;
+    status?: unknown;
   } & Record<string, unknown>;
   void observedSpecHash;
+  void nested;
+  return { conditions, observedGeneration, phase, facts };
+}
+
+export async function describeObject(stored: StoredObject, events: ObjectEvent[], now = Date.now()): Promise<string> {
+  const { stringify } = await import("yaml");
+  const { conditions, observedGeneration, phase, facts } = statusParts((stored.object as { status?: Record<string, unknown> }).status);
   const metadata = stored.raw.metadata as { labels?: Record<string, string>; annotations?: Record<string, string> };
   const lines: string[] = [];
   const field = (name: string, value: string) => lines.push(`${(name + ":").padEnd(20)}${value}`);
@@ -97,13 +101,7 @@ export async function describeInvalid(
 ): Promise<string> {
   const { stringify } = await import("yaml");
   const { kind, name } = parseObjectKey(key);
-  const { conditions, observedGeneration, observedSpecHash, phase, ...facts } = (document?.status ?? {}) as {
-    conditions?: Condition[];
-    observedGeneration?: number;
-    observedSpecHash?: string;
-    phase?: string;
-  } & Record<string, unknown>;
-  void observedSpecHash;
+  const { conditions, observedGeneration, phase, facts } = statusParts(document?.status);
   const lines: string[] = [];
   const field = (label: string, value: string) => lines.push(`${(label + ":").padEnd(20)}${value}`);
   field("Name", name);
