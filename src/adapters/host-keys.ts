@@ -18,13 +18,13 @@
 //   handed to ssh-keygen as /dev/fd/3.
 // - The directories the keys live in must have an existing parent (ensureDataDir makes the
 //   data directory with its .gitignore).
-import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import type { HostKeyPair, HostKeys } from "../ports/index.js";
 import { hostKeyAlias, knownHostsLine, type HostKeyDirs } from "../ssh/pinned.js";
 import { UnsafePathError } from "../store/safe-write.js";
+import { ensureOwnDir, writeFileAtomic } from "./private-files.js";
 import { asChildFd3, STALE_AFTER_MS } from "./seed-media.js";
 
 export { hostKeyDirs, knownHostsFile, type HostKeyDirs } from "../ssh/pinned.js";
@@ -35,19 +35,6 @@ const KEY_FILE = "ssh_host_ed25519_key";
 function checkName(vm: string): string {
   hostKeyAlias(vm);
   return vm;
-}
-
-/** `dir` as a directory with `mode`, made (not its parents) when missing; a symlink or file there is refused. */
-function ensureDir(dir: string, mode: number): void {
-  try {
-    fs.mkdirSync(dir, { mode });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  }
-  const stat = fs.lstatSync(dir);
-  if (stat.isSymbolicLink()) throw new UnsafePathError(dir, "is a symlink");
-  if (!stat.isDirectory()) throw new UnsafePathError(dir, "is not a directory");
-  if ((stat.mode & 0o7777) !== mode) fs.chmodSync(dir, mode);
 }
 
 /** A key pair whose private half JSON.stringify and util.inspect do not show. */
@@ -69,29 +56,6 @@ function openNoFollow(file: string): number | undefined {
   }
 }
 
-/** Writes `content` to `file` atomically (temp + fsync + rename in its directory), `mode`. */
-function writeAtomic(file: string, content: string, mode: number): void {
-  const existing = fs.lstatSync(file, { throwIfNoEntry: false });
-  if (existing?.isSymbolicLink()) throw new UnsafePathError(file, "is a symlink");
-  if (existing && !existing.isFile()) throw new UnsafePathError(file, "is not a regular file");
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
-  const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-  let renamed = false;
-  try {
-    try {
-      fs.writeFileSync(fd, content);
-      fs.fchmodSync(fd, mode);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, file);
-    renamed = true;
-  } finally {
-    if (!renamed) fs.rmSync(temp, { force: true });
-  }
-}
-
 export class HostKeyFiles implements HostKeys {
   constructor(
     private readonly dirs: HostKeyDirs,
@@ -104,8 +68,8 @@ export class HostKeyFiles implements HostKeys {
 
   async ensure(vm: string): Promise<HostKeyPair> {
     const dir = this.vmDir(vm);
-    ensureDir(this.dirs.keys, 0o700);
-    ensureDir(dir, 0o700);
+    ensureOwnDir(this.dirs.keys, 0o700);
+    ensureOwnDir(dir, 0o700);
     this.removeStale(dir);
     const privateFile = path.join(dir, KEY_FILE);
     if (!fs.lstatSync(privateFile, { throwIfNoEntry: false })) await this.generate(vm, dir, privateFile);
@@ -167,11 +131,11 @@ export class HostKeyFiles implements HostKeys {
 
   private writePublic(vm: string, dir: string, publicKey: string): void {
     const pubFile = path.join(dir, `${KEY_FILE}.pub`);
-    if (readSmall(pubFile) !== publicKey) writeAtomic(pubFile, publicKey, 0o644);
-    ensureDir(this.dirs.knownHosts, 0o755);
+    if (readSmall(pubFile) !== publicKey) writeFileAtomic(pubFile, publicKey, 0o644);
+    ensureOwnDir(this.dirs.knownHosts, 0o755);
     const hostsFile = path.join(this.dirs.knownHosts, vm);
     const line = knownHostsLine(vm, publicKey);
-    if (readSmall(hostsFile) !== line) writeAtomic(hostsFile, line, 0o644);
+    if (readSmall(hostsFile) !== line) writeFileAtomic(hostsFile, line, 0o644);
   }
 
   async publicKey(vm: string): Promise<string | undefined> {

@@ -21,6 +21,7 @@ import path from "node:path";
 import { execa } from "execa";
 import type { SeedFile, SeedFileName, SeedMedia } from "../ports/index.js";
 import { UnsafePathError } from "../store/safe-write.js";
+import { checkReplaceable, ensureOwnDir, writeFileAtomic } from "./private-files.js";
 
 const NAMES: ReadonlySet<SeedFileName> = new Set(["meta-data", "user-data", "network-config", "vendor-data"]);
 /** The staged files' mtime, which mcopy -m copies into the FAT: 2000-01-01T00:00:00Z. */
@@ -51,14 +52,6 @@ function checkFiles(files: readonly SeedFile[]): void {
     seen.add(file.name);
   }
   if (!seen.has("meta-data") || !seen.has("user-data")) throw new Error("a NoCloud seed needs meta-data and user-data");
-}
-
-/** The target as a path kvmctl may replace: absent, or a regular file (never a symlink). */
-function checkTarget(target: string): void {
-  const stat = fs.lstatSync(target, { throwIfNoEntry: false });
-  if (!stat) return;
-  if (stat.isSymbolicLink()) throw new UnsafePathError(target, "is a symlink");
-  if (!stat.isFile()) throw new UnsafePathError(target, "is not a regular file");
 }
 
 /** A staging directory or temp file older than this is a killed build's leftover. */
@@ -101,23 +94,7 @@ export function writeBuiltRecord(target: string, sidecar: string, hash: string):
   const stat = fs.lstatSync(file);
   if (!stat.isFile()) throw new UnsafePathError(file, "is not a regular file");
   const record = `${hash} ${stat.ino} ${stat.size} ${Math.trunc(stat.mtimeMs)}\n`;
-  checkTarget(sidecar);
-  const temp = path.join(path.dirname(sidecar), `.${path.basename(sidecar)}.kvmctl-${randomBytes(8).toString("hex")}.tmp`);
-  const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-  let renamed = false;
-  try {
-    try {
-      fs.fchmodSync(fd, 0o600);
-      fs.writeFileSync(fd, record);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, sidecar);
-    renamed = true;
-  } finally {
-    if (!renamed) fs.rmSync(temp, { force: true });
-  }
+  writeFileAtomic(sidecar, record, 0o600);
 }
 
 /** The hash `sidecar` records for `target` when `target` is still that file; undefined otherwise. */
@@ -171,7 +148,7 @@ export async function buildImage(target: string, spec: ImageSpec, files: readonl
   const file = path.resolve(target);
   const dir = path.dirname(file);
   if (!fs.statSync(dir).isDirectory()) throw new UnsafePathError(dir, "is not a directory");
-  checkTarget(file);
+  checkReplaceable(file);
   removeStaleSeedFiles(file);
 
   const staging = await fs.promises.mkdtemp(path.join(dir, `.${path.basename(file)}.kvmctl-seed-`));
@@ -202,7 +179,7 @@ export async function buildImage(target: string, spec: ImageSpec, files: readonl
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
-    checkTarget(file); // rename replaces a symlink planted meanwhile rather than following it; refuse it all the same
+    checkReplaceable(file); // rename replaces a symlink planted meanwhile rather than following it; refuse it all the same
     fs.renameSync(temp, file);
     renamed = true;
     const dirFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -236,15 +213,7 @@ export class HostSeedMedia implements SeedMedia {
     let at = top;
     for (const part of ["", ...parts]) {
       at = part ? path.join(at, part) : at;
-      try {
-        fs.mkdirSync(at, { mode: 0o711 });
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      }
-      const stat = fs.lstatSync(at);
-      if (stat.isSymbolicLink()) throw new UnsafePathError(at, "is a symlink");
-      if (!stat.isDirectory()) throw new UnsafePathError(at, "is not a directory");
-      if ((stat.mode & 0o7777) !== 0o711) fs.chmodSync(at, 0o711);
+      ensureOwnDir(at, 0o711);
     }
   }
 

@@ -26,8 +26,8 @@ import { createHmac, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { UnattendLocation, UnattendMedia, UnattendMediumKind } from "../ports/index.js";
-import { UnsafePathError } from "../store/safe-write.js";
 import { qemuUser } from "./firewall.js";
+import { ensureOwnDir } from "./private-files.js";
 import { buildImage, FLOPPY_BYTES, HostSeedMedia, readBuiltRecord, writeBuiltRecord } from "./seed-media.js";
 
 /** What the file at the medium's root is called: Windows Setup looks for it at the root of removable media. */
@@ -73,7 +73,8 @@ export class HostUnattendMedia implements UnattendMedia {
       throw new Error(`the answer file is ${content.length} bytes: more than a 1.44 MB floppy holds (${FLOPPY_CAPACITY}); use medium: cdrom`);
     }
     await this.dirs.prepareDir(at.root, at.vmDir);
-    prepareQemuDir(where.dir, owner);
+    // QEMU's directory, 0700. Its parent is root's 0711 directory: nobody else can swap the entry between the check and the chown.
+    ensureOwnDir(where.dir, 0o700, owner);
     // Built where only root writes, then moved into QEMU's directory in one rename.
     await buildImage(where.staged, { format: medium === "floppy" ? "floppy" : "iso", label: UNATTEND_LABEL, purpose: "building the unattend medium", owner }, [{ name: ANSWER_FILE, content }], this.timeoutMs);
     fs.renameSync(where.staged, where.path); // replaces whatever QEMU's user put there (a symlink too), following nothing
@@ -108,21 +109,6 @@ function checkLocation(at: UnattendLocation): { dir: string; path: string; key: 
   const file = path.join(dir, "unattend.img");
   if (path.resolve(at.dir) !== dir || path.resolve(at.path) !== file) throw new Error(`the unattend medium of ${vmDir} is ${file}, not ${at.path}`);
   return { dir, path: file, key: path.join(vmDir, "unattend.key"), record: path.join(vmDir, "unattend.built"), staged: path.join(vmDir, "unattend.img") };
-}
-
-/** QEMU's directory: made 0700 and QEMU's; a symlink or a non-directory there is refused. */
-function prepareQemuDir(dir: string, owner: { uid: number; gid: number }): void {
-  try {
-    fs.mkdirSync(dir, { mode: 0o700 });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  }
-  // Its parent is root's 0711 directory: nobody else can swap this entry between the check and the chown.
-  const stat = fs.lstatSync(dir);
-  if (stat.isSymbolicLink()) throw new UnsafePathError(dir, "is a symlink");
-  if (!stat.isDirectory()) throw new UnsafePathError(dir, "is not a directory");
-  if ((stat.mode & 0o7777) !== 0o700) fs.chmodSync(dir, 0o700);
-  if (stat.uid !== owner.uid || stat.gid !== owner.gid) fs.lchownSync(dir, owner.uid, owner.gid);
 }
 
 /** The VM's digest key: read (a regular file of 32 bytes, never through a symlink), else made 0600. */
