@@ -11,6 +11,8 @@ import type { ObjectEvent, Snapshot, StoredObject } from "../store/index.js";
 export interface PageSource {
   readonly snapshot: Snapshot | undefined;
   readAllEvents(): Promise<Map<string, ObjectEvent[]>>;
+  /** The status the controller wrote after the snapshot was read, if any (ManifestStore.statusWritten). */
+  statusWritten?(key: string): Record<string, unknown> | null | undefined;
 }
 
 export interface PageEvent {
@@ -76,6 +78,16 @@ function objectOf(stored: StoredObject, now: number, events: readonly ObjectEven
   };
 }
 
+/** `stored` with the status the controller wrote since the snapshot was read: the page does not wait for the next rescan. */
+function withWrittenStatus(source: PageSource, key: string, stored: StoredObject): StoredObject {
+  const written = source.statusWritten?.(key);
+  if (written === undefined) return stored;
+  const object = { ...(stored.object as Record<string, unknown>) };
+  if (written === null) delete object.status;
+  else object.status = written;
+  return { ...stored, object } as StoredObject;
+}
+
 /** The page's JSON: built from the store's last snapshot (no read of its own) and the events files. */
 export async function pageData(source: PageSource, options: { now?: number; ready?: boolean } = {}): Promise<PageData> {
   const now = options.now ?? Date.now();
@@ -83,7 +95,7 @@ export async function pageData(source: PageSource, options: { now?: number; read
   const events = snapshot ? await source.readAllEvents().catch(() => new Map<string, ObjectEvent[]>()) : new Map<string, ObjectEvent[]>();
   const objects: PageObject[] = [];
   if (snapshot) {
-    for (const [key, stored] of snapshot.objects) objects.push(objectOf(stored, now, events.get(key)));
+    for (const [key, stored] of snapshot.objects) objects.push(objectOf(withWrittenStatus(source, key, stored), now, events.get(key)));
     for (const [key, problems] of snapshot.invalid) {
       if (snapshot.objects.has(key)) continue;
       const slash = key.indexOf("/");

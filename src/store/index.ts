@@ -109,6 +109,18 @@ export class ManifestStore {
     return this.sequences.get(snapshot) ?? 0;
   }
 
+  /** The last status this store wrote for each key (snapshots read before that write lack it). */
+  private readonly writtenStatus = new Map<string, Record<string, unknown> | null>();
+
+  /**
+   * The status this process last wrote for `key` (null: removed), or undefined when it wrote
+   * none: what a reader of `snapshot` (the status page) shows instead of the snapshot's, which
+   * may predate it until the next read.
+   */
+  statusWritten(key: string): Record<string, unknown> | null | undefined {
+    return this.writtenStatus.get(key);
+  }
+
   /** The snapshot of the last read(), if any. */
   get snapshot(): Snapshot | undefined {
     return this.lastSnapshot;
@@ -138,7 +150,10 @@ export class ManifestStore {
       while (this.held) await this.held.promise;
       this.writing++;
       try {
-        return await this.writeStatusNow(key, status);
+        const written = await this.writeStatusNow(key, status);
+        if (written) this.writtenStatus.set(key, status);
+        else this.writtenStatus.delete(key);
+        return written;
       } finally {
         if (--this.writing === 0) this.drained?.();
       }

@@ -45,6 +45,20 @@ test("pageData: each object's Ready, phase, get -o wide's MESSAGE and its events
   }
 });
 
+test("pageData: a status the controller wrote after the last read shows at once (no wait for a rescan)", async () => {
+  const { store, cleanup } = await pageFixture();
+  try {
+    const snapshot = store.snapshot;
+    const status = { phase: "Stopped", conditions: [{ type: "Ready", status: "False", reason: "Stopped", message: "the domain is shut off", lastTransitionTime: "2026-01-01T10:04:00Z" }] };
+    assert.equal(await store.writeStatus("VirtualMachine/web1", status), true);
+    assert.equal(store.snapshot, snapshot, "no read since: the snapshot still has the old status");
+    const web1 = (await pageData(store, { now: NOW })).objects.find((o) => o.name === "web1")!;
+    assert.deepEqual([web1.ready.status, web1.ready.reason, web1.phase, web1.message], ["False", "Stopped", "Stopped", "Stopped: the domain is shut off"]);
+  } finally {
+    cleanup();
+  }
+});
+
 test("pageData: no spec field, no status field but Ready, phase and MESSAGE's", async () => {
   const { store, cleanup } = await pageFixture();
   try {
