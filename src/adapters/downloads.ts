@@ -46,7 +46,6 @@ class HttpStatusError extends Error {
 
 export class HttpDownloads implements Downloads {
   private readonly jobs = new Map<string, Job>();
-  private readonly claims = new Set<string>();
   private readonly idleTimeoutMs: number;
   private readonly maxRedirects: number;
 
@@ -89,16 +88,6 @@ export class HttpDownloads implements Downloads {
   async settled(sha256: string): Promise<DownloadState> {
     await this.jobs.get(sha256)?.done;
     return this.state(sha256);
-  }
-
-  claimImport(target: string): (() => void) | undefined {
-    if (this.claims.has(target)) return undefined;
-    this.claims.add(target);
-    return () => this.claims.delete(target);
-  }
-
-  importing(target: string): boolean {
-    return this.claims.has(target);
   }
 
   async recordImported(sha256: string, target: string): Promise<void> {

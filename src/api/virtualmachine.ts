@@ -48,7 +48,7 @@ export const diskSource = z
     volume: volumeName.optional().meta({ description: "Clone this volume." }),
     pool: dnsLabel.optional().meta({ description: "Pool of `volume`; defaults to the disk's pool." }),
     image: absolutePath.optional().meta({ description: "Copy this image file." }),
-    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional().meta({ description: "Download this image (qcow2 or raw) once into the disk's pool as kvmctl-base-<sha256[:16]>.<format>, shared by every disk naming the same sha256, and clone it; needs sha256." }),
+    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional().meta({ description: "Download this image (qcow2 or raw) once into the disk's pool as kvmctl-base-<instance>-<sha256[:16]>.<format>, shared by every disk of this controller instance naming the same sha256, and clone it; needs sha256." }),
     sha256: z
       .string()
       .regex(/^[0-9a-fA-F]{64}$/, { error: "must be 64 hex digits (the image's SHA-256)" })

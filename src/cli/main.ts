@@ -106,7 +106,7 @@ function buildProgram(): Command<[], { dir?: string; connect?: string; statusDir
     .option("--log-level <level>", "pino log level", "info")
     .option("--console-log-dir <dir>", "where serial console logs go (default /var/log/kvmctl/console)")
     .option("--seed-dir <dir>", "where cloud-init seed media are built, <dir>/<instance>/<vm>/ (default /var/lib/kvmctl/seeds, or $KVMCTL_SEED_DIR)")
-    .option("--download-dir <dir>", "where base images from a URL (disks from.url) are downloaded before their import into a pool (default /var/lib/kvmctl/downloads, or $KVMCTL_DOWNLOAD_DIR)")
+    .option("--download-dir <dir>", "where base images from a URL (disks from.url) are downloaded before their import into a pool, in a directory of this instance below it (default /var/lib/kvmctl/downloads, or $KVMCTL_DOWNLOAD_DIR)")
     .action(async (options) => (await import("./commands/controller.js")).runController(context(), options));
 
   program

@@ -10,6 +10,7 @@ import type { Logger } from "../runtime/index.js";
 import type { Snapshot, StoredObject } from "../store/index.js";
 import type { FirewallState } from "./firewall/controller.js";
 import type { HostPathRef } from "./host-path-policy.js";
+import type { ImportClaims } from "./virtualmachine/import-claims.js";
 
 /** What this controller instance was started with, for every kind to read. */
 export interface ControllerSettings {
@@ -54,6 +55,8 @@ export interface ObjectRecorder {
 /** The host-wide singletons a kind may use (src/controllers/registry.ts builds them). */
 export interface SharedServices {
   firewall: { sync(since: number): Promise<FirewallState> };
+  /** The base-image imports under way in this controller (one per target at a time). */
+  baseImports: ImportClaims;
 }
 
 /** What the pure plan of a kind is computed from, besides the live state. */

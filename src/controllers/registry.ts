@@ -10,6 +10,7 @@ import type { AnyKindController, KindController, PlanContext, PlanTarget, Shared
 import { networkController } from "./network/controller.js";
 import { storagePoolController } from "./storagepool/controller.js";
 import { virtualMachineController } from "./virtualmachine/controller.js";
+import { ImportClaims } from "./virtualmachine/import-claims.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const KIND_CONTROLLERS: { [K in KindName]: KindController<K, any, any, any> } = {
@@ -105,6 +106,7 @@ export function createSingletons(options: SingletonOptions): Singletons {
         sync: async (since) => firewall.sync(await options.snapshot(), await options.observe(since)),
         state: () => firewall.state,
       },
+      baseImports: new ImportClaims(),
     },
     singletons: [firewallSingleton],
   };

@@ -220,14 +220,7 @@ export interface Downloads {
   state(sha256: string): DownloadState;
   /** Starts (or resumes) the download in the background unless it is running or complete; true when it started now. */
   start(url: string, sha256: string): boolean;
-  /**
-   * Claims the import of the verified image into `target` (`<poolUuid>/<volume>`) for this
-   * process: a release function, or undefined while another reconcile holds it.
-   */
-  claimImport(target: string): (() => void) | undefined;
-  /** Whether a reconcile of this process is importing into `target` now. */
-  importing(target: string): boolean;
-  /** Records that `target` holds the whole image of `sha256` (its import ran to its end). */
+  /** Records that `target` (`<poolUuid>/<volume>`) holds the whole image of `sha256` (its import ran to its end). */
   recordImported(sha256: string, target: string): Promise<void>;
   /** Whether `target` was recorded as holding the whole image of `sha256`. */
   imported(sha256: string, target: string): Promise<boolean>;

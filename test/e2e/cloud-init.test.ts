@@ -3,7 +3,8 @@
 // /run/kvmctl-testenv/cloud-guest/): the controller pins a host key, builds the NoCloud seed
 // and attaches it as a CD-ROM; the guest takes hostname, authorized key and a write_files
 // marker from it; `kvmctl ssh` logs in as spec.cloudInit.sshUser with StrictHostKeyChecking=yes
-// against the pinned key only — on the first connection; deletion (Delete) removes seed and key.
+// against the pinned key only — on the first connection; new user-data under the same
+// instance-id is read at a cold boot but not applied; deletion (Delete) removes seed and key.
 // A missing cloud guest fails the test (testCloudGuest() throws), never skips it.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -66,9 +67,10 @@ apiVersion: kvmctl.dev/v1alpha1
 kind: VirtualMachine
 metadata: {name: ${vm}}
 spec:
+  runStrategy: Always
   cpus: 1
   memory: 512Mi
-  terminationGracePeriodSeconds: 10
+  terminationGracePeriodSeconds: 300
   deletionPolicy: Delete
   boot: {kernel: ${path.join(root, "vmlinuz")}, initrd: ${path.join(root, "initrd.img")}, cmdline: "root=/dev/vda rw console=ttyS0"}
   disks:
@@ -109,11 +111,11 @@ spec:
   // kvmctl ssh: the pinned key only (StrictHostKeyChecking=yes); until sshd answers the
   // connection is refused or reset, but a host key mismatch would fail at once.
   const env = { XDG_STATE_HOME: path.join(root, "xdg") };
-  /** hostname, login and the marker, over kvmctl ssh with the pinned key, retried until sshd answers. */
-  const inGuest = async (): Promise<Awaited<ReturnType<typeof kvmctl>>> => {
+  /** `script` run in the guest over kvmctl ssh with the pinned key, retried until sshd answers; by default hostname, login and the marker. */
+  const inGuest = async (script = `hostname; id -un; cat ${MARKER_FILE}`): Promise<Awaited<ReturnType<typeof kvmctl>>> => {
     const deadline = Date.now() + 240_000;
     for (;;) {
-      const out = await kvmctl(["--dir", dir, "ssh", vm, "-i", path.join(keys, "id_ed25519"), "--", "sh", "-c", `'hostname; id -un; cat ${MARKER_FILE}'`], { env });
+      const out = await kvmctl(["--dir", dir, "ssh", vm, "-i", path.join(keys, "id_ed25519"), "--", "sh", "-c", `'${script}'`], { env });
       if (out.exitCode === 0) return out;
       assert.doesNotMatch(out.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No ED25519 host key is known/, "the guest's host key is not the pinned one");
       if (Date.now() > deadline) assert.fail(`kvmctl ssh did not succeed: ${out.stderr}\n${run.logTail(20)}`);
@@ -130,16 +132,44 @@ spec:
   assert.ok(!shown.includes("PRIVATE KEY"), "a private key in get/describe/log output");
 
   // New user-data, the same instance-id: the seed is rebuilt, the running guest is not
-  // restarted (same domain id) and keeps what it was provisioned with (a new seed is read at a
-  // cold boot, and then cloud-init does not run its per-instance modules again: unit-tested).
+  // restarted (same domain id) and keeps what it was provisioned with.
   const manifest = fs.readFileSync(path.join(root, "vm.yaml"), "utf8");
   const token2 = randomBytes(12).toString("hex");
   const idBefore = String((await virsh("domid", vm)).stdout).trim();
-  fs.writeFileSync(path.join(root, "vm.yaml"), manifest.replace(`content: "${token}\\n"`, `content: "${token2}\\n"`));
+  const changed = manifest.replace(`content: "${token}\\n"`, `content: "${token2}\\n"`);
+  fs.writeFileSync(path.join(root, "vm.yaml"), changed);
   assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
   await run.waitUntil("the seed rebuilt for the new user-data", async () => JSON.parse((await kvmctl(["--dir", dir, "get", "vm", vm, "-o", "json"])).stdout).status.cloudInit.seedHash !== status.cloudInit.seedHash, 60_000, 500);
   assert.equal(String((await virsh("domid", vm)).stdout).trim(), idBefore, "not restarted");
   assert.deepEqual((await inGuest()).stdout.trim().split("\n"), [vm, "debian", token], "the guest keeps what it was provisioned with");
+
+  // ... and a cold boot with the new seed does not re-provision it either (cloud-init's rule for
+  // an unchanged instance-id). The first boot's cloud-init runs to its end, then kvmctl stops the
+  // guest gracefully (runStrategy Halted: an ACPI shutdown; the grace period is long enough that
+  // it is never forced off) and starts it again (Always). A hard power-off here would lose what
+  // the guest had not yet written back, host keys included, and sshd would never start again.
+  const done = await inGuest("sudo cloud-init status --wait");
+  assert.match(done.stdout, /status: done/, "the first boot's cloud-init finished");
+  const stopping = Date.now();
+  fs.writeFileSync(path.join(root, "vm.yaml"), changed.replace("runStrategy: Always", "runStrategy: Halted"));
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
+  const stopped = await run.waitForLog("the domain stopped", (l) => l.msg === "libvirt event" && l.time >= stopping && l.event?.kind === "domain" && l.event.name === vm && /^lifecycle: Stopped/.test(l.event.detail), 300_000);
+  assert.equal(stopped.event?.detail, "lifecycle: Stopped Shutdown", "the guest shut down by itself (ACPI), it was not forced off");
+  const starting = Date.now();
+  fs.writeFileSync(path.join(root, "vm.yaml"), changed);
+  assert.equal((await kvmctl(["--dir", dir, "apply", "-f", path.join(root, "vm.yaml")])).exitCode, 0);
+  const started = await run.waitForLibvirtEvent("domain", vm, /^lifecycle: Started/, starting, 120_000);
+  assert.notEqual(String((await virsh("domid", vm)).stdout).trim(), idBefore, "a new QEMU process: a cold boot");
+  // The marker and hostname of the first boot; cloud-init read the new user-data (its copy in
+  // the instance directory has the new token) and skipped write_files as already run.
+  const cold = await inGuest(
+    `hostname; cat ${MARKER_FILE}; sudo grep -c ${token2} /var/lib/cloud/instance/user-data.txt || true; sudo grep -c "config-write-files already ran" /var/log/cloud-init.log || true`,
+  );
+  process.stdout.write(`# cloud-init guest: ACPI shutdown ${((stopped.time - stopping) / 1000).toFixed(1)} s, cold boot to SSH ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  const [hostname, marker, newUserData, skipped] = cold.stdout.trim().split("\n");
+  assert.deepEqual([hostname, marker], [vm, token], "same instance-id: not re-provisioned");
+  assert.ok(Number(newUserData) >= 1, `cloud-init read the new user-data: ${cold.stdout}`);
+  assert.ok(Number(skipped) >= 1, `cloud-init skipped write_files as already run: ${cold.stdout}`);
 
   // A second VM from the same image gets its own host key (pinned before it ever boots).
   const vm2 = `${vm}-b`;

@@ -129,7 +129,8 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   }
   const git = await gitSource(ctx.dir, options.gitPull, logger);
   const seedDir = path.resolve(options.seedDir ?? process.env.KVMCTL_SEED_DIR ?? "/var/lib/kvmctl/seeds");
-  const downloadDir = path.resolve(options.downloadDir ?? process.env.KVMCTL_DOWNLOAD_DIR ?? "/var/lib/kvmctl/downloads");
+  // One directory per instance: two controllers never write (or truncate) the same partial file.
+  const downloadDir = path.join(path.resolve(options.downloadDir ?? process.env.KVMCTL_DOWNLOAD_DIR ?? "/var/lib/kvmctl/downloads"), instance);
   const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, downloadDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
   const manager = new Manager({
     store,

@@ -7,7 +7,7 @@ import { sshEndpointOf } from "../../api/ssh-endpoint.js";
 import { CloudInitError, instanceIdOf, renderSeed } from "../../cloudinit/seed.js";
 import { NotFoundError, type ImageInfo, type LiveDomain, type LiveState, type Ports, type SeedFile, type UnattendLocation } from "../../ports/index.js";
 import { objectOf } from "../../store/index.js";
-import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, StatusFacts } from "../kind.js";
+import type { KindContext, KindController, KindOutcome, KindRequest, PlanContext, PlanTarget, SharedServices, StatusFacts } from "../kind.js";
 import type { HostPathRef } from "../host-path-policy.js";
 import { leftAloneMessage, ownershipOf } from "../ownership.js";
 import { phaseFor } from "./lifecycle.js";
@@ -157,7 +157,7 @@ interface Rendered {
   unattend?: Buffer;
 }
 
-async function act(ports: Ports, action: VmAction, rendered: Rendered = {}): Promise<void> {
+async function act(ports: Ports, services: SharedServices, action: VmAction, rendered: Rendered = {}): Promise<void> {
   const { seedFiles } = rendered;
   const hv = ports.hypervisor;
   switch (action.type) {
@@ -172,12 +172,13 @@ async function act(ports: Ports, action: VmAction, rendered: Rendered = {}): Pro
       return importFile(ports, action);
     case "importBase": {
       const target = `${action.poolUuid}/${action.volume}`;
-      const release = ports.downloads.claimImport(target);
+      const release = services.baseImports.claim(target);
       if (!release) throw new DependencyNotReadyError(`waiting for the import of the base image ${action.pool}/${action.volume}`, 2_000);
       try {
         // Another reconcile finished it since this one planned: nothing to do.
         if (await ports.downloads.imported(action.sha256, target)) return;
-        // A base volume not recorded as whole was left by an import cut short: made again.
+        // A base volume not recorded as whole was left by an import of this instance cut short
+        // (the name is this instance's: baseVolumeName): made again.
         if (await hv.readVolume(action.poolUuid, action.volume)) await hv.deleteVolume(action.poolUuid, action.volume);
         const info = await ports.images.info(action.file);
         if (info.format !== "qcow2" && info.format !== "raw") throw new TerminalError(`the image at ${shownUrl(action.url)} is ${info.format}; kvmctl imports qcow2 and raw images`, "UnsupportedImageFormat");
@@ -253,9 +254,9 @@ async function baseInputs(ctx: KindContext<VmMemory>, name: string, spec: Virtua
     const format = disk.format ?? (pool.facts.type === "logical" ? "raw" : "qcow2");
     // The VM's own volume is there: its base is not needed again.
     if (pool.volumes.has(volumeNameFor(name, disk, format))) continue;
-    const volume = baseVolumeName(sha256, format);
+    const volume = baseVolumeName(ctx.settings.instance, sha256, format);
     const target = `${pool.facts.uuid}/${volume}`;
-    bases.set(disk.name, { volume, imported: pool.volumes.has(volume) && (await ctx.ports.downloads.imported(sha256, target)), importing: ctx.ports.downloads.importing(target), download: ctx.ports.downloads.state(sha256) });
+    bases.set(disk.name, { volume, imported: pool.volumes.has(volume) && (await ctx.ports.downloads.imported(sha256, target)), importing: ctx.services.baseImports.importing(target), download: ctx.ports.downloads.state(sha256) });
   }
   return bases;
 }
@@ -341,7 +342,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       const steps = planVmDeletion(key, live, state.pools, ctx.settings.instance, { hostKey });
       for (const step of steps) {
         ctx.log.info({ step: step.action.type }, step.message);
-        await act(ctx.ports, step.action);
+        await act(ctx.ports, ctx.services, step.action);
       }
       // The seed is this instance's own derived file (rebuilt from the manifest at will): it goes
       // whatever the deletionPolicy, once the domain that reads it is off.
@@ -416,7 +417,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       if (plan.invalid) throw new TerminalError(plan.message, plan.invalid.reason);
       if (plan.downloads) {
         const progress = new Map(plan.downloads.map((w) => [w.disk, w.state] as const));
-        const facts = vmFacts(stored.object.spec, live, plan.disks, state);
+        const facts = vmFacts(ctx.settings.instance, stored.object.spec, live, plan.disks, state);
         return {
           ready: false,
           requeueAfterMs: failures ? 10_000 : (plan.requeueAfterMs ?? 2_000),
@@ -446,7 +447,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     let started = hasStarted(remembered, target, state);
     for (const step of plan.steps) {
       ctx.log.info({ step: step.action.type }, step.message);
-      await act(ctx.ports, step.action, { seedFiles, unattend: unattendContent });
+      await act(ctx.ports, ctx.services, step.action, { seedFiles, unattend: unattendContent });
       if (step.action.type === "start") started = true;
     }
     remembered.restartPending = plan.restartPending;
@@ -473,7 +474,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
         message: saslRefusal?.message ?? plan.message,
         extraConditions: [{ type: "RestartRequired", present: plan.restartRequired.length > 0, reason: "RestartRequired", message: plan.message }],
         facts: {
-          ...vmFacts(stored.object.spec, after, plan.disks, state),
+          ...vmFacts(ctx.settings.instance, stored.object.spec, after, plan.disks, state),
           // The phase describes the domain after this reconcile's steps, not before.
           phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
           startedOnce: started || undefined,
@@ -494,7 +495,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     });
     const shape = seedShape({ instance, seedDir: undefined }, target.name, target.object.spec, domain);
     const u = target.object.spec.unattend;
-    const facts = { ...vmFacts(target.object.spec, domain, disks, live), cloudInit: shape ? seedStatus(shape) : undefined, unattend: u ? { medium: u.medium, attached: domain?.config.unattend !== undefined } : undefined };
+    const facts = { ...vmFacts(instance, target.object.spec, domain, disks, live), cloudInit: shape ? seedStatus(shape) : undefined, unattend: u ? { medium: u.medium, attached: domain?.config.unattend !== undefined } : undefined };
     // A phase only when there is a domain to say it: else the failure's (Pending, Failed).
     return domain ? { ...facts, phase: phaseFor({ creatingDisks: false, stopping: false, willBeActive: isActive(domain), liveState: domain.state, liveReason: domain.reason }) } : facts;
   },
@@ -544,8 +545,8 @@ async function checkRunningSasl(ctx: KindContext<VmMemory>, name: string, spec: 
   return { message, destroyed: true };
 }
 
-/** What status says of a VM as libvirt holds it: its domain, disks, interfaces, endpoints. */
-function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string; format?: "qcow2" | "raw" }[], live: LiveState): StatusFacts<"VirtualMachine"> {
+/** What status says of a VM as libvirt holds it: its domain, disks (with this instance's base volume), interfaces, endpoints. */
+function vmFacts(instance: string, spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string; format?: "qcow2" | "raw" }[], live: LiveState): StatusFacts<"VirtualMachine"> {
   const running = domain?.running;
   const vnc = running?.vnc;
   return {
@@ -554,7 +555,7 @@ function vmFacts(spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks
       const volume = live.pools.get(d.pool)?.volumes.get(d.volume);
       const from = spec.disks.find((s) => s.name === d.name)?.from;
       const format = d.format ?? (live.pools.get(d.pool)?.facts.type === "logical" ? "raw" : "qcow2");
-      const base = from?.url && from.sha256 ? baseVolumeName(from.sha256, format) : undefined;
+      const base = from?.url && from.sha256 ? baseVolumeName(instance, from.sha256, format) : undefined;
       return { name: d.name, pool: d.pool, volume: d.volume, ...(volume?.path ? { path: volume.path } : {}), ...(volume ? { capacity: volume.capacity } : {}), ...(base ? { base } : {}) };
     }),
     interfaces: (running ?? domain?.config)?.interfaces.map((nic) => ({ type: nic.type, ...(nic.source ? { source: nic.source } : {}), ...(nic.mac ? { mac: nic.mac } : {}) })),

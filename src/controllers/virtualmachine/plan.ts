@@ -20,9 +20,9 @@ export type VmAction =
   | { type: "cloneVolume"; pool: string; poolUuid: string; poolType: string; volume: string; format: "qcow2" | "raw"; fromPool: string; fromPoolUuid: string; fromVolume: string }
   | { type: "importImage"; pool: string; poolUuid: string; poolType: string; volume: string; image: string; format: "qcow2" | "raw"; minCapacity?: number }
   /**
-   * from.url: the verified download `file` imported into the shared base volume (once per pool:
-   * the act claims it, skips it when another reconcile finished it meanwhile, and replaces a
-   * base left by an import cut short).
+   * from.url: the verified download `file` imported into this instance's base volume (once per
+   * pool: the act claims it, skips it when another reconcile finished it meanwhile, and replaces
+   * a base of this instance left by an import cut short; the name says whose it is).
    */
   | { type: "importBase"; pool: string; poolUuid: string; poolType: string; volume: string; file: string; format: "qcow2" | "raw"; sha256: string; url: string }
   | { type: "resizeVolume"; pool: string; poolUuid: string; volume: string; capacity: number }
@@ -72,7 +72,7 @@ export interface VmBaseInput {
   volume: string;
   /** The base volume in the pool was recorded as a whole import; false: missing, or left by an import cut short. */
   imported: boolean;
-  /** Another reconcile of this controller is importing it now. */
+  /** Another reconcile of this controller is importing it now (SharedServices.baseImports). */
   importing: boolean;
   download: DownloadState;
 }
@@ -91,9 +91,15 @@ export interface VmDownloadWait {
   importing?: boolean;
 }
 
-/** The shared base volume of a disk from a URL: named from its checksum, so every VM naming it shares one. */
-export function baseVolumeName(sha256: string, format: "qcow2" | "raw"): string {
-  return `kvmctl-base-${sha256.toLowerCase().slice(0, 16)}.${format}`;
+/**
+ * The base volume of a disk from a URL: named from the controller instance and the checksum, so
+ * every VM of this instance naming the image shares one per pool, and no other instance's base
+ * (nor one an earlier kvmctl named `kvmctl-base-<sha>`) ever has this name. Only the name can
+ * say whose a volume is (libvirt volumes have no metadata), and only a name this instance owns
+ * is ever deleted and imported again (an import cut short).
+ */
+export function baseVolumeName(instance: string, sha256: string, format: "qcow2" | "raw"): string {
+  return `kvmctl-base-${instance}-${sha256.toLowerCase().slice(0, 16)}.${format}`;
 }
 
 
@@ -287,7 +293,7 @@ export function planVm(input: VmPlanInput): VmPlan {
         if (disk.size !== undefined) steps.push({ action: { type: "resizeVolume", pool: disk.pool, poolUuid, volume, capacity: disk.size }, message: `grow ${volume} to at least ${disk.size} bytes` });
       } else if (disk.from?.url) {
         const sha256 = disk.from.sha256!.toLowerCase();
-        const baseVolume = baseVolumeName(sha256, format);
+        const baseVolume = baseVolumeName(input.instance, sha256, format);
         const known = input.bases?.get(disk.name);
         const baseThere = pool.volumes.has(baseVolume);
         const clone = () => {

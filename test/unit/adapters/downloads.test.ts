@@ -190,17 +190,11 @@ test("a symlink as the partial file or the directory is not followed", async () 
   assert.match(refused.message!, /not a directory/);
 });
 
-test("imports are recorded per target and claimed one at a time", async () => {
+test("imports are recorded per target", async () => {
   const downloads = new HttpDownloads(tempDir());
   fs.mkdirSync(downloads.dir, { recursive: true });
   assert.equal(await downloads.imported(SHA, "pool/vol"), false);
   await downloads.recordImported(SHA, "pool/vol");
   assert.equal(await downloads.imported(SHA, "pool/vol"), true);
   assert.equal(await downloads.imported(SHA, "pool/other"), false);
-  const release = downloads.claimImport("pool/vol");
-  assert.ok(release);
-  assert.equal(downloads.claimImport("pool/vol"), undefined);
-  assert.equal(downloads.importing("pool/vol"), true);
-  release();
-  assert.equal(downloads.importing("pool/vol"), false);
 });

@@ -1,20 +1,22 @@
 // Disks from a URL on the fakes: the reconcile starts the download in the background and
 // waits (Downloading, with progress in status), two VMs naming the same URL and sha256 share
 // one download and one base volume, a cut download is resumed, a checksum mismatch is
-// terminal, and the base is imported once per pool and cloned for each VM.
+// terminal, and the base is imported once per pool and cloned for each VM; another controller
+// instance naming the same image in the same pool imports its own base and never touches this
+// one's.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { poolUuid } from "../../../src/libvirt/index.js";
 import { TerminalError } from "../../../src/runtime/index.js";
 import { baseVolumeName, planVm } from "../../../src/controllers/virtualmachine/plan.js";
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
-import { ControllerHarness, TEST_INSTANCE } from "../helpers/fake-ports.js";
+import { ControllerHarness, FakeDownloads, TEST_INSTANCE } from "../helpers/fake-ports.js";
 
 const POOL = poolUuid("default", TEST_INSTANCE);
 const MiB = 1 << 20;
 const SHA = "ab".repeat(32);
 const URL_ = "http://127.0.0.1:8080/images/base.qcow2";
-const BASE = baseVolumeName(SHA, "qcow2");
+const BASE = baseVolumeName(TEST_INSTANCE, SHA, "qcow2");
 
 async function scene(): Promise<ControllerHarness> {
   const h = new ControllerHarness();
@@ -72,6 +74,11 @@ test("waiting while downloading: the download starts in the background, the reco
   assert.deepEqual(h.hv.domain("web")!.config.owner?.createdVolumes, ["default/web-root.qcow2"], "the shared base is no VM's volume: deleting a VM never deletes it");
 });
 
+test("the base volume's name: the instance and the first 16 hex digits of the sha256", () => {
+  assert.equal(BASE, "kvmctl-base-t1-abababababababab.qcow2");
+  assert.equal(baseVolumeName("k0a1b2c3d", "CD".repeat(32), "raw"), "kvmctl-base-k0a1b2c3d-cdcdcdcdcdcdcdcd.raw");
+});
+
 test("two VMs naming the same URL and sha256 share one download and one base volume", async () => {
   const h = await scene();
   vm(h, "a");
@@ -97,7 +104,7 @@ test("a base being imported by another reconcile is waited for; a base left by a
   const file = h.ports.downloads.finish(SHA, 16 * MiB);
   h.ports.images.images.set(file, { format: "qcow2", virtualSize: 32 * MiB });
 
-  const release = h.ports.downloads.claimImport(`${POOL}/${BASE}`)!;
+  const release = h.baseImports.claim(`${POOL}/${BASE}`)!;
   const waiting = await h.reconcile("VirtualMachine/web");
   assert.equal(waiting.report?.reason, "Downloading");
   assert.match(waiting.report!.message, /waiting for the import of the base image/);
@@ -109,6 +116,48 @@ test("a base being imported by another reconcile is waited for; a base left by a
   assert.equal((await h.reconcile("VirtualMachine/web")).ready, true);
   assert.ok(h.hv.calls.includes(`deleteVolume ${POOL} ${BASE}`), h.hv.calls.join("\n"));
   assert.equal(h.hv.volumeOrigins.get(`${POOL}/${BASE}`), `upload ${file}`);
+});
+
+test("two controller instances naming the same image in one pool: each imports its own base; neither deletes, overwrites or adopts the other's (nor an earlier kvmctl's)", async () => {
+  const a = await scene();
+  // A second controller instance (another manifest directory) over the same libvirt, with its
+  // own download directory: no record of a's import. Its VM uses a's pool by name.
+  const b = new ControllerHarness({ ...a.ports, downloads: new FakeDownloads() });
+  b.settings = { ...b.settings, instance: "t2" };
+  // A base an earlier kvmctl imported under the name without an instance.
+  const legacy = `kvmctl-base-${SHA.slice(0, 16)}.qcow2`;
+  a.hv.addVolume("default", legacy, 32 * MiB);
+
+  vm(a, "web");
+  await a.reconcile("VirtualMachine/web");
+  const file = a.ports.downloads.finish(SHA, 16 * MiB);
+  a.ports.images.images.set(file, { format: "qcow2", virtualSize: 32 * MiB });
+  assert.equal((await a.reconcile("VirtualMachine/web")).ready, true);
+  assert.equal(a.hv.volumeOrigins.get(`${POOL}/${BASE}`), `upload ${file}`);
+  const baseOfA = a.hv.pool("default")!.volumes.get(BASE);
+
+  a.hv.clearCalls();
+  vm(b, "api");
+  await b.reconcile("VirtualMachine/api");
+  b.ports.downloads.finish(SHA, 16 * MiB);
+  const done = await b.reconcile("VirtualMachine/api");
+  assert.equal(done.ready, true, JSON.stringify(done.report));
+  const BASE_B = baseVolumeName("t2", SHA, "qcow2");
+  assert.equal(done.report?.facts.disks?.[0]?.base, BASE_B);
+  assert.equal(a.hv.volumeOrigins.get(`${POOL}/${BASE_B}`), `upload ${file}`);
+  assert.equal(a.hv.volumeOrigins.get(`${POOL}/api-root.qcow2`), `clone default/${BASE_B}`);
+  assert.ok(!a.hv.calls.some((c) => c.startsWith("deleteVolume")), a.hv.calls.join("\n"));
+  assert.deepEqual(a.hv.calls.filter((c) => c.split(" ").some((word) => word === BASE || word === legacy)), [], "no call names a's base or the earlier one");
+  assert.deepEqual(a.hv.pool("default")!.volumes.get(BASE), baseOfA, "a's base as a imported it");
+  assert.equal(a.hv.volumeOrigins.get(`${POOL}/${BASE}`), `upload ${file}`);
+  assert.ok(a.hv.pool("default")!.volumes.has(legacy), "an earlier kvmctl's base is left alone");
+
+  // And the other way: a's next VM clones a's own base as it is; b's is not touched.
+  a.hv.clearCalls();
+  vm(a, "db");
+  assert.equal((await a.reconcile("VirtualMachine/db")).ready, true);
+  assert.equal(a.hv.volumeOrigins.get(`${POOL}/db-root.qcow2`), `clone default/${BASE}`);
+  assert.ok(!a.hv.calls.some((c) => /^(deleteVolume|uploadVolume|createVolume)\b/.test(c) && c.includes("kvmctl-base-")), a.hv.calls.join("\n"));
 });
 
 test("resume after a cut: a Warning, the download started again from where it broke", async () => {

@@ -9,6 +9,7 @@ import type { ControllerSettings, KindContext, KindOutcome, ObjectRecorder } fro
 import { Manager, type ManagerOptions } from "../../../src/controllers/manager.js";
 import { KIND_CONTROLLERS } from "../../../src/controllers/registry.js";
 import { statusFromFailure, statusFromReport } from "../../../src/controllers/status.js";
+import { ImportClaims } from "../../../src/controllers/virtualmachine/import-claims.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
 import type { VncAuth, VncSaslSupport } from "../../../src/libvirt/qemu-conf.js";
 import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, QemuConfig, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
@@ -164,7 +165,6 @@ export class FakeDownloads implements Downloads {
   readonly states = new Map<string, DownloadState>();
   /** Every download started (a resume too), in order. */
   readonly started: { url: string; sha256: string; from: number }[] = [];
-  readonly claims = new Set<string>();
   readonly records = new Map<string, Set<string>>();
   state(sha256: string): DownloadState {
     return { ...(this.states.get(sha256) ?? { phase: "absent", bytes: 0 }) };
@@ -191,14 +191,6 @@ export class FakeDownloads implements Downloads {
   }
   corrupt(sha256: string, actual: string): void {
     this.states.set(sha256, { phase: "mismatch", bytes: 0, actual, message: `the sha256 is ${actual}, not ${sha256}` });
-  }
-  claimImport(target: string): (() => void) | undefined {
-    if (this.claims.has(target)) return undefined;
-    this.claims.add(target);
-    return () => this.claims.delete(target);
-  }
-  importing(target: string): boolean {
-    return this.claims.has(target);
   }
   async recordImported(sha256: string, target: string): Promise<void> {
     let set = this.records.get(sha256);
@@ -425,6 +417,8 @@ export class ControllerHarness {
   firewallState: FirewallState = { backend: "nftables", counts: new Map(), pending: new Map(), refused: new Map(), failed: new Map(), total: 0 };
   /** The `since` of every firewall sync. */
   readonly firewallSyncs: number[] = [];
+  /** The base-image imports under way, as the manager's shared services hold them. */
+  readonly baseImports = new ImportClaims();
   private readonly memories = new Map<string, Map<string, unknown>>();
   private readonly recorders = new Map<string, RecordingRecorder>();
 
@@ -482,6 +476,7 @@ export class ControllerHarness {
             return this.firewallState;
           },
         },
+        baseImports: this.baseImports,
       },
       log: this.logger,
     };
