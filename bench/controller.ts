@@ -1,9 +1,10 @@
 // Controller benchmarks on the real stack (issue 4), run inside the test namespace:
-//   npm run bench:controller [-- converge|idle|destroy|noop]   (default: all)
+//   npm run bench:controller [-- converge|idle|destroy|noop|firewall]   (default: all)
 // Prints figures; asserts nothing. Goals: 30 VMs apply→Ready faster than a shell loop of
 // `virsh define` + `virsh start` on the same XML; a no-op pass over 300 objects ≤ 1 s with a
 // process count that does not grow with the objects; `virsh destroy` → running median ≤ 1 s;
-// idle controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS.
+// idle controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS; kvmctl's nftables table
+// flushed by hand → its rules back (the watch, issue 16) median ≤ 300 ms.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -16,13 +17,15 @@ import { Observer } from "../src/adapters/observer.js";
 import { Virsh } from "../src/adapters/virsh.js";
 import { hostPathPolicy } from "../src/controllers/host-path-policy.js";
 import { Manager } from "../src/controllers/manager.js";
+import { parseMonitorLine } from "../src/firewall/nft-monitor.js";
+import { nftTableFor } from "../src/firewall/nftables.js";
 import { ManifestStore } from "../src/store/index.js";
 import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/env.js";
 
 const MAIN = path.resolve("dist/cli/main.js");
 const VMS = 30;
 const NOOP_OBJECTS = 300;
-const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop"]);
+const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop", "firewall"]);
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
 const kvmctl = (dir: string, ...args: string[]) => execFileSync(process.execPath, [MAIN, "--dir", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -88,10 +91,10 @@ async function readyCount(store: ManifestStore): Promise<number> {
   return [...snapshot.objects.values()].filter((o) => ((o.object as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True")).length;
 }
 
-function startController(dir: string, root: string): ChildProcess {
+function startController(dir: string, root: string, extra: string[] = []): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
   // Run as examples/systemd/kvmctl.service runs it (NODE_OPTIONS=--max-semi-space-size=2).
-  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"], { stdio: ["ignore", log, log] });
+  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info", ...extra], { stdio: ["ignore", log, log] });
 }
 
 async function stopController(child: ChildProcess): Promise<void> {
@@ -232,7 +235,89 @@ async function noopPass(): Promise<void> {
   }
 }
 
+/**
+ * kvmctl's table flushed by hand, 10 times, with a controller running a NAT network with port
+ * forwards: the time from the flush to the repair, both as this benchmark's own `nft -j
+ * monitor` sees them committed (no polling of the ruleset from here). `--firewall-check 10m`:
+ * only the controller's watch can be what repairs it.
+ */
+async function firewallRepair(): Promise<void> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-fw-"));
+  fs.chmodSync(root, 0o755);
+  const dir = path.join(root, "state");
+  fs.mkdirSync(path.join(dir, "networks"), { recursive: true });
+  const instance = `kb${process.pid.toString(36)}`;
+  const table = nftTableFor(instance);
+  const network = testName("bench-fw");
+  const forwards = Array.from({ length: 8 }, (_, i) => `    - {hostPort: ${42000 + i}, guestAddress: 198.19.43.${10 + i}, guestPort: 22}`).join("\n");
+  fs.writeFileSync(path.join(dir, "networks", `${network}.yaml`), `apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: ${network}\nspec:\n  mode: nat\n  ipv4: {address: 198.19.43.1, prefix: 24}\n  portForwards:\n${forwards}\n`);
+  const nft = (...args: string[]) => execa("nft", args, { reject: false, timeout: 30_000 });
+  const ruleCount = async () => {
+    const listed = await nft("-j", "list", "table", "inet", table);
+    return listed.exitCode === 0 ? (JSON.parse(String(listed.stdout)).nftables as { rule?: unknown }[]).filter((i) => i.rule).length : 0;
+  };
+  // This benchmark's own monitor: when each change to the table was committed.
+  const monitor = execa("nft", ["-j", "monitor"], { reject: false, buffer: false, stdin: "ignore" });
+  const seen: { at: number; verb: string; object: string; table: string }[] = [];
+  let partial = "";
+  monitor.stdout?.setEncoding("utf8");
+  monitor.stdout?.on("data", (chunk: string) => {
+    const at = performance.now();
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      const parsed = parseMonitorLine(line);
+      if (parsed?.kind === "change") seen.push({ at, verb: parsed.verb, object: parsed.object, table: parsed.table.name });
+    }
+  });
+  const waitFor = async (what: string, match: (e: (typeof seen)[number]) => boolean, from: number) => {
+    for (let i = 0; i < 600; i++) {
+      const hit = seen.slice(from).find(match);
+      if (hit) return hit;
+      await sleep(50);
+    }
+    throw new Error(`nft monitor never showed ${what}`);
+  };
+  let controller: ChildProcess | undefined;
+  try {
+    // nft monitor listens only after reading the ruleset: a marker table, until it shows.
+    const mark = testName("bench-mark");
+    for (let i = 0; !seen.some((e) => e.table === mark); i++) {
+      if (i === 100) throw new Error("nft monitor never showed the marker table");
+      await nft("add", "table", "inet", mark);
+      await nft("delete", "table", "inet", mark);
+      await sleep(100);
+    }
+    controller = startController(dir, root, ["--instance", instance, "--firewall-check", "10m"]);
+    const deadline = Date.now() + 120_000;
+    while ((await ruleCount()) === 0 && Date.now() < deadline) await sleep(200);
+    const rules = await ruleCount();
+    if (rules === 0) throw new Error(`the controller never filled ${table}; see ${root}/controller.log`);
+    await sleep(1500); // the controller is idle before the first flush
+    const samples: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const from = seen.length;
+      if ((await nft("flush", "table", "inet", table)).exitCode !== 0) throw new Error(`nft flush table inet ${table} failed`);
+      const flushed = await waitFor("the flush", (e) => e.table === table && e.verb === "delete" && e.object === "rule", from);
+      const back = await waitFor("the rules back", (e) => e.table === table && e.verb === "add" && e.object === "rule" && e.at >= flushed.at, from);
+      samples.push(back.at - flushed.at);
+      await sleep(1000); // the comparison after kvmctl's own write is done before the next flush
+    }
+    console.log(`firewall: nft flush table inet ${table} (${rules} rules) → rules back (the watch; --firewall-check 10m), ${samples.length} samples: median ${median(samples).toFixed(0)} ms, min ${Math.min(...samples).toFixed(0)} ms, max ${Math.max(...samples).toFixed(0)} ms`);
+  } finally {
+    if (controller) await stopController(controller);
+    monitor.kill("SIGTERM");
+    await monitor;
+    await virsh("net-destroy", network);
+    await virsh("net-undefine", network);
+    await nft("delete", "table", "inet", table);
+    if (process.env.BENCH_KEEP_LOG) fs.copyFileSync(path.join(root, "controller.log"), process.env.BENCH_KEEP_LOG);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
 await assertInTestEnv();
 if (!fs.existsSync(MAIN)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
 if (parts.has("converge") || parts.has("idle") || parts.has("destroy")) await convergeIdleDestroy();
 if (parts.has("noop")) await noopPass();
+if (parts.has("firewall")) await firewallRepair();

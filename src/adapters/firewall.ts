@@ -7,7 +7,8 @@ import ipaddr from "ipaddr.js";
 import { IPT_TABLES, iptablesChains, iptablesPrefixFor, LEGACY_IPT_CHAINS, readIptablesSave, restoreInput, rulesFor, ownersOf, type IptablesChains, type ObservedIptables } from "../firewall/iptables.js";
 import { LEGACY_NFT_TABLE, NFT_FAMILY, nftTableFor, nftTransaction, readNftTable } from "../firewall/nftables.js";
 import type { HostListener, Rule } from "../firewall/rules.js";
-import type { BackendName, FirewallBackend, FirewallHost, Observed, ScratchFiles } from "../ports/index.js";
+import type { BackendName, FirewallBackend, FirewallHost, FirewallWatch, FirewallWatchHandlers, Observed, ScratchFiles } from "../ports/index.js";
+import { NftMonitor } from "./nft-monitor.js";
 
 const TIMEOUT = 30_000;
 
@@ -70,6 +71,11 @@ export class NftBackend implements FirewallBackend {
   async removeLegacy(): Promise<void> {
     const result = await run("nft", ["delete", "table", NFT_FAMILY, LEGACY_NFT_TABLE]);
     if (!result.ok && !/No such file or directory|does not exist/i.test(result.stderr)) throw new Error(`nft delete table ${NFT_FAMILY} ${LEGACY_NFT_TABLE}: ${result.stderr.trim()}`);
+  }
+
+  /** `nft -j monitor` (./nft-monitor.ts): changes to this instance's table, as they are committed. */
+  watch(handlers: FirewallWatchHandlers): FirewallWatch {
+    return new NftMonitor({ table: { family: NFT_FAMILY, name: this.table }, handlers }).start();
   }
 }
 

@@ -72,6 +72,8 @@ export class Manager {
   private watcher: { close(): Promise<void> | void } | undefined;
   private events: { stop(): void } | undefined;
   private timers: (() => void)[] = [];
+  /** The singletons' watches of the host (the firewall's `nft monitor`). */
+  private singletonWatches: { stop(): Promise<void> }[] = [];
   private readonly prune: PrunePolicy;
   /** When the manifest directory last changed (a watch report); deletions wait for it to settle. */
   private lastStoreChangeAt = 0;
@@ -356,6 +358,7 @@ export class Manager {
     });
     for (const singleton of this.singletons.values()) {
       if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
+      if (singleton.watch) this.singletonWatches.push(singleton.watch(() => this.controller.enqueue(singleton.key)));
     }
     if (checkout) {
       // HEAD moved with no manifest changing (a commit, a push into the checkout): a new revision.
@@ -507,6 +510,7 @@ export class Manager {
   async stop(): Promise<void> {
     this.events?.stop();
     for (const stop of this.timers) stop();
+    await Promise.all(this.singletonWatches.splice(0).map((watch) => watch.stop()));
     await this.watcher?.close();
     await this.controller.stop();
   }

@@ -45,6 +45,8 @@ export interface Singleton {
   readonly staleToleranceMs: number;
   /** Looked at again this often without being woken (drift nothing reports); undefined: never. */
   readonly periodMs?: number;
+  /** Calls `wake` whenever the host reports a change the singleton must look at (the manager queues its key), until stopped. */
+  watch?(wake: () => void): { stop(): Promise<void> };
   reconcile(ctx: SingletonContext): Promise<{ ready: boolean }>;
 }
 
@@ -81,6 +83,7 @@ export function createSingletons(options: SingletonOptions): Singletons {
     logger: options.logger,
     host: options.ports.firewall,
     sysctl: options.ports.sysctl,
+    clock: options.ports.clock,
     ...(options.reservedHostPorts ? { reservedHostPorts: options.reservedHostPorts } : {}),
     ...(options.firewallMetrics ? { metrics: options.firewallMetrics } : {}),
     ...(options.drift ? { drift: options.drift } : {}),
@@ -90,8 +93,10 @@ export function createSingletons(options: SingletonOptions): Singletons {
     // Bridges and VNC ports change only with events or our own commands: the periodic check
     // compares the table without re-reading libvirt.
     staleToleranceMs: Infinity,
-    // Nothing reports a table flushed by hand: compare it with what it should hold, often.
+    // nftables reports a table changed by hand (watch); iptables does not, and a watch can
+    // miss a change while it restarts: compare the table with what it should hold, often.
     periodMs: options.firewallCheckMs,
+    watch: (wake) => firewall.watch(wake),
     async reconcile(ctx) {
       const live = await ctx.live(ctx.since);
       ctx.observed(options.ports.clock.now()); // the table itself is read from here on

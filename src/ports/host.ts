@@ -77,6 +77,29 @@ export interface FirewallBackend {
   /** kvmctl's table or chains from before controller instances, if present, and whose rules they hold. */
   legacy?(): Promise<{ where: string; owners: string[] } | undefined>;
   removeLegacy?(): Promise<void>;
+  /**
+   * Reports changes to this backend's own table as the host makes them (nftables: `nft -j
+   * monitor`), until stopped; absent where the backend cannot (iptables): then the periodic
+   * check is all there is. Changes to other tables are reported as ignored, never as changes.
+   */
+  watch?(handlers: FirewallWatchHandlers): FirewallWatch;
+}
+
+/** What a firewall watch reports (FirewallBackend.watch). */
+export interface FirewallWatchHandlers {
+  /** kvmctl's own table changed, or may have (`why`: what was seen): compare it now. */
+  changed(why: string): void;
+  /** Changes to other tables, seen and left alone: lines per table ("inet admin"). */
+  ignored(tables: ReadonlyMap<string, number>): void;
+  /** The watching process listens (again, with `restart`); `changed` follows, as what happened before it listened was not seen. */
+  started(info: { pid: number | undefined; restart: boolean }): void;
+  /** The watching process ended (`message`: why); it is started again after `retryInMs`. */
+  ended(message: string, retryInMs: number): void;
+}
+
+export interface FirewallWatch {
+  /** Stops watching: the watching process is ended (by its own handle) and not restarted. */
+  stop(): Promise<void>;
 }
 
 export interface FirewallHost {

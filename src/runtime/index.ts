@@ -5,3 +5,4 @@ export * from "./controller.js";
 export * from "./result.js";
 export * from "./workqueue.js";
 export * from "./metrics.js";
+export * from "./wake-limiter.js";

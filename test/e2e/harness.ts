@@ -213,9 +213,10 @@ export class E2eDirs {
    *
    * Wait for `count` 2 or more where the claim is "no later pass changes it either", if
    * something queues the key again: periodic reconciles are few. Firewall/host comes every
-   * `--firewall-check` (5 s by default), a Network whose running guests have no DHCP lease yet
-   * every 5 s, anything not Ready every few seconds; everything else only on a libvirt event
-   * about it, a manifest change or the resync (5 min by default).
+   * `--firewall-check` (5 s by default) and whenever `nft monitor` reports a change to the
+   * instance's own table (its own writes included), a Network whose running guests have no
+   * DHCP lease yet every 5 s, anything not Ready every few seconds; everything else only on a
+   * libvirt event about it, a manifest change or the resync (5 min by default).
    * Throws after `timeoutMs` with the key's last reconciles and the log's tail.
    */
   async waitForReconciles(key: string, options: { after: number; count?: number; changed?: "world" | "manifests"; timeoutMs?: number }): Promise<ReconcileLine[]> {

@@ -3,11 +3,12 @@
 // because a manifest changed or someone flushed, deleted or edited the table by hand.
 //
 // A singleton (src/controllers/registry.ts): one per controller, woken by every manifest
-// change and libvirt event and every --firewall-check; Networks sync it when they change.
+// change and libvirt event, by the backend's watch of its table (nftables: `nft -j monitor`)
+// and every --firewall-check; Networks sync it when they change.
 import { createHash } from "node:crypto";
 import { countByOwner, renderFirewall, type FirewallInputs, type HostPortGuard, type Rule } from "../../firewall/rules.js";
-import type { BackendName, FirewallBackend, FirewallHost, LiveState, Observed, Sysctl } from "../../ports/index.js";
-import type { Logger } from "../../runtime/index.js";
+import type { BackendName, FirewallBackend, FirewallHost, FirewallWatch, LiveState, Observed, Sysctl } from "../../ports/index.js";
+import { systemClock, WakeLimiter, type Clock, type Logger } from "../../runtime/index.js";
 import type { Snapshot } from "../../store/index.js";
 import { bridgeOf } from "../network/plan.js";
 
@@ -50,7 +51,20 @@ export interface FirewallOptions {
   metrics?: FirewallMetrics;
   /** "report" (--drift report): a table changed by hand is reported, and left as it is. */
   drift?: "repair" | "report";
+  /** Paces the syncs the watch asks for (WakeLimiter); default the system clock. */
+  clock?: Clock;
 }
+
+/**
+ * Table changes the watch reports are compared at once, up to WATCH_BURST in a row; beyond
+ * that once per WATCH_SPACING_MS. Each repair is itself a change the watch sees (one more
+ * comparison, which finds the table as applied): a program rewriting the table in a loop gets
+ * about two repairs a second, not a busy loop.
+ */
+const WATCH_BURST = 20;
+/** While a watch listens the table is read only when it reports a change, and at least this often. */
+const WATCHED_READ_MS = 60_000;
+const WATCH_SPACING_MS = 250;
 
 /** What the rules are rendered from: valid manifests and live facts (bridges, VNC ports). */
 export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number | undefined, hostPorts?: HostPortGuard): FirewallInputs {
@@ -97,6 +111,18 @@ export class Firewall {
   /** The table fingerprint last reported as drift (--drift report). */
   private reportedDrift: string | undefined;
 
+  /** The table as last read, and when (ms epoch): what a sync compares with while the watch vouches for it. */
+  private lastRead: { observed: Observed; at: number } | undefined;
+  /** The watch listens now (started, not ended since). */
+  private watchListening = false;
+  /** The watch reported a change to the table since the last read began. */
+  private tableChanged = true;
+
+  /** Set by watch(): wakes the manager, paced. */
+  private watchWake: WakeLimiter | undefined;
+  private watching: FirewallWatch | undefined;
+  private watchStopped = false;
+
   constructor(private readonly options: FirewallOptions) {
     this.uid = options.host.qemuUid();
   }
@@ -113,8 +139,60 @@ export class Firewall {
       this.backend = await this.options.host.detect(this.options.backend, this.options.instance);
       this.detected = true;
       this.options.logger.info({ backend: this.backend?.name ?? "none", preference: this.options.backend }, this.backend ? `firewall backend: ${this.backend.name}` : "no usable firewall backend (neither nft nor iptables works); firewall rules are not applied");
+      this.startWatch();
     }
     return this.backend;
+  }
+
+  /**
+   * Compares the table as soon as the backend reports a change to it, by calling `wake` (the
+   * manager queues the firewall key; paced, see WATCH_BURST). The watch starts once the first
+   * sync has picked the backend; a backend that cannot watch (iptables) is left to the periodic
+   * check. Changes to other tables never wake. stop() ends the watch and its process.
+   */
+  watch(wake: () => void): { stop(): Promise<void> } {
+    this.watchWake = new WakeLimiter(this.options.clock ?? systemClock, wake, {
+      burst: WATCH_BURST,
+      spacingMs: WATCH_SPACING_MS,
+      onLimited: () => this.options.logger.warn({ spacingMs: WATCH_SPACING_MS }, `the firewall table keeps changing (another program rewriting it, or a second controller with the same --instance?): comparing it at most every ${WATCH_SPACING_MS} ms until it settles`),
+    });
+    if (this.detected) this.startWatch();
+    return {
+      stop: async () => {
+        this.watchStopped = true;
+        this.watchWake?.stop();
+        const watching = this.watching;
+        this.watching = undefined;
+        await watching?.stop();
+      },
+    };
+  }
+
+  private startWatch(): void {
+    const backend = this.backend;
+    const wake = this.watchWake;
+    if (!backend || !wake || this.watching || this.watchStopped) return;
+    const log = this.options.logger;
+    if (!backend.watch) {
+      log.info({ backend: backend.name }, `${backend.name} reports no changes: the firewall is compared with what it should hold every --firewall-check`);
+      return;
+    }
+    this.watching = backend.watch({
+      changed: (why) => {
+        this.tableChanged = true;
+        log.debug({ backend: backend.name, why }, "the firewall table changed: comparing it now");
+        wake.wake();
+      },
+      ignored: (tables) => log.debug({ backend: backend.name, tables: Object.fromEntries(tables) }, "changes to other tables: ignored"),
+      started: ({ pid, restart }) => {
+        this.watchListening = true;
+        log.info({ backend: backend.name, monitorPid: pid }, restart ? "the firewall watch started again" : "watching the firewall table for changes");
+      },
+      ended: (message, retryInMs) => {
+        this.watchListening = false;
+        log.warn({ backend: backend.name, message, retryInMs }, `the firewall watch ended (${message}); starting it again in ${retryInMs} ms (--firewall-check compares the table meanwhile)`);
+      },
+    });
   }
 
   private async resolveLegacy(backend: FirewallBackend, snapshot: Snapshot): Promise<void> {
@@ -130,6 +208,23 @@ export class Firewall {
       this.legacy = "kept";
       this.options.logger.warn({ where: verdict.where, owners: verdict.others }, `the firewall rules of an earlier kvmctl (${verdict.where}) are left alone: they are also for ${verdict.others.join(", ")}, not in this directory; remove them when every controller runs this version`);
     }
+  }
+
+  /**
+   * The table: read again unless a listening watch vouches that nothing changed since the last
+   * read (then that read), as an informer's cache — but at least every WATCHED_READ_MS, the
+   * safety net for what a watch could miss. `fresh`: always read (right after an apply, whose
+   * own change the watch reports only later).
+   */
+  private async readTable(backend: FirewallBackend, options: { fresh?: boolean } = {}): Promise<Observed> {
+    const now = (this.options.clock ?? systemClock).now();
+    const last = this.lastRead;
+    if (!options.fresh && last && this.watchListening && !this.tableChanged && now - last.at < WATCHED_READ_MS) return last.observed;
+    // Cleared before the read: a change reported while it runs makes the next sync read again.
+    this.tableChanged = false;
+    const observed = await backend.observe();
+    this.lastRead = { observed, at: now };
+    return observed;
   }
 
   private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
@@ -162,7 +257,7 @@ export class Firewall {
       const countsOf = (list: readonly { owner: string }[]) => JSON.stringify([...countByOwner(list)].sort());
       let wanted = countsOf(backend.placed(effective));
       const holdsWanted = (o: Observed) => countsOf(o.rules) === wanted;
-      let observed = await backend.observe();
+      let observed = await this.readTable(backend);
       let result: "applied" | "unchanged" = "unchanged";
       if (this.options.drift === "report") {
         // Report-only (--drift report): the table is never changed; a difference is said once per table.
@@ -187,7 +282,7 @@ export class Firewall {
         this.isolated = failed.size ? { desired, failed } : undefined;
         effective = rules.filter((r) => !failed.has(r.owner));
         wanted = countsOf(backend.placed(effective));
-        observed = await backend.observe();
+        observed = await this.readTable(backend, { fresh: true });
         // A hand edit between our apply and this read must not become the reference the next
         // checks compare with: remember the reading only if it holds what was applied.
         this.applied = holdsWanted(observed) ? { desired, fingerprint: observed.fingerprint } : undefined;
@@ -203,6 +298,7 @@ export class Firewall {
     } catch (error) {
       this.options.metrics?.synced(backend.name, "error");
       this.applied = undefined;
+      this.lastRead = undefined;
       this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };
       throw error;
     }

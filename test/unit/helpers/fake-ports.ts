@@ -12,7 +12,7 @@ import { statusFromFailure, statusFromReport } from "../../../src/controllers/st
 import { ImportClaims } from "../../../src/controllers/virtualmachine/import-claims.js";
 import type { HostListener, Rule } from "../../../src/firewall/rules.js";
 import type { VncAuth, VncSaslSupport } from "../../../src/libvirt/qemu-conf.js";
-import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, QemuConfig, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
+import type { BackendName, DownloadState, Downloads, FirewallBackend, FirewallHost, FirewallWatch, FirewallWatchHandlers, HostKeyPair, HostKeys, ImageInfo, ImageTool, NetDevices, Observed, PathResolver, Ports, QemuConfig, SecretFiles, SeedFile, SeedMedia, Sysctl, UnattendLocation, UnattendMedia, UnattendMediumKind } from "../../../src/ports/index.js";
 import type { Logger } from "../../../src/runtime/index.js";
 import { deriveGeneration, type ManifestStore, type Snapshot, type StoredObject } from "../../../src/store/index.js";
 import { FakeHypervisor, type TapHost } from "./fake-hypervisor.js";
@@ -244,12 +244,27 @@ export class MemoryTable implements FirewallBackend {
   async apply(rules: readonly Rule[]): Promise<void> {
     this.applies++;
     this.rules = [...rules];
+    // The watch sees kvmctl's own writes too, as nft monitor does.
+    this.watcher?.changed("kvmctl applied the table");
     const edit = this.afterNextApply;
     this.afterNextApply = undefined;
     edit?.();
   }
   placed(rules: readonly Rule[]): readonly Rule[] {
     return rules;
+  }
+
+  /** The handlers of the watch that is running (as `nft -j monitor`'s), if any. */
+  watcher: FirewallWatchHandlers | undefined;
+  watch(handlers: FirewallWatchHandlers): FirewallWatch {
+    this.watcher = handlers;
+    return { stop: async () => void (this.watcher = undefined) };
+  }
+
+  /** Flushed by hand, as the watch reports it. */
+  flushByHand(): void {
+    this.rules = [];
+    this.watcher?.changed("the test flushed the table");
   }
 }
 
