@@ -1,12 +1,15 @@
-// Controller benchmarks on the real stack (issue 4), run inside the test namespace:
+// Controller benchmarks on the real stack (issues 4 and 16), run inside the test namespace:
 //   npm run bench:controller [-- converge|idle|destroy|noop|firewall]   (default: all)
 // Prints figures; asserts nothing. Goals: 30 VMs apply→Ready faster than a shell loop of
-// `virsh define` + `virsh start` on the same XML; a no-op pass over 300 objects ≤ 1 s with a
-// process count that does not grow with the objects; `virsh destroy` → running median ≤ 1 s;
-// idle controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS; kvmctl's nftables table
-// flushed by hand → its rules back (the watch, issue 16) median ≤ 300 ms.
+// `virsh define` + `virsh start` on the same XML; a no-op pass over 300 objects in a started
+// controller (event streams listening) ≤ 100 ms with no virsh process; over 1000 objects the
+// pass time and the controller's RSS ≤ 150 MB; `virsh destroy` → running median ≤ 1 s, of which
+// the controller's own share (Stopped event received → `virsh start` issued) ≤ 20 ms; idle
+// controller with 30 VMs ≤ 1 % of a core and ≤ 120 MB RSS; kvmctl's nftables table flushed by
+// hand → its rules back (the watch) median ≤ 300 ms.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import { Session } from "node:inspector/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -19,12 +22,13 @@ import { hostPathPolicy } from "../src/controllers/host-path-policy.js";
 import { Manager } from "../src/controllers/manager.js";
 import { parseMonitorLine } from "../src/firewall/nft-monitor.js";
 import { nftTableFor } from "../src/firewall/nftables.js";
+import type { ControllerMetrics } from "../src/runtime/index.js";
 import { ManifestStore } from "../src/store/index.js";
 import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/env.js";
 
 const MAIN = path.resolve("dist/cli/main.js");
 const VMS = 30;
-const NOOP_OBJECTS = 300;
+const NOOP_OBJECTS = process.env.BENCH_NOOP_OBJECTS ? process.env.BENCH_NOOP_OBJECTS.split(",").map(Number) : [300, 1000];
 const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop", "firewall"]);
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
 const kvmctl = (dir: string, ...args: string[]) => execFileSync(process.execPath, [MAIN, "--dir", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -91,10 +95,39 @@ async function readyCount(store: ManifestStore): Promise<number> {
   return [...snapshot.objects.values()].filter((o) => ((o.object as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True")).length;
 }
 
-function startController(dir: string, root: string, extra: string[] = []): ChildProcess {
+function startController(dir: string, root: string, logLevel = process.env.BENCH_LOG_LEVEL ?? "info", extra: string[] = []): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
   // Run as examples/systemd/kvmctl.service runs it (NODE_OPTIONS=--max-semi-space-size=2).
-  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info", ...extra], { stdio: ["ignore", log, log] });
+  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...extra], { stdio: ["ignore", log, log] });
+}
+
+interface LogLine {
+  time: number;
+  msg?: string;
+  object?: string;
+  step?: string;
+  event?: { name: string; detail: string; at: number };
+}
+
+/** The controller's JSON log lines (pino) in `root`, oldest first. */
+function logLines(root: string): LogLine[] {
+  return fs.readFileSync(path.join(root, "controller.log"), "utf8").split("\n").flatMap((text) => {
+    try {
+      return text.startsWith("{") ? [JSON.parse(text) as LogLine] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function waitForLogLine(root: string, match: (line: LogLine) => boolean, timeoutMs = 600_000): Promise<LogLine> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const line = logLines(root).find(match);
+    if (line) return line;
+    if (Date.now() > deadline) throw new Error("timed out waiting for the controller's log line");
+    await sleep(200);
+  }
 }
 
 async function stopController(child: ChildProcess): Promise<void> {
@@ -111,6 +144,33 @@ function cpuTicks(pid: number): number {
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
+/** Runs `task` over `items`, at most 8 at once. */
+async function eightAtATime<T>(items: T[], task: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await task(item);
+  }));
+}
+
+/** Sums and counts of the controller's histograms and counters, by series (from /metrics). */
+async function metricSums(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const sums = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const match = /^((?:kvmctl_virsh_command_duration_seconds|controller_runtime_reconcile_time_seconds|workqueue_queue_duration_seconds)_(?:sum|count))\{([^}]*)\} (\S+)$/.exec(line);
+    if (match) sums.set(`${match[1]}{${match[2]}}`, Number(match[3]));
+  }
+  return sums;
+}
+
+/** Where the controller's time went while converging: virsh processes by command, reconciles, queue waits (from its metrics). */
+function printTimeBreakdown(before: Map<string, number>, after: Map<string, number>, wallMs: number): void {
+  const delta = (series: string) => (after.get(series) ?? 0) - (before.get(series) ?? 0);
+  const rows = [...after.keys()].filter((k) => k.includes("_sum{")).map((k) => ({ series: k.replace("_sum{", "{"), seconds: delta(k), count: delta(k.replace("_sum{", "_count{")) })).filter((r) => r.count > 0).sort((a, b) => b.seconds - a.seconds);
+  console.log(`converge: where the controller's time went over those ${(wallMs / 1000).toFixed(1)} s (summed over its 8 workers; a process's time includes waiting for the CPUs):`);
+  for (const r of rows) console.log(`converge:   ${r.series}: ${r.count} × = ${r.seconds.toFixed(1)} s (mean ${((r.seconds / r.count) * 1000).toFixed(0)} ms)`);
+}
+
 async function convergeIdleDestroy(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-"));
   fs.chmodSync(root, 0o755);
@@ -120,14 +180,19 @@ async function convergeIdleDestroy(): Promise<void> {
   try {
     writeManifests(path.join(root, "input"), names);
     fs.mkdirSync(dir);
-    controller = startController(dir, root);
+    const startedAt = Date.now();
+    controller = startController(dir, root, undefined, ["--metrics-address", "127.0.0.1:0"]);
+    const serving = await waitForLogLine(root, (l) => typeof l.msg === "string" && l.msg.startsWith("serving ") && l.time >= startedAt);
+    const metricsUrl = String((serving as { url?: unknown }).url);
     await sleep(1500); // the controller is up and idle before the clock starts
+    const metricsBefore = await metricSums(metricsUrl);
     const started = Date.now();
     kvmctl(dir, "apply", "-f", path.join(root, "input"));
     const store = new ManifestStore({ dir });
     while ((await readyCount(store)) < VMS) await sleep(200);
     const kvmctlMs = Date.now() - started;
     console.log(`converge: ${VMS} VMs from apply to all Ready: ${kvmctlMs} ms (controller, --concurrency 8)`);
+    printTimeBreakdown(metricsBefore, await metricSums(metricsUrl), kvmctlMs);
 
     if (parts.has("idle")) {
       await sleep(10_000);
@@ -140,10 +205,18 @@ async function convergeIdleDestroy(): Promise<void> {
     }
 
     if (parts.has("destroy")) {
+      // The controller again at debug level: its log says when it received each libvirt event
+      // ("libvirt event", debug) and when it issued the start (the step's line, logged just
+      // before the virsh process is spawned), so its own share is told apart from QEMU's.
+      await stopController(controller);
+      const restartedAt = Date.now();
+      controller = startController(dir, root, "debug");
+      await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= restartedAt);
+      await sleep(3000); // its first pass's readings and status writes are over
       // From libvirt's own event stream: the time between the domain's Stopped event and its
       // Started event. Polling `virsh list` would itself load the two CPUs this runs on.
       const events = spawn("virsh", ["-c", LIBVIRT_URI, "event", "--loop", "--event", "lifecycle"], { stdio: ["ignore", "pipe", "ignore"] });
-      const waiting = new Map<string, { stoppedAt?: number; done: (ms: number) => void }>();
+      const waiting = new Map<string, { stoppedAt?: number; done: (at: { stoppedAt: number; startedAt: number }) => void }>();
       let buffered = "";
       events.stdout!.on("data", (chunk: Buffer) => {
         const now = Date.now();
@@ -155,23 +228,37 @@ async function convergeIdleDestroy(): Promise<void> {
           const entry = match ? waiting.get(match[1]!) : undefined;
           if (!entry) continue;
           if (match![2] === "Stopped") entry.stoppedAt = now;
-          else if (entry.stoppedAt !== undefined) entry.done(now - entry.stoppedAt);
+          else if (entry.stoppedAt !== undefined) entry.done({ stoppedAt: entry.stoppedAt, startedAt: now });
         }
       });
       await sleep(500);
       const samples: number[] = [];
+      const controllerShare: number[] = [];
+      const startShare: number[] = [];
       try {
         for (let i = 0; i < 10; i++) {
           const name = names[i]!;
-          const ms = new Promise<number>((resolve) => waiting.set(name, { done: resolve }));
+          const seen = new Promise<{ stoppedAt: number; startedAt: number }>((resolve) => waiting.set(name, { done: resolve }));
+          const destroyedAt = Date.now();
           await virsh("destroy", name);
-          samples.push(await ms);
+          const { stoppedAt, startedAt } = await seen;
+          samples.push(startedAt - stoppedAt);
+          const lines = logLines(root);
+          const heard = lines.find((l) => l.msg === "libvirt event" && l.event?.name === name && /^lifecycle: Stopped/.test(l.event.detail) && l.time >= destroyedAt);
+          const issued = heard && lines.find((l) => l.object === `VirtualMachine/${name}` && l.step === "start" && l.time >= heard.event!.at);
+          if (heard && issued) {
+            controllerShare.push(issued.time - heard.event!.at);
+            startShare.push(startedAt - issued.time);
+          }
           await sleep(2000); // let the controller finish this one before the next
         }
       } finally {
         events.kill();
       }
-      console.log(`destroy: virsh destroy → running again (Stopped → Started event), ${samples.length} samples: median ${median(samples)} ms, min ${Math.min(...samples)} ms, max ${Math.max(...samples)} ms`);
+      const figures = (xs: number[]) => (xs.length ? `median ${median(xs)} ms, min ${Math.min(...xs)} ms, max ${Math.max(...xs)} ms` : "no samples");
+      console.log(`destroy: virsh destroy → running again (Stopped → Started event), ${samples.length} samples: ${figures(samples)}`);
+      console.log(`destroy: the controller's own share, Stopped event received → virsh start issued (its debug log), ${controllerShare.length} samples: ${figures(controllerShare)}`);
+      console.log(`destroy: virsh start issued → Started event (libvirt, QEMU and passt starting), ${startShare.length} samples: ${figures(startShare)}`);
     }
 
     // The same XML through a plain shell loop, after the controller is gone.
@@ -188,6 +275,19 @@ async function convergeIdleDestroy(): Promise<void> {
     const loopMs = Date.now() - loopStart;
     console.log(`converge: the same ${VMS} domain XMLs by a shell loop of virsh define + start: ${loopMs} ms`);
     console.log(`converge: ratio shell loop / kvmctl = ${(loopMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
+
+    // The same XML 8 at a time, standing for `xargs -P 8` over a define-then-start script:
+    // virsh processes spawned from here (no shell), at most 8 VMs in progress at once.
+    await removeDomains(names);
+    await portsFree(names.map((_, i) => 41000 + i));
+    const parallelStart = Date.now();
+    await eightAtATime(names, async (name) => {
+      if ((await virsh("define", path.join(xmlDir, `${name}.xml`))).exitCode === 0) await virsh("start", name);
+    });
+    while ((await runningCount(names)) < VMS) await sleep(100);
+    const parallelMs = Date.now() - parallelStart;
+    console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
+    console.log(`converge: ratio 8-at-a-time / kvmctl = ${(parallelMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
   } finally {
     if (controller) await stopController(controller);
     await removeDomains(names);
@@ -196,41 +296,113 @@ async function convergeIdleDestroy(): Promise<void> {
   }
 }
 
-async function noopPass(): Promise<void> {
+/** Halted domains (and their NVRAM) removed a few batches at a time: 1000 one by one take minutes. */
+async function removeDomainsBatched(names: string[]): Promise<void> {
+  const client = new Virsh({ uri: LIBVIRT_URI });
+  await client.batch(names.map((name) => ["destroy", name]), { lanes: 3 }).catch(() => undefined);
+  await client.batch(names.map((name) => ["undefine", name, "--nvram"]), { lanes: 3 }).catch(() => undefined);
+  await removeDomains(String((await virsh("list", "--all", "--name")).stdout).split("\n").map((n) => n.trim()).filter((n) => names.includes(n)));
+}
+
+/**
+ * A no-op pass in a started controller (event streams listening), as a new git revision or
+ * an edit of every manifest makes one: every key queued at once and each reconciled once.
+ * The manager runs in this process (its Virsh client counts virsh processes); the controller's
+ * RSS is then measured on the real `kvmctl controller` over the same objects.
+ */
+async function noopPass(count: number): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-noop-"));
+  fs.chmodSync(root, 0o755);
   const dir = path.join(root, "state");
-  const names = Array.from({ length: NOOP_OBJECTS }, (_, i) => vmName("noop", i));
-  const logger = pino({ level: "silent" });
+  const names = Array.from({ length: count }, (_, i) => vmName("noop", i));
+  const pending = new Set<string>();
+  let passDone = () => undefined as void;
+  let lastFinishedAt = Date.now();
+  let lastObjectAt = 0n;
+  const metrics: ControllerMetrics = {
+    concurrency: () => undefined,
+    reconcileStarted: () => undefined,
+    reconcileFinished: (key) => {
+      lastFinishedAt = Date.now();
+      if (!pending.delete(key)) return;
+      if (key.startsWith("VirtualMachine/")) lastObjectAt = process.hrtime.bigint();
+      if (pending.size === 0) passDone();
+    },
+  };
+  let controller: ChildProcess | undefined;
   try {
-    for (const count of [30, NOOP_OBJECTS]) {
-      writeManifests(dir, names.slice(0, count), true);
-      const ports = hostPorts({ uri: LIBVIRT_URI });
-      const manager = new Manager({
-        store: new ManifestStore({ dir }),
-        ports,
-        logger,
-        settings: { instance: "bench", defaultDomainType: "qemu", consoleLogDir: path.join(root, "console") },
-        concurrency: 8,
-        resyncMs: 300_000,
-        firewallBackend: "auto",
-        firewallCheckMs: 5_000,
-        hostPaths: hostPathPolicy([`kernel=${path.dirname(testGuest().kernel)}`]),
-      });
-      await manager.runOnce(); // converges: defines what is missing
-      const spawnedBefore = ports.hypervisor.virsh.spawned;
+    writeManifests(dir, names, true);
+    const ports = hostPorts({ uri: LIBVIRT_URI });
+    const manager = new Manager({
+      store: new ManifestStore({ dir }),
+      ports,
+      logger: pino({ level: "silent" }),
+      settings: { instance: "bench", defaultDomainType: "qemu", consoleLogDir: path.join(root, "console") },
+      concurrency: 8,
+      resyncMs: 300_000,
+      firewallBackend: "auto",
+      firewallCheckMs: 5_000,
+      hostPaths: hostPathPolicy([`kernel=${path.dirname(testGuest().kernel)}`]),
+      metrics: { controller: metrics },
+    });
+    const pass = async () => {
+      const keys = await manager.listKeys();
+      for (const key of keys) pending.add(key);
+      const done = new Promise<void>((resolve) => (passDone = resolve));
+      const spawned = ports.hypervisor.virsh.spawned;
       const t0 = process.hrtime.bigint();
-      const reports = await manager.runOnce();
+      for (const key of keys) manager.controller.enqueue(key);
+      await done;
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      const notReady = reports.filter((r) => !r.ready).length;
-      const virsh = new Virsh({ uri: LIBVIRT_URI });
-      const t1 = process.hrtime.bigint();
-      await new Observer(virsh).get(Date.now());
-      const observeMs = Number(process.hrtime.bigint() - t1) / 1e6;
-      await ports.hypervisor.close();
-      console.log(`noop: second pass over ${count} objects (Halted VMs, defined): ${ms.toFixed(0)} ms, ${ports.hypervisor.virsh.spawned - spawnedBefore} virsh processes, ${notReady} not Ready; observing libvirt alone ${observeMs.toFixed(0)} ms (${virsh.spawned} processes)`);
+      // The VMs alone: the pass also holds the firewall's look at its table (an nft process).
+      const vmsMs = Number(lastObjectAt - t0) / 1e6;
+      return { ms, vmsMs, virsh: ports.hypervisor.virsh.spawned - spawned, notReady: keys.filter((k) => manager.controller.outcomeOf(k)?.ready !== true).length };
+    };
+    const started = Date.now();
+    await manager.start();
+    await manager.controller.firstPass;
+    // The domains' Defined events wake them again: wait until nothing has run for 2 s.
+    while (manager.controller.queue.length + manager.controller.queue.inFlight > 0 || Date.now() - lastFinishedAt < 2_000) await sleep(100);
+    console.log(`noop: ${count} Halted VMs defined by a started controller in ${((Date.now() - started) / 1000).toFixed(1)} s (events handled)`);
+    const afterChanges = await pass();
+    const informed = ports.hypervisor.informedSince(300_000) !== undefined;
+    // BENCH_CPU_PROFILE=DIR: a CPU profile of the no-op pass (open it in Chrome's DevTools).
+    const profile = process.env.BENCH_CPU_PROFILE ? new Session() : undefined;
+    if (profile) {
+      profile.connect();
+      await profile.post("Profiler.enable");
+      await profile.post("Profiler.start");
     }
+    const noops = [await pass()];
+    if (profile) {
+      const file = path.join(process.env.BENCH_CPU_PROFILE!, `noop-${count}.cpuprofile`);
+      fs.writeFileSync(file, JSON.stringify((await profile.post("Profiler.stop")).profile));
+      profile.disconnect();
+      console.log(`noop: CPU profile of the first no-op pass in ${file}`);
+    }
+    for (let i = 0; i < 4; i++) noops.push(await pass());
+    const rss = process.memoryUsage().rss / 1024 / 1024;
+    await manager.stop();
+    await ports.hypervisor.close();
+    const spread = (xs: number[]) => `median ${median(xs).toFixed(0)} ms (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
+    console.log(`noop: pass over ${count} objects right after those changes: ${afterChanges.ms.toFixed(0)} ms, ${afterChanges.virsh} virsh processes`);
+    console.log(`noop: pass over ${count} objects with nothing changed (informer ${informed ? "vouching for the picture" : "NOT vouching: streams not listening?"}), ${noops.length} passes: ${spread(noops.map((p) => p.ms))}, the VMs alone ${spread(noops.map((p) => p.vmsMs))}; virsh processes ${noops.map((p) => p.virsh).join(", ")}; not Ready ${Math.max(...noops.map((p) => p.notReady))}; this bench process's RSS ${rss.toFixed(1)} MB (tsx loaded)`);
+    const virshAlone = new Virsh({ uri: LIBVIRT_URI });
+    const t1 = process.hrtime.bigint();
+    await new Observer(virshAlone).get(Date.now());
+    console.log(`noop: one reading of libvirt (${count} domains) alone: ${(Number(process.hrtime.bigint() - t1) / 1e6).toFixed(0)} ms, ${virshAlone.spawned} processes`);
+
+    // The controller's RSS over the same objects: the real process, as the unit file runs it.
+    const startedAt = Date.now();
+    controller = startController(dir, root, "info", ["--instance", "bench"]); // the instance that made the domains above
+    await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= startedAt);
+    const afterPass = rssMb(controller.pid!);
+    await sleep(10_000);
+    const hwm = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${controller.pid!}/status`, "utf8"))?.[1] ?? 0) / 1024;
+    console.log(`noop: kvmctl controller over ${count} objects: RSS ${afterPass.toFixed(1)} MB after its first pass, ${rssMb(controller.pid!).toFixed(1)} MB 10 s later, peak ${hwm.toFixed(1)} MB (--max-semi-space-size=2)`);
   } finally {
-    await removeDomains(names);
+    if (controller) await stopController(controller);
+    await removeDomainsBatched(names);
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
@@ -288,7 +460,7 @@ async function firewallRepair(): Promise<void> {
       await nft("delete", "table", "inet", mark);
       await sleep(100);
     }
-    controller = startController(dir, root, ["--instance", instance, "--firewall-check", "10m"]);
+    controller = startController(dir, root, undefined, ["--instance", instance, "--firewall-check", "10m"]);
     const deadline = Date.now() + 120_000;
     while ((await ruleCount()) === 0 && Date.now() < deadline) await sleep(200);
     const rules = await ruleCount();
@@ -319,5 +491,5 @@ async function firewallRepair(): Promise<void> {
 await assertInTestEnv();
 if (!fs.existsSync(MAIN)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
 if (parts.has("converge") || parts.has("idle") || parts.has("destroy")) await convergeIdleDestroy();
-if (parts.has("noop")) await noopPass();
+if (parts.has("noop")) for (const count of NOOP_OBJECTS) await noopPass(count);
 if (parts.has("firewall")) await firewallRepair();

@@ -2,7 +2,8 @@
 // constant number of virsh processes (filtered lists, then the objects' XML split over a few
 // parallel batches, then the volumes' XML likewise). Concurrent requests share one refresh;
 // a caller asks for a picture taken after a given time, so an event or an action of its own
-// is always reflected.
+// is always reflected. Whether the last picture still holds now is the hypervisor adapter's
+// call (./informed.ts): it knows the event streams.
 import { parsedOnce, parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml } from "../libvirt/index.js";
 import type { LiveDomain, LiveNetwork, LivePool, LiveState } from "../ports/index.js";
 import type { Virsh } from "./virsh.js";
@@ -34,6 +35,8 @@ const BATCH_LANES = 3;
 
 export class Observer {
   private current: LiveState | undefined;
+  /** When the current picture's reading started (its takenAt moves when an event is applied; this does not). */
+  private currentReadAt = 0;
   private inflight: { startedAt: number; promise: Promise<LiveState> } | undefined;
 
   constructor(private readonly virsh: Virsh) {}
@@ -52,6 +55,7 @@ export class Observer {
     });
     this.inflight = { startedAt, promise };
     this.current = await promise;
+    this.currentReadAt = startedAt;
     return this.current;
   }
 
@@ -95,6 +99,11 @@ export class Observer {
   /** The last picture, however old (for listing owned objects at start). */
   get last(): LiveState | undefined {
     return this.current;
+  }
+
+  /** When the last picture's reading started (ms epoch); undefined before the first. */
+  get lastReadAt(): number | undefined {
+    return this.current ? this.currentReadAt : undefined;
   }
 
   private async read(takenAt: number): Promise<LiveState> {

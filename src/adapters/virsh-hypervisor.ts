@@ -1,9 +1,11 @@
 // The Hypervisor port with virsh: every command the reconcilers issue, addressed by UUID
 // (see src/ports/hypervisor.ts for why), its failures turned into typed errors, plus the
 // observer (one picture of libvirt for a constant number of virsh processes) and libvirt's
-// event streams, which keep that picture honest the way an informer's watch does.
+// event streams, which keep that picture honest the way an informer's watch does and say when
+// it still holds without reading it again (informedSince).
 import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
-import { EventStreams } from "./events.js";
+import { EventStreams, type EventStreamOptions } from "./events.js";
+import { pictureStillHolds } from "./informed.js";
 import { Observer } from "./observer.js";
 import { parseVolumeXml, type NetUpdate, type VolumeFacts } from "../libvirt/index.js";
 import { hypervisorError, NotFoundError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
@@ -28,21 +30,45 @@ export function parseLeases(text: string): Lease[] {
   return leases;
 }
 
+/** What the hypervisor needs of its event streams (EventStreams; a stand-in in unit tests). */
+export interface EventSource {
+  start(): void;
+  stop(): void;
+  listeningSince(): number | undefined;
+}
+
 export class VirshHypervisor implements Hypervisor {
   readonly observer: Observer;
   /** When libvirt last told us something changed (an event, a reconnected stream). */
   private lastEventAt = 0;
-  private streams: EventStreams | undefined;
+  private streams: EventSource | undefined;
 
   constructor(
     readonly virsh: Virsh,
     private readonly scratch: ScratchFiles,
+    private readonly eventSource: (options: EventStreamOptions) => EventSource = (options) => new EventStreams(options),
   ) {
     this.observer = new Observer(virsh);
   }
 
   get changedAt(): number {
     return Math.max(this.lastEventAt, this.virsh.lastMutationAt);
+  }
+
+  informedSince(maxAgeMs: number): number | undefined {
+    const picture = this.observer.last;
+    const readAt = this.observer.lastReadAt;
+    if (!picture || readAt === undefined) return undefined;
+    const holds = pictureStillHolds({
+      readAt,
+      takenAt: picture.takenAt,
+      listeningSince: this.streams?.listeningSince(),
+      changedAt: this.changedAt,
+      mutationsInFlight: this.virsh.mutationsInFlight,
+      now: Date.now(),
+      maxAgeMs,
+    });
+    return holds ? picture.takenAt : undefined;
   }
 
   observe(since: number): Promise<LiveState> {
@@ -54,7 +80,7 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   watch(handlers: HypervisorEventHandlers): { stop(): void } {
-    const streams = new EventStreams({
+    const streams = this.eventSource({
       uri: this.virsh.options.uri,
       onEvent: (event) => {
         // A domain that stopped (destroyed by hand, crashed) is applied to the current picture
@@ -63,16 +89,18 @@ export class VirshHypervisor implements Hypervisor {
         const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
         const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), this.changedAt);
         // "Shutdown Finished" only announces the Stopped event that follows it: it makes
-        // nothing stale by itself, so it must not spoil that event's shortcut.
+        // nothing stale and wakes nothing by itself, so it cannot spoil that event's shortcut
+        // (a reconcile woken by it would start a reading just before the stop arrives).
         const prelude = event.kind === "domain" && event.detail.startsWith("lifecycle: Shutdown");
         if (!followed && !prelude) this.lastEventAt = Date.now();
-        handlers.onEvent(event);
+        handlers.onEvent(prelude ? { ...event, prelude } : event);
       },
       onReconnect: (stream) => {
         this.lastEventAt = Date.now();
         handlers.onReconnect(stream);
       },
       onError: handlers.onError,
+      onRegistered: (stream, complete) => handlers.onListening?.(stream, complete),
     });
     this.streams = streams;
     streams.start();

@@ -53,6 +53,8 @@ export class Virsh {
   spawned = 0;
   /** When a command that may change libvirt last ended (ms epoch): pictures older than this are stale. */
   lastMutationAt = 0;
+  /** Commands that may change libvirt, running now: until they end, no picture is known to hold. */
+  mutationsInFlight = 0;
 
   constructor(readonly options: VirshOptions) {}
 
@@ -69,13 +71,17 @@ export class Virsh {
     this.spawned++;
     const mutates = !READ_ONLY.test(args[0] ?? "");
     const started = performance.now();
+    if (mutates) this.mutationsInFlight++;
     const result = await execa("virsh", ["-c", this.options.uri, ...args], {
       reject: false,
       timeout: this.options.timeoutMs ?? 60_000,
       input,
       env: { LC_ALL: "C" },
     }).finally(() => {
-      if (mutates) this.lastMutationAt = Date.now();
+      if (mutates) {
+        this.lastMutationAt = Date.now();
+        this.mutationsInFlight--;
+      }
       this.observe(args[0] ?? "", started);
     });
     if (result.exitCode !== 0 || result.timedOut) {

@@ -4,7 +4,7 @@
 import { isKindName, parseObjectKey } from "../api/index.js";
 import type { HypervisorEvent, LiveState, Ports } from "../ports/index.js";
 import { Controller, every, TerminalError, type Logger, type ReconcileContext, type ReconcileReport, type ReconcileResult } from "../runtime/index.js";
-import { formatProblem, type ManifestStore, type Snapshot } from "../store/index.js";
+import { formatProblem, type ManifestStore, type Snapshot, type StoredObject } from "../store/index.js";
 import { changedKeys, fingerprints } from "../store/watch.js";
 import type { GitCheckout } from "../gitops/checkout.js";
 import { PullError, type PullOutcome } from "../gitops/pull.js";
@@ -68,6 +68,14 @@ export class Manager {
   private readonly memories = new Map<string, Map<string, unknown>>();
   /** When libvirt last changed for each key (an event about it, its reconcile's own commands). */
   private readonly keyChangedAt = new Map<string, number>();
+  /**
+   * Keys whose next reconcile reads libvirt afresh whatever the informer holds (`kvmctl
+   * reconcile`: a person asked). What libvirt sends no event for (autostart flags, volumes,
+   * `setmaxmem --config`) is seen then.
+   */
+  private readonly lookAfresh = new Set<string>();
+  /** The status this manager last wrote for each key, and the snapshot's object it was written over. */
+  private readonly writtenStatus = new Map<string, { over: StoredObject; status: Record<string, unknown> }>();
   private snapshot: Snapshot | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
   private events: { stop(): void } | undefined;
@@ -116,7 +124,7 @@ export class Manager {
       concurrency: options.concurrency,
       resyncMs: options.resyncMs,
       clock: options.ports.clock,
-      listKeys: () => this.listKeys(),
+      listKeys: (purpose) => (purpose === "resync" ? this.resyncKeys() : this.listKeys()),
       reconcile: (key, ctx) => this.reconcile(key, ctx),
       onReport: (report) => this.recordFailure(report),
       ...(options.metrics?.controller ? { metrics: options.metrics.controller } : {}), // metrics
@@ -143,6 +151,26 @@ export class Manager {
   }
 
   /**
+   * The current picture's `takenAt` when the hypervisor's informer says it still holds (no
+   * change since, the event streams listening throughout, read within the resync period), so
+   * that it stands for a reading now. For `key`, only when its last reconcile left it settled
+   * (Ready, no later look asked for): objects converging, failing, waiting or polling what
+   * libvirt sends no event for (a kept pool's volumes) read libvirt as before.
+   */
+  private informedSince(key?: string): number | undefined {
+    if (key !== undefined && !this.controller.settled(key)) return undefined;
+    return this.ports.hypervisor.informedSince(this.options.resyncMs);
+  }
+
+  /**
+   * The periodic resync's keys: every key, listed from a reading of libvirt started now, which
+   * their reconciles share (the newest picture) — what no event reports is seen then.
+   */
+  private resyncKeys(): Promise<string[]> {
+    return this.listKeys(this.ports.clock.now());
+  }
+
+  /**
    * How fresh a picture of libvirt a reconcile needs: taken after the last change we know of
    * (our own commands, libvirt events) and at most `toleranceMs` before the key was queued.
    * A pass over many objects then shares one observation instead of taking one per group.
@@ -155,6 +183,29 @@ export class Manager {
     return Math.max(shared, key ? (this.keyChangedAt.get(key) ?? 0) : 0);
   }
 
+  /**
+   * `stored` with the status its manifest holds as far as this manager knows. The snapshot is
+   * read again only when a manifest changes (the manager's own status writes are not reported),
+   * so until then it holds the status from before the last write: built on that, conditions
+   * would get a new lastTransitionTime on every reconcile, and the same status be written again.
+   */
+  private withWrittenStatus(stored: StoredObject | undefined): StoredObject | undefined {
+    const written = stored && this.writtenStatus.get(stored.key);
+    if (!stored || !written) return stored;
+    if (written.over !== stored) {
+      this.writtenStatus.delete(stored.key); // read again since: the snapshot has it, or someone's newer edit
+      return stored;
+    }
+    return { ...stored, object: { ...stored.object, status: written.status } } as StoredObject;
+  }
+
+  /** Writes `key`'s status (computed over the snapshot's object `over`) and remembers it. */
+  private async writeStatus(key: string, over: StoredObject | undefined, status: Record<string, unknown>): Promise<void> {
+    const written = await this.options.store.writeStatus(key, status);
+    if (written && over) this.writtenStatus.set(key, { over, status });
+    else this.writtenStatus.delete(key);
+  }
+
   private memoryOf(kind: string): ObjectMemory<unknown> {
     let memory = this.memories.get(kind);
     if (!memory) this.memories.set(kind, (memory = new Map()));
@@ -164,6 +215,7 @@ export class Manager {
   private async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult & { ready: boolean }> {
     const snapshot = this.snapshot ?? (await this.options.store.read());
     const revision = this.snapshot === snapshot ? this.revision : undefined;
+    const fresh = this.lookAfresh.delete(key); // a fresh look asked for is this reconcile's
     // What the reconcile decided on: logged with its outcome (tests wait for it).
     const observe = async (since: number): Promise<LiveState> => {
       const picture = await this.ports.hypervisor.observe(since);
@@ -174,10 +226,19 @@ export class Manager {
     if (singleton) {
       return singleton.reconcile({ snapshot, live: observe, since: this.freshness(ctx.queuedAt, singleton.staleToleranceMs), observed: (at) => (ctx.observedAt = at), log: ctx.log });
     }
+    const since = (): number => {
+      if (fresh) return this.freshness(ctx.queuedAt, 0, key); // a reading started after the request
+      const informed = this.informedSince(key);
+      if (informed === undefined) return this.freshness(ctx.queuedAt, STALE_MS, key);
+      // libvirt is known unchanged since the picture was read: it is as good as a reading now.
+      ctx.observedAt = Math.max(ctx.observedAt ?? 0, this.ports.clock.now());
+      return Math.max(informed, this.keyChangedAt.get(key) ?? 0);
+    };
     const { kind, name } = parseObjectKey(key);
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
-    const stored = snapshot.objects.get(key);
+    const read = snapshot.objects.get(key);
+    const stored = this.withWrittenStatus(read);
     const controller = this.kinds.get(kind);
     const suspension = (await this.options.store.suspended()).get(key);
     if (!stored && suspension) {
@@ -188,7 +249,7 @@ export class Manager {
     if (!stored) {
       // Prune only what can be seen to be gone (./prune-policy.ts).
       const asked = snapshot.objects.size === 0 && (await this.options.store.deletionIntents()).has(key);
-      const recordedFile = snapshot.unreadableFiles.size ? controller?.recordedFile?.(await observe(this.freshness(ctx.queuedAt, STALE_MS, key)), name) : undefined;
+      const recordedFile = snapshot.unreadableFiles.size ? controller?.recordedFile?.(await observe(since()), name) : undefined;
       const decision = pruneDecision(snapshot, key, this.ports.clock.now(), this.lastStoreChangeAt, this.prune, asked, recordedFile);
       if (!decision.prune) {
         if (decision.reason !== "Settling") {
@@ -207,7 +268,7 @@ export class Manager {
     if (stored && mode?.suspended) {
       // Paused on this host or from git: nothing is read or done; status says so.
       const was = (stored.object as { status?: { suspended?: unknown } }).status?.suspended !== undefined;
-      await this.options.store.writeStatus(key, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
+      await this.writeStatus(key, read, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
       if (!was) await objectRecorder(this.options.store, key, this.ports.clock, revision).event("Normal", "Suspended", mode.suspended.by === "annotation" ? "suspended by the annotation kvmctl.dev/reconcile: disabled" : "suspended by kvmctl suspend on this host");
       ctx.log.info({ by: mode.suspended.by }, "suspended: left alone");
       return { ready: true };
@@ -230,12 +291,12 @@ export class Manager {
     };
     if (stored && mode?.drift === "report") {
       // Report-only: what a reconcile would change is reported as drift, and nothing is done.
-      const live = await observe(this.freshness(ctx.queuedAt, STALE_MS, key));
+      const live = await observe(since());
       const target = { key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file };
       const changes: string[] = controller.changes(controller.plan(await controller.planInput(kindContext, target, live)));
       if (changes.length) {
         const was = (stored.object as { status?: { conditions?: { type: string; message?: string }[] } }).status?.conditions?.find((c) => c.type === "Drifted")?.message;
-        await this.options.store.writeStatus(key, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+        await this.writeStatus(key, read, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
         if (was !== changes.join("; ")) {
           await kindContext.record.event("Warning", "Drifted", `not repaired (drift: report): ${changes.join("; ")}`);
           this.options.metrics?.driftReported?.(kind); // metrics
@@ -245,13 +306,13 @@ export class Manager {
       }
     }
     const changedBefore = this.ports.hypervisor.changedAt;
-    const outcome = await controller.reconcile(kindContext, { key, name, stored, since: this.freshness(ctx.queuedAt, STALE_MS, key) }).finally(() => {
+    const outcome = await controller.reconcile(kindContext, { key, name, stored, since: since() }).finally(() => {
       // Its own commands (or anyone's meanwhile) changed libvirt: the next reconcile of this key sees that.
       if (this.ports.hypervisor.changedAt > changedBefore) this.keyChangedAt.set(key, this.ports.hypervisor.changedAt);
     });
     this.options.metrics?.reconciled?.({ key, kind, stored, ready: outcome.ready, repairs: outcome.repairs ?? [] }); // metrics: drift repairs
     if (outcome.report && stored) {
-      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+      await this.writeStatus(key, read, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
       if (revision) this.appliedRevisions.set(key, revision);
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
@@ -273,7 +334,8 @@ export class Manager {
   private async recordFailure(report: ReconcileReport): Promise<void> {
     if (report.outcome === "ready" || this.singletons.has(report.key)) return; // singletons: logged by the runtime; networks carry the firewall in status
     const { kind, name } = parseObjectKey(report.key);
-    const stored = this.snapshot?.objects.get(report.key);
+    const read = this.snapshot?.objects.get(report.key);
+    const stored = this.withWrittenStatus(read);
     const now = new Date(this.ports.clock.now());
     const controller = this.kinds.get(kind);
     try {
@@ -283,7 +345,7 @@ export class Manager {
       // An invalid document has no parsed status to keep: what it was last applied at is remembered here.
       const applied = stored ? {} : this.appliedRevisions.has(report.key) ? { lastAppliedRevision: this.appliedRevisions.get(report.key) } : {};
       const revisions = { ...applied, ...(this.revision ? { lastAttemptedRevision: this.revision } : {}) };
-      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
+      await this.writeStatus(report.key, read, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }
@@ -311,6 +373,7 @@ export class Manager {
   /** Keys a libvirt event wakes: each kind's, and every singleton. */
   private route(event: HypervisorEvent): void {
     this.options.logger.debug({ event }, "libvirt event");
+    if (event.prelude) return; // the event it announces wakes what it concerns
     const snapshot = this.snapshot ?? { objects: new Map() };
     for (const kind of this.ordered) {
       for (const key of kind.wakeFor(event, snapshot)) {
@@ -355,6 +418,10 @@ export class Manager {
           .catch(() => undefined);
       },
       onError: (stream, message) => this.options.logger.warn({ stream, message }, "libvirt event stream ended; reconnecting"),
+      onListening: (stream, complete) => {
+        if (complete) this.options.logger.info({ stream }, "libvirt event stream listening");
+        else this.options.logger.warn({ stream }, "libvirtd refused some of this stream's event registrations: the picture of libvirt is read again for every pass, as without events");
+      },
     });
     for (const singleton of this.singletons.values()) {
       if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
@@ -378,6 +445,7 @@ export class Manager {
         void this.options.store.takeReconcileRequests().then((keys) => {
           for (const key of keys) {
             this.options.logger.info({ object: key }, "reconcile requested");
+            this.lookAfresh.add(key); // a person asked: what no event reports is looked at too
             this.controller.forget(key);
             this.controller.enqueue(key);
           }
@@ -408,6 +476,7 @@ export class Manager {
     const first = this.snapshot === undefined;
     this.snapshot = snapshot;
     this.revision = revision;
+    for (const key of this.writtenStatus.keys()) if (!snapshot.objects.has(key)) this.writtenStatus.delete(key);
     if (revision !== previousRevision && !first) {
       this.options.logger.info({ revision, previous: previousRevision }, "applying revision");
       void this.saveSource({ revision });
@@ -419,7 +488,7 @@ export class Manager {
     // Readable (or filled) again, or a new revision: look at everything, not only what the read changed.
     const everything = keys === undefined || (wasHeld && this.directoryHold === undefined) || revision !== previousRevision;
     const changed = new Set(keys ?? []);
-    const list = everything ? await this.listKeys(this.ports.clock.now()) : [...changed];
+    const list = everything ? await this.listKeys(this.informedSince() ?? this.ports.clock.now()) : [...changed];
     for (const key of list) {
       if (changed.has(key) || keys === undefined) this.controller.forget(key);
       this.controller.enqueue(key);
@@ -499,9 +568,9 @@ export class Manager {
     await writeSource(this.options.store.dataDir, this.options.store.stateRoot, this.source).catch((error: unknown) => this.options.logger.warn({ err: error }, "could not record the checkout's state"));
   }
 
-  /** Everything again now (SIGHUP without a checkout, a resync asked for). */
+  /** Everything again now, libvirt read afresh (SIGHUP without a checkout, a resync asked for). */
   async resyncAll(): Promise<void> {
-    for (const key of await this.listKeys(this.ports.clock.now())) {
+    for (const key of await this.resyncKeys()) {
       this.controller.forget(key);
       this.controller.enqueue(key);
     }
@@ -519,7 +588,7 @@ export class Manager {
   async runOnce(): Promise<ReconcileReport[]> {
     this.snapshot = undefined;
     await this.adopt(await this.options.store.read(), undefined);
-    const keys = (await this.listKeys(this.ports.clock.now())).filter((key) => !this.singletons.has(key));
+    const keys = (await this.listKeys(this.informedSince() ?? this.ports.clock.now())).filter((key) => !this.singletons.has(key));
     // One group per kind order (keys come sorted by it): a group runs after the one before.
     const groups = new Map<number, string[]>();
     for (const key of keys) {

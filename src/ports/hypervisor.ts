@@ -22,6 +22,12 @@ export interface HypervisorEvent {
   detail: string;
   /** When it was received (ms epoch); a picture taken at or after this reflects it. */
   at: number;
+  /**
+   * It only announces the event that follows (libvirt's "Shutdown Finished" before "Stopped"):
+   * nothing has changed yet, so nothing is woken for it (a reconcile now would re-read libvirt
+   * just before the Stopped event, which is applied to the picture without reading).
+   */
+  prelude?: boolean;
 }
 
 export interface HypervisorEventHandlers {
@@ -29,6 +35,12 @@ export interface HypervisorEventHandlers {
   /** The event stream was re-established (libvirtd restarted): events may have been missed. */
   onReconnect(stream: string): void;
   onError(stream: string, message: string): void;
+  /**
+   * The stream's callbacks are registered with libvirtd: from now on its events arrive.
+   * `complete` false: libvirtd refused some, whose events never come (nothing is then trusted
+   * to hold without a reading).
+   */
+  onListening?(stream: string, complete: boolean): void;
 }
 
 /** Where a `net-update` applies: the running network, its next-start definition, or both. */
@@ -47,6 +59,16 @@ export interface Hypervisor {
    * commands and libvirt's events. A picture older than this may miss something.
    */
   readonly changedAt: number;
+  /**
+   * The current picture's `takenAt` when it is known to still hold now (an informer's cache):
+   * `observe` of that time answers it without a reading. It holds while the event streams
+   * have listened without a break since before it was read, and no event and no changing
+   * command of this process came since. Facts libvirt sends no event for (autostart flags,
+   * volumes, edits such as `setmaxmem --config`) may have changed by hand meanwhile: the
+   * picture is trusted only while its reading is at most `maxAgeMs` old. Undefined otherwise
+   * (also before `watch`, and in `controller --once`).
+   */
+  informedSince(maxAgeMs: number): number | undefined;
   /** Follows libvirt's lifecycle events until stop() is called. */
   watch(handlers: HypervisorEventHandlers): { stop(): void };
 

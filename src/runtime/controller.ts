@@ -22,9 +22,10 @@ export interface ReconcileContext {
   /** When the key was queued: observe the world as of this time or later. */
   queuedAt: number;
   /**
-   * The newest picture of the world this reconcile decided on (ms epoch), set by the reconcile.
-   * Logged with every outcome: a test that checks something did *not* happen waits for a
-   * reconcile that saw the world after its change.
+   * The newest picture of the world this reconcile decided on (ms epoch), set by the reconcile:
+   * when it was read, or for one known to still hold (the hypervisor's informer), when that was
+   * confirmed. Logged with every outcome: a test that checks something did *not* happen waits
+   * for a reconcile that saw the world after its change.
    */
   observedAt?: number;
 }
@@ -40,7 +41,8 @@ export interface ControllerOptions {
   reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult & { ready?: boolean }>;
   /** Called after every reconcile; the place to record status for failures. */
   onReport?(report: ReconcileReport, ctx: ReconcileContext): Promise<void> | void;
-  listKeys(): string[] | Promise<string[]>;
+  /** Every key: for the first pass at start, and for each periodic resync (which should look afresh). */
+  listKeys(purpose: "start" | "resync"): string[] | Promise<string[]>;
   logger: Logger;
   concurrency?: number;
   resyncMs?: number;
@@ -61,7 +63,7 @@ export class Controller {
   readonly queue: WorkQueue;
   readonly backoff: Backoff;
   private readonly clock: Clock;
-  private readonly outcomes = new Map<string, ReconcileReport>();
+  private readonly outcomes = new Map<string, ReconcileReport & { requeueAfterMs?: number }>();
   private workers: Promise<void>[] = [];
   private stopResync: (() => void) | undefined;
   private running = false;
@@ -93,9 +95,15 @@ export class Controller {
     return this.outcomes.get(key);
   }
 
+  /** Whether the key's last reconcile succeeded, Ready, with no later look asked for (nothing it waits on). */
+  settled(key: string): boolean {
+    const last = this.outcomes.get(key);
+    return last !== undefined && last.outcome === "ready" && last.ready === true && last.requeueAfterMs === undefined;
+  }
+
   async start(): Promise<void> {
     this.running = true;
-    const keys = await this.options.listKeys();
+    const keys = await this.options.listKeys("start");
     this.firstPassPending = new Set(keys);
     if (keys.length === 0) this.firstPassDone();
     for (const key of keys) this.queue.add(key);
@@ -115,7 +123,7 @@ export class Controller {
 
   private async resync(): Promise<void> {
     try {
-      for (const key of await this.options.listKeys()) this.queue.add(key);
+      for (const key of await this.options.listKeys("resync")) this.queue.add(key);
     } catch (error) {
       this.options.logger.error({ err: error }, "resync failed to list objects");
     }

@@ -20,5 +20,17 @@ export function phaseMachine<O extends object, P extends string>(id: string, ini
     states: Object.fromEntries(rules.map((r) => [r.phase, {}])),
   });
   const [initial] = initialTransition(machine);
-  return (observation) => transition(machine, initial, { type: "OBSERVE", observation })[0].value as P;
+  // Observations are a few flags and libvirt's state words, and a pass asks for the same
+  // ones for every object: each distinct one is run through the machine once.
+  const known = new Map<string, P>();
+  return (observation) => {
+    const key = JSON.stringify(observation);
+    let phase = known.get(key);
+    if (phase === undefined) {
+      phase = transition(machine, initial, { type: "OBSERVE", observation })[0].value as P;
+      if (known.size >= 1024) known.clear();
+      known.set(key, phase);
+    }
+    return phase;
+  };
 }

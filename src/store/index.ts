@@ -59,6 +59,16 @@ export async function readManifestInput(target: string, maxFileSize?: number): P
   return input.readManifestInput(target, maxFileSize);
 }
 
+/** What changes whenever a file's bytes may have (its inode, size, modification and change times, in ns); undefined when it cannot be read. */
+function fileStamp(file: string): string | undefined {
+  try {
+    const stat = fs.statSync(file, { bigint: true });
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The status fields a writer sets to say which spec its status describes. */
 export function observedFields(stored: Pick<StoredObject, "generation" | "specHash">): { observedGeneration: number; observedSpecHash: string } {
   return { observedGeneration: stored.generation, observedSpecHash: stored.specHash };
@@ -73,6 +83,12 @@ export class ManifestStore {
   private readonly writer: FileWriter;
   /** Status writes for one key happen in call order: the last call wins. */
   private readonly statusQueue = new KeyedQueue();
+  /**
+   * Per key, a status found already in its manifest, and the file's stamp taken before that
+   * read: while the file keeps that stamp, the same status needs no read, parse and compare
+   * (a no-op pass over many objects would spend most of its time there).
+   */
+  private readonly statusInPlace = new Map<string, { file: string; status: string; stamp: string }>();
   private lastSnapshot: Snapshot | undefined;
 
   constructor(readonly options: StoreOptions) {
@@ -200,11 +216,16 @@ export class ManifestStore {
 
   private async writeStatusInFile(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
     const abs = this.manifestPath(rel);
+    const wanted = JSON.stringify(status);
+    const known = this.statusInPlace.get(key);
+    if (known && known.file === abs && known.status === wanted && known.stamp === fileStamp(abs)) return "unchanged";
     const { editStatusInText } = await statusWriterModule();
     // Only while the file is still the one read: a concurrent edit (apply, delete, a person,
     // git) wins, and the status edit is redone on top of it; a file that is gone stays gone.
-    return this.writer.run(abs, () =>
-      this.writer.update(abs, (current) => {
+    return this.writer.run(abs, async () => {
+      // Taken before the read: a change after it makes the stamp differ, and the next write reads again.
+      const stamp = fileStamp(abs);
+      const result = await this.writer.update(abs, (current) => {
         if (current.text === undefined) {
           if (current.unreadable) throw new ManifestEditError(`${rel}: cannot write status: ${current.unreadable}`);
           return { result: "missing" as const };
@@ -216,8 +237,11 @@ export class ManifestStore {
           throw new ManifestEditError(`${rel}: ${error instanceof Error ? error.message : String(error)}`);
         }
         return edit.result === "written" ? { write: edit.text, result: edit.result } : { result: edit.result };
-      }),
-    );
+      });
+      if (result === "unchanged" && stamp !== undefined) this.statusInPlace.set(key, { file: abs, status: wanted, stamp });
+      else this.statusInPlace.delete(key);
+      return result;
+    });
   }
 
   private async writeStatusToDir(rel: string, key: string, status: Record<string, unknown> | null): Promise<"written" | "unchanged" | "missing"> {
@@ -348,8 +372,14 @@ export class ManifestStore {
     await this.setMarker("suspended", key, suspended ? `${JSON.stringify(suspended)}\n` : undefined);
   }
 
+  /** The last suspended() answer and the stamp of `.kvmctl/suspended/` taken before it was read (every reconcile asks). */
+  private suspendedRead: { stamp: string; keys: Map<string, { since: string; by: string }> } | undefined;
+
   /** Keys suspended on this host, with when and by whom. */
   async suspended(): Promise<Map<string, { since: string; by: string }>> {
+    // Markers are added, replaced and removed by rename or unlink, which changes the directory's stamp.
+    const stamp = fileStamp(path.join(this.dataDir, "suspended")) ?? "absent";
+    if (this.suspendedRead?.stamp === stamp) return new Map(this.suspendedRead.keys);
     const out = new Map<string, { since: string; by: string }>();
     for (const [key, text] of await this.markers("suspended")) {
       try {
@@ -359,6 +389,7 @@ export class ManifestStore {
         out.set(key, { since: "", by: "" });
       }
     }
+    this.suspendedRead = { stamp, keys: new Map(out) };
     return out;
   }
 

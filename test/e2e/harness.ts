@@ -185,7 +185,11 @@ export class E2eDirs {
    *
    * The controller logs "reconcile finished" after every reconcile of every key, whatever its
    * outcome, with `startedAt` and `observedAt`: when the newest picture of libvirt it decided on
-   * was taken (for Firewall/host: when it began reading the firewall table). Counted are the
+   * was taken, or, for a picture its informer vouched for (read before, nothing changed since as
+   * far as libvirt's events tell), when it was vouched for — a change libvirt sends no event for
+   * (`virsh setmaxmem --config`, `autostart`, a volume) is not in such a picture: ask for a
+   * fresh look with `kvmctl reconcile` (for Firewall/host: when it began reading the firewall
+   * table). Counted are the
    * reconciles that started at or after `after` and
    * - `changed: "world"` (the default: libvirt or the firewall table changed): decided on a
    *   picture taken at or after `after`. One that read none (an invalid manifest, stalled at

@@ -2,7 +2,7 @@
 // and networks, and what this controller remembers (a stop in progress). Unit-tested
 // without a host; the reconciler only carries the steps out.
 import type { VirtualMachineSpec } from "../../api/virtualmachine.js";
-import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainDifference, type ResolvedDisk } from "../../libvirt/index.js";
+import { buildDomainXml, compareDomain, ownedUuid, parsedOnce, parseDomainXml, type DomainBuildInput, type DomainDifference, type DomainFacts, type ResolvedDisk } from "../../libvirt/index.js";
 import { shownUrl } from "../../api/net.js";
 import { machineHasFloppyController } from "../../libvirt/domain.js";
 import type { DownloadState, LiveDomain, LiveNetwork, LivePool, UnattendLocation } from "../../ports/index.js";
@@ -197,8 +197,23 @@ export interface VmPlan {
   unattend?: { medium: "cdrom" | "floppy"; attached: boolean };
 }
 
-/** The desired domain XML of an unchanged manifest is the same text every pass. */
-const desiredFacts = parsedOnce(parseDomainXml, 2048);
+/**
+ * An unchanged manifest asks for the same definition every pass: it is built and parsed once
+ * per input (keyed by the input's JSON, which is all buildDomainXml reads).
+ */
+let building: DomainBuildInput | undefined;
+const builtDefinition = parsedOnce(() => {
+  const xml = buildDomainXml(building!);
+  return { xml, facts: parseDomainXml(xml) };
+}, 2048);
+function desiredDefinition(input: DomainBuildInput): { xml: string; facts: DomainFacts } {
+  building = input;
+  try {
+    return builtDefinition(JSON.stringify(input));
+  } finally {
+    building = undefined;
+  }
+}
 
 const ACTIVE_STATES = new Set(["running", "paused", "blocked", "pmsuspended", "in shutdown", "idle"]);
 
@@ -356,7 +371,7 @@ export function planVm(input: VmPlanInput): VmPlan {
   }
 
   // Definition: compare only what the manifest sets; redefine on drift or a new spec.
-  const xml = buildDomainXml({
+  const { xml, facts: desired } = desiredDefinition({
     name,
     uuid,
     spec,
@@ -368,7 +383,6 @@ export function planVm(input: VmPlanInput): VmPlan {
     seed: seed ? { file: seed.path, device: seed.medium, instanceId: seed.instanceId } : undefined,
     unattend: unattend && !ejected ? { file: unattend.at.path, device: unattend.medium } : undefined,
   });
-  const desired = desiredFacts(xml);
   const configDrift = live ? compareDomain(desired, live.config) : [];
   const ownerStale =
     live !== undefined &&

@@ -111,3 +111,18 @@ test("a suspended object whose manifest is deleted is not pruned until resumed",
   await manager().runOnce();
   assert.equal(ports.hypervisor.domain("a"), undefined, "pruned once resumed");
 });
+
+test("suspended(): another process's suspend and resume are seen at the next look (the answer is kept only while the directory is unchanged)", async () => {
+  const dir = await tempDir("kvmctl-modes-");
+  fs.writeFileSync(path.join(dir, "a.yaml"), VM("a"));
+  const controller = new ManifestStore({ dir });
+  const cli = new ManifestStore({ dir });
+  assert.deepEqual([...(await controller.suspended()).keys()], []);
+  assert.deepEqual([...(await controller.suspended()).keys()], [], "asked again");
+  await cli.setSuspended("VirtualMachine/a", { since: "2026-12-01T00:00:00Z", by: "root" });
+  assert.deepEqual(Object.fromEntries(await controller.suspended()), { "VirtualMachine/a": { since: "2026-12-01T00:00:00Z", by: "root" } });
+  await cli.setSuspended("VirtualMachine/a", { since: "2026-12-02T00:00:00Z", by: "ops" });
+  assert.deepEqual(Object.fromEntries(await controller.suspended()), { "VirtualMachine/a": { since: "2026-12-02T00:00:00Z", by: "ops" } }, "replaced");
+  await cli.setSuspended("VirtualMachine/a", undefined);
+  assert.deepEqual([...(await controller.suspended()).keys()], [], "resumed");
+});

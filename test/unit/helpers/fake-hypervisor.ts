@@ -43,6 +43,7 @@ import {
   type LiveState,
   type NetworkUpdateScope,
 } from "../../../src/ports/index.js";
+import { pictureStillHolds } from "../../../src/adapters/informed.js";
 import type { Clock } from "../../../src/runtime/clock.js";
 import { ManualClock } from "./manual-clock.js";
 
@@ -117,6 +118,18 @@ export class FakeHypervisor implements Hypervisor {
   /** Set by fakePorts: where taps go when guests start. */
   tapHost: TapHost | undefined;
   closed = false;
+  /**
+   * Opt-in, as the real observer: the last picture is kept and answers `observe(since)` for
+   * any `since` up to its `takenAt` (a change by hand is then seen only by a new reading), and
+   * `informedSince` follows the real rule (src/adapters/informed.ts) while `listeningSince` is
+   * set (the event streams' registration). Off: every observe is a fresh reading and nothing
+   * is informed.
+   */
+  cachePictures = false;
+  listeningSince: number | undefined;
+  /** Full readings of libvirt (observe calls the kept picture did not answer). */
+  reads = 0;
+  private cached: LiveState | undefined;
 
   private readonly domains = new Map<string, DomainRecord>();
   private readonly networks = new Map<string, NetworkRecord>();
@@ -165,13 +178,13 @@ export class FakeHypervisor implements Hypervisor {
 
   /** Delivers a libvirt event to every watcher, as libvirt's event stream would (and marks the picture stale). */
   emit(event: HypervisorEvent): void {
-    this.lastChangeAt = this.clock.now();
+    this.markChanged();
     for (const handlers of this.watchers) handlers.onEvent(event);
   }
 
   /** The event stream was re-established (libvirtd restarted). */
   reconnect(stream = "lifecycle"): void {
-    this.lastChangeAt = this.clock.now();
+    this.markChanged();
     for (const handlers of this.watchers) handlers.onReconnect(stream);
   }
 
@@ -327,14 +340,25 @@ export class FakeHypervisor implements Hypervisor {
     return this.lastChangeAt;
   }
 
-  async observe(_since: number): Promise<LiveState> {
+  informedSince(maxAgeMs: number): number | undefined {
+    const picture = this.cached;
+    if (!this.cachePictures || !picture) return undefined;
+    const holds = pictureStillHolds({ readAt: picture.takenAt, takenAt: picture.takenAt, listeningSince: this.listeningSince, changedAt: this.lastChangeAt, mutationsInFlight: 0, now: this.clock.now(), maxAgeMs });
+    return holds ? picture.takenAt : undefined;
+  }
+
+  async observe(since: number): Promise<LiveState> {
+    if (this.cachePictures && this.cached && this.cached.takenAt >= since) return this.cached;
     const domains = new Map<string, LiveDomain>();
     for (const d of this.domains.values()) domains.set(d.config.name, this.liveDomain(d));
     const pools = new Map<string, LivePool>();
     for (const p of this.pools.values()) pools.set(p.def.name, this.livePool(p));
     const networks = new Map<string, LiveNetwork>();
     for (const n of this.networks.values()) networks.set(n.config.name, this.liveNetwork(n));
-    return { takenAt: this.clock.now(), domains, pools, networks };
+    this.reads++;
+    const picture = { takenAt: this.clock.now(), domains, pools, networks };
+    if (this.cachePictures) this.cached = picture;
+    return picture;
   }
 
   async readDomain(uuid: string): Promise<LiveDomain | undefined> {
@@ -661,11 +685,20 @@ export class FakeHypervisor implements Hypervisor {
   // -------------------------------------------------------------------------------------
   // Internals
 
+  /**
+   * A change known to the process, now. The manual clock stands still during a pass, so with
+   * kept pictures a change in the same ms as the last reading is stamped 1 ms after it: it
+   * happened after the reading, as it would on a real clock.
+   */
+  private markChanged(): void {
+    this.lastChangeAt = Math.max(this.clock.now(), this.cachePictures && this.cached ? this.cached.takenAt + 1 : 0);
+  }
+
   /** Records a mutating call (unless by hand) and throws an injected failure for it. */
   private mutate(call: string, method: string): void {
     if (this.quiet === 0) {
       this.calls.push(call.trim());
-      this.lastChangeAt = this.clock.now();
+      this.markChanged();
     }
     const failure = this.failures.get(method)?.shift();
     if (failure) throw failure;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { describe, it, mock } from "node:test";
 import { ManifestEditError, ManifestStore } from "../../../src/store/index.js";
 import { withoutStatusBlocks } from "../../../src/store/status-writer.js";
 import { NET, tempDir, VM, writeTree } from "./helpers.js";
@@ -172,6 +172,28 @@ describe("writeStatus in the manifest file", () => {
     const second = fs.statSync(abs);
     assert.equal(second.ino, first.ino);
     assert.equal(second.mtimeMs, first.mtimeMs);
+  });
+
+  it("an unchanged status skips even the read; the file changed behind its back (status edited by hand), it is written again", async () => {
+    const { abs, store } = await fleet();
+    await store.writeStatus("Network/lan", STATUS); // written
+    await store.writeStatus("Network/lan", { ...STATUS }); // found in place
+    const inPlace = fs.readFileSync(abs, "utf8");
+    const opens = mock.method(fs, "openSync");
+    try {
+      assert.equal(await store.writeStatus("Network/lan", { ...STATUS }), true);
+      assert.equal(opens.mock.calls.filter((call) => call.arguments[0] === abs).length, 0, "the file was not opened");
+    } finally {
+      opens.mock.restore();
+    }
+    const edited = inPlace.replace("phase: Running", "phase: Edited");
+    assert.notEqual(edited, inPlace);
+    fs.writeFileSync(abs, edited); // same size class, in place: its stamp changes
+    assert.equal(await store.writeStatus("Network/lan", { ...STATUS }), true);
+    assert.equal(fs.readFileSync(abs, "utf8"), inPlace, "written again over the hand edit");
+    assert.equal(await store.writeStatus("VirtualMachine/web1", { phase: "Pending" }), true);
+    assert.equal(await store.writeStatus("Network/lan", { ...STATUS }), true, "another document of the file written: lan's block still in place");
+    assert.match(fs.readFileSync(abs, "utf8"), /phase: Running/);
   });
 
   it("returns false when the object is gone; follows an object that moved to another file", async () => {
