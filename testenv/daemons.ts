@@ -114,6 +114,9 @@ export async function restartLibvirtd(): Promise<void> {
   const pid = ourDaemonPid(daemon);
   if (pid === undefined) throw new Error("libvirtd of the test environment is not running");
   process.kill(pid, "SIGTERM");
+  const signalledAt = Date.now();
+  // Why a libvirtd is slow to exit (it once took over 15 s in CI): its threads, where they wait.
+  const diagnose = setTimeout(() => process.stderr.write(`libvirtd (pid ${pid}) still running 10 s after SIGTERM; its threads:\n${threadReport(pid)}\n`), 10_000);
   // libvirtd finishes the calls under way before it exits (under CI load that took over 15 s
   // once): wait, then kill it, and start it again either way — a test after this one must not
   // find no libvirtd at all.
@@ -122,6 +125,32 @@ export async function restartLibvirtd(): Promise<void> {
     process.kill(pid, "SIGKILL");
     await waitFor(() => !processAlive(pid), 15_000, `libvirtd (pid ${pid}) to die`);
   });
+  clearTimeout(diagnose);
+  const exitedMs = Date.now() - signalledAt;
+  if (exitedMs > 5_000) process.stderr.write(`libvirtd (pid ${pid}) took ${exitedMs} ms to exit after SIGTERM\n`);
   fs.rmSync(daemon.pidFile, { force: true });
   await startDaemons();
+}
+
+/** One line per thread of a process: name, state, kernel wait channel (for diagnostics only). */
+function threadReport(pid: number): string {
+  const read = (file: string) => {
+    try {
+      return fs.readFileSync(file, "utf8").trim();
+    } catch {
+      return "?";
+    }
+  };
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .map((tid) => {
+        const task = `/proc/${pid}/task/${tid}`;
+        const state = /^State:\s+(.*)$/m.exec(read(`${task}/status`))?.[1] ?? "?";
+        return `  ${tid} ${read(`${task}/comm`)} [${state}] wchan=${read(`${task}/wchan`)}`;
+      })
+      .join("\n");
+  } catch (error) {
+    return `  (unreadable: ${String(error)})`;
+  }
 }

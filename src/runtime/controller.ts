@@ -59,6 +59,10 @@ export function resultLabel(report: Pick<ReconcileReport, "outcome"> & { requeue
   return report.requeueAfterMs !== undefined ? "requeue_after" : "success";
 }
 
+/** start()'s retries when the first listing fails: 0.5 s, doubling, at most every 30 s. */
+const FIRST_LIST_DELAY_MS = 500;
+const FIRST_LIST_MAX_DELAY_MS = 30_000;
+
 export class Controller {
   readonly queue: WorkQueue;
   readonly backoff: Backoff;
@@ -70,6 +74,8 @@ export class Controller {
   /** Keys of the first full pass (listed by start()) not reconciled yet. */
   private firstPassPending: Set<string> | undefined;
   private firstPassDone: () => void = () => undefined;
+  /** Ends start()'s wait before it lists the keys again (set only while it waits). */
+  private cancelFirstListWait: (() => void) | undefined;
   /**
    * Resolves once every key start() listed has been reconciled once, whatever the outcome
    * (`/readyz`, systemd's READY=1): the first full pass is done.
@@ -103,7 +109,8 @@ export class Controller {
 
   async start(): Promise<void> {
     this.running = true;
-    const keys = await this.options.listKeys("start");
+    const keys = await this.firstKeys();
+    if (!this.running) return; // stopped while libvirt could not be read
     this.firstPassPending = new Set(keys);
     if (keys.length === 0) this.firstPassDone();
     for (const key of keys) this.queue.add(key);
@@ -113,9 +120,35 @@ export class Controller {
     this.stopResync = every(this.clock, this.options.resyncMs ?? 5 * 60_000, () => void this.resync());
   }
 
+  /**
+   * The first pass's keys. Listing them reads libvirt: a libvirtd that is down or restarting
+   * (a host booting, an upgrade) is waited for with backoff, never a reason to exit.
+   */
+  private async firstKeys(): Promise<string[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.options.listKeys("start");
+      } catch (error) {
+        if (!this.running) return [];
+        const retryInMs = Math.min(FIRST_LIST_MAX_DELAY_MS, FIRST_LIST_DELAY_MS * 2 ** Math.min(attempt, 10));
+        this.options.logger.error({ err: error, retryInMs }, "could not list the objects for the first pass (libvirt unreachable?): trying again");
+        await new Promise<void>((resolve) => {
+          const timer = this.clock.setTimer(() => resolve(), retryInMs);
+          this.cancelFirstListWait = () => {
+            this.clock.clearTimer(timer);
+            resolve();
+          };
+        });
+        this.cancelFirstListWait = undefined;
+        if (!this.running) return [];
+      }
+    }
+  }
+
   /** Stops taking new work and resolves when in-flight reconciles have finished. */
   async stop(): Promise<void> {
     this.running = false;
+    this.cancelFirstListWait?.();
     this.stopResync?.();
     this.queue.shutdown();
     await Promise.all(this.workers);

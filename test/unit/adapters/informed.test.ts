@@ -219,6 +219,8 @@ function standInStreams(env: Record<string, string>) {
   return {
     streams,
     seen,
+    /** Tells the stand-in of `stream` to lose libvirtd now. */
+    lose: (stream: string) => fs.writeFileSync(path.join(dir, `${stream}.lose`), ""),
     done: () => {
       streams.stop();
       for (const k of ["FAKE_VIRSH_DIR", ...Object.keys(env)]) delete process.env[k];
@@ -229,7 +231,7 @@ function standInStreams(env: Record<string, string>) {
 
 test("event streams: listening once every stream's registrations are answered; a disconnect ends it until registered again", async () => {
   const started = Date.now();
-  const { streams, seen, done } = standInStreams({ FAKE_VIRSH_DROP_FIRST: "network" });
+  const { streams, seen, lose, done } = standInStreams({ FAKE_VIRSH_DROP_FIRST: "network" });
   try {
     assert.equal(streams.listeningSince(), undefined, "before start");
     streams.start();
@@ -239,6 +241,7 @@ test("event streams: listening once every stream's registrations are answered; a
     const first = seen.registered[2]!.listening;
     assert.ok(first !== undefined && first >= started, "listening since the last registration");
     // The network stream loses libvirtd: not listening from its error line on, then registered again.
+    lose("network");
     await until("the network stream lost", () => seen.errors.length >= 1);
     assert.match(seen.errors[0]!, /^network: error: Disconnected from/);
     await until("the network stream registered again", () => seen.registered.filter((r) => r.stream === "network").length === 2);
@@ -251,11 +254,12 @@ test("event streams: listening once every stream's registrations are answered; a
 });
 
 test("event streams: virsh saying it lost libvirtd ends listening at once, before it exits", async () => {
-  const { streams, seen, done } = standInStreams({ FAKE_VIRSH_LOSE_AND_HANG: "pool" });
+  const { streams, seen, lose, done } = standInStreams({ FAKE_VIRSH_LOSE_AND_HANG: "pool" });
   try {
     streams.start();
     await until("all three registered", () => seen.registered.length >= 3);
     assert.notEqual(seen.registered[2]!.listening, undefined, "listening once the last one registered");
+    lose("pool");
     await until("not listening", () => streams.listeningSince() === undefined);
     assert.deepEqual(seen.errors, [], "the pool stream's virsh still runs");
   } finally {
@@ -275,4 +279,27 @@ test("event streams: a registration libvirtd refused never counts as listening",
   } finally {
     done();
   }
+});
+
+test("the event a command of ours brings back is marked as its echo and makes nothing stale; the next one is an ordinary event", async () => {
+  const { hv, virsh, streams } = hypervisor();
+  const ran: string[][] = [];
+  Object.assign(virsh, { run: async (args: string[]) => (ran.push(args), "") });
+  const seen: { detail: string; echo?: boolean }[] = [];
+  hv.watch({ ...handlers, onEvent: (event) => seen.push({ detail: event.detail, ...(event.echo ? { echo: true } : {}) }) });
+  await hv.observe(Date.now()); // the picture names UUID's domain "web"
+  await hv.startDomain(UUID);
+  assert.deepEqual(ran, [["start", UUID]]);
+  const before = hv.changedAt;
+  await later();
+  streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Started Booted", at: Date.now() });
+  assert.equal(hv.changedAt, before, "an echo moves nothing: the command's end already did");
+  streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Started Booted", at: Date.now() });
+  assert.ok(hv.changedAt > before, "a second start is someone else's");
+  streams().options.onEvent({ kind: "domain", name: "other", detail: "lifecycle: Started Booted", at: Date.now() });
+  assert.deepEqual(seen, [{ detail: "lifecycle: Started Booted", echo: true }, { detail: "lifecycle: Started Booted" }, { detail: "lifecycle: Started Booted" }]);
+
+  await hv.defineDomain(domainXml); // the name comes from the XML
+  streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Defined Updated", at: Date.now() });
+  assert.equal(seen.at(-1)?.echo, true);
 });

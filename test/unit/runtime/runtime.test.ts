@@ -154,3 +154,47 @@ test("kstatus conditions: Ready always, Reconciling/Stalled only while true, sta
   conditions = markStalled(conditions, 3, "InvalidSpec", "no", t2);
   assert.deepEqual(conditions.map((c) => `${c.type}=${c.status}`), ["Ready=False", "Stalled=True"]);
 });
+
+test("a first listing that fails (libvirtd down) is retried with backoff, not thrown; stop() ends the wait", async () => {
+  const clock = new ManualClock();
+  const errors: string[] = [];
+  const logger = { ...quiet, error: (_: unknown, msg: string) => errors.push(msg) };
+  let listings = 0;
+  const reconciled: string[] = [];
+  const controller = new Controller({
+    logger,
+    clock,
+    listKeys: () => {
+      listings++;
+      if (listings <= 2) throw new Error("Failed to connect socket to '/var/run/libvirt/libvirt-sock'");
+      return ["VirtualMachine/a"];
+    },
+    reconcile: async (key) => {
+      reconciled.push(key);
+      return {};
+    },
+  });
+  const started = controller.start();
+  await settle();
+  assert.equal(listings, 1);
+  assert.equal(errors.length, 1, "the failure is logged");
+  await clock.advance(500);
+  await settle();
+  assert.equal(listings, 2, "tried again after 0.5 s");
+  await clock.advance(999);
+  await settle();
+  assert.equal(listings, 2, "the second wait is longer");
+  await clock.advance(1);
+  await settle();
+  await started;
+  await controller.firstPass;
+  assert.deepEqual(reconciled, ["VirtualMachine/a"], "the first pass ran once libvirt answered");
+  await controller.stop();
+
+  // Stopped while waiting: start() returns and nothing is reconciled.
+  const never = new Controller({ logger: quiet, clock, listKeys: () => { throw new Error("down"); }, reconcile: async () => assert.fail("nothing to reconcile") });
+  const waiting = never.start();
+  await settle();
+  await never.stop();
+  await waiting;
+});
