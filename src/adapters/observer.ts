@@ -14,6 +14,8 @@ const SAFE = /^[A-Za-z0-9_.:+@-]+$/;
 
 // Objects rarely change between passes: their unchanged XML is not parsed again.
 const domainFacts = parsedOnce(parseDomainXml);
+/** A domain XML's facts, parsed once per distinct text (throws on XML that is not a domain). */
+export const domainFactsOf = (xml: string) => domainFacts(xml);
 const networkFacts = parsedOnce(parseNetworkXml, 512);
 const poolFacts = parsedOnce(parsePoolXml, 512);
 const volumeFacts = parsedOnce(parseVolumeXml);

@@ -6,7 +6,8 @@
 import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
 import { EventStreams, type EventStreamOptions } from "./events.js";
 import { pictureStillHolds } from "./informed.js";
-import { Observer } from "./observer.js";
+import { OwnEchoes, type EchoedCommand } from "./echoes.js";
+import { domainFactsOf, Observer } from "./observer.js";
 import { parseVolumeXml, type NetUpdate, type VolumeFacts } from "../libvirt/index.js";
 import { hypervisorError, NotFoundError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
 
@@ -42,6 +43,8 @@ export class VirshHypervisor implements Hypervisor {
   /** When libvirt last told us something changed (an event, a reconnected stream). */
   private lastEventAt = 0;
   private streams: EventSource | undefined;
+  /** The events our own domain commands will bring back (./echoes.ts). */
+  private readonly echoes = new OwnEchoes();
 
   constructor(
     readonly virsh: Virsh,
@@ -86,6 +89,12 @@ export class VirshHypervisor implements Hypervisor {
         // A domain that stopped (destroyed by hand, crashed) is applied to the current picture
         // instead of making it stale, when the picture missed nothing else: most of the time
         // between a stop and the restart is then not spent re-reading libvirt.
+        if (event.kind === "domain" && this.echoes.isEcho(event.name, event.detail, Date.now())) {
+          // Our own command's echo: the command's end made older pictures stale already, and
+          // the reconcile that ran it read its domain afterwards.
+          handlers.onEvent({ ...event, echo: true });
+          return;
+        }
         const stopped = event.kind === "domain" ? /^lifecycle: Stopped (\w+)/.exec(event.detail) : null;
         const followed = stopped !== null && this.observer.applyDomainStopped(event.name, stopped[1]!.toLowerCase(), this.changedAt);
         // "Shutdown Finished" only announces the Stopped event that follows it: it makes
@@ -127,12 +136,36 @@ export class VirshHypervisor implements Hypervisor {
     }
   }
 
+  /** Runs a domain command whose event (./echoes.ts) is expected back, for the domain named `name` if known. */
+  private async echoed(name: string | undefined, command: EchoedCommand, action: () => Promise<void>): Promise<void> {
+    const ended = name === undefined ? undefined : this.echoes.expect(name, command, Date.now);
+    try {
+      await action();
+      ended?.(true);
+    } catch (error) {
+      ended?.(false);
+      throw error;
+    }
+  }
+
+  /** The name of the domain with this UUID in the last picture (commands address domains by UUID, events by name). */
+  private domainName(uuid: string): string | undefined {
+    for (const [name, domain] of this.observer.last?.domains ?? []) if (domain.config.uuid === uuid) return name;
+    return undefined;
+  }
+
   defineDomain(xml: string): Promise<void> {
-    return this.withXmlFile("domain", xml, (file) => ["define", file]);
+    let name: string | undefined;
+    try {
+      name = domainFactsOf(xml).name;
+    } catch {
+      name = undefined; // virsh will say what is wrong with it
+    }
+    return this.echoed(name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file]));
   }
 
   async startDomain(uuid: string): Promise<void> {
-    await this.run(["start", uuidArg(uuid)]);
+    await this.echoed(this.domainName(uuid), "start", () => this.run(["start", uuidArg(uuid)]).then(() => undefined));
   }
 
   async shutdownDomain(uuid: string): Promise<void> {
@@ -141,14 +174,14 @@ export class VirshHypervisor implements Hypervisor {
 
   async destroyDomain(uuid: string): Promise<void> {
     try {
-      await this.run(["destroy", uuidArg(uuid)]);
+      await this.echoed(this.domainName(uuid), "destroy", () => this.run(["destroy", uuidArg(uuid)]).then(() => undefined));
     } catch (error) {
       if (!/not running/i.test(String((error as Error).message))) throw error;
     }
   }
 
   async undefineDomain(uuid: string): Promise<void> {
-    await this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]);
+    await this.echoed(this.domainName(uuid), "undefine", () => this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]).then(() => undefined));
   }
 
   async setDomainAutostart(uuid: string, enabled: boolean): Promise<void> {

@@ -375,7 +375,8 @@ export class Manager {
     this.options.logger.debug({ event }, "libvirt event");
     if (event.prelude) return; // the event it announces wakes what it concerns
     const snapshot = this.snapshot ?? { objects: new Map() };
-    for (const kind of this.ordered) {
+    // An echo of our own command: its reconcile read the domain after it (only the singletons, which render from every domain, look again).
+    for (const kind of event.echo ? [] : this.ordered) {
       for (const key of kind.wakeFor(event, snapshot)) {
         // The reconcile it wakes must see libvirt as of the event (or later).
         this.keyChangedAt.set(key, Math.max(this.keyChangedAt.get(key) ?? 0, event.at));

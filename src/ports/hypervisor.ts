@@ -28,6 +28,13 @@ export interface HypervisorEvent {
    * just before the Stopped event, which is applied to the picture without reading).
    */
   prelude?: boolean;
+  /**
+   * The event our own command on this domain brought back (define → Defined, start → Started,
+   * destroy → Stopped Destroyed, undefine → Undefined; src/adapters/echoes.ts): the reconcile
+   * that ran the command read the domain afterwards, so it is not woken again for it. What
+   * renders from every domain (the firewall) still is.
+   */
+  echo?: boolean;
 }
 
 export interface HypervisorEventHandlers {

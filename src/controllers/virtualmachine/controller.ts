@@ -461,8 +461,10 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
       await ctx.record.event("Warning", "RestartRequired", plan.message);
     }
 
-    // After its own steps a reconcile reads back only its domain; the next event brings the rest.
+    // After its own steps a reconcile reads back only its domain and the volumes it changed
+    // (its own events do not wake it again: src/adapters/echoes.ts).
     let after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
+    const volumesAfter = await volumesReadBack(ctx, state, plan.steps.map((s) => s.action));
     const saslRefusal = await checkRunningSasl(ctx, name, stored.object.spec, after, plan.steps.some((s) => s.action.type === "start"));
     if (saslRefusal?.destroyed) after = await ctx.ports.hypervisor.readDomain(plan.uuid);
     return {
@@ -474,7 +476,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
         message: saslRefusal?.message ?? plan.message,
         extraConditions: [{ type: "RestartRequired", present: plan.restartRequired.length > 0, reason: "RestartRequired", message: plan.message }],
         facts: {
-          ...vmFacts(ctx.settings.instance, stored.object.spec, after, plan.disks, state),
+          ...vmFacts(ctx.settings.instance, stored.object.spec, after, plan.disks, volumesAfter),
           // The phase describes the domain after this reconcile's steps, not before.
           phase: after === live ? plan.phase : phaseFor({ creatingDisks: false, stopping: plan.stopping && isActive(after), willBeActive: isActive(after), liveState: after?.state, liveReason: after?.reason }),
           startedOnce: started || undefined,
@@ -546,6 +548,28 @@ async function checkRunningSasl(ctx: KindContext<VmMemory>, name: string, spec: 
 }
 
 /** What status says of a VM as libvirt holds it: its domain, disks (with this instance's base volume), interfaces, endpoints. */
+/**
+ * `live` with the disk volumes `actions` created, grew or deleted read again (one virsh process
+ * each), so that status reports them as the steps left them without a full reading.
+ */
+async function volumesReadBack(ctx: KindContext<VmMemory>, live: LiveState, actions: VmAction[]): Promise<LiveState> {
+  const touched = actions.flatMap((a) =>
+    a.type === "createVolume" || a.type === "cloneVolume" || a.type === "importImage" || a.type === "resizeVolume" || a.type === "resizeDiskLive" || a.type === "deleteVolume" ? [{ pool: a.pool, volume: a.volume }] : [],
+  );
+  if (!touched.length) return live;
+  const pools = new Map(live.pools);
+  for (const { pool, volume } of touched) {
+    const current = pools.get(pool);
+    if (!current) continue;
+    const facts = await ctx.ports.hypervisor.readVolume(current.facts.uuid, volume);
+    const volumes = new Map(current.volumes);
+    if (facts) volumes.set(volume, facts);
+    else volumes.delete(volume);
+    pools.set(pool, { ...current, volumes });
+  }
+  return { ...live, pools };
+}
+
 function vmFacts(instance: string, spec: VirtualMachineSpec, domain: LiveDomain | undefined, disks: { name: string; pool: string; volume: string; format?: "qcow2" | "raw" }[], live: LiveState): StatusFacts<"VirtualMachine"> {
   const running = domain?.running;
   const vnc = running?.vnc;

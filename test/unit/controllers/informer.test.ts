@@ -222,3 +222,23 @@ test("a started manager: libvirt's Shutdown Finished (a prelude) wakes nothing; 
     await manager.stop();
   }
 });
+
+test("a started manager: the echo of its own command wakes only the firewall; the same event from elsewhere wakes the VM", async () => {
+  const { store, ports, hv } = await scene(["a"]);
+  const { metrics, next, adds } = finishes();
+  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
+  const key = "VirtualMachine/a";
+  const finished = next(key);
+  await manager.start();
+  try {
+    await finished;
+    while (manager.controller.queue.length + manager.controller.queue.inFlight > 0) await new Promise((resolve) => setImmediate(resolve));
+    adds.length = 0;
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now(), echo: true });
+    assert.deepEqual(adds, ["Firewall/host"], "the VM's reconcile read its domain after its start");
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now() });
+    assert.deepEqual(adds.slice(0, 2), ["Firewall/host", key], "someone else's start wakes the VM");
+  } finally {
+    await manager.stop();
+  }
+});

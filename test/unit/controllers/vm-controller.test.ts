@@ -408,9 +408,11 @@ test("a disk of a running VM grows live (blockresize), the stopped VM's offline 
   const h = await runningWeb();
   const spec = h.snapshot.objects.get("VirtualMachine/web")!.raw.spec as { disks: { name: string; size: string }[] };
   h.apply("VirtualMachine", "web", { ...spec, disks: spec.disks.map((d) => ({ ...d, size: "20Gi" })) });
-  await h.reconcile("VirtualMachine/web");
+  const grown = await h.reconcile("VirtualMachine/web");
   assert.deepEqual(h.hv.calls.filter((c) => /resize/i.test(c)), [`resizeDiskLive ${WEB} vda ${20 * 1024 ** 3}`], "vol-resize would fail on the image QEMU holds");
   assert.equal(h.hv.pool("default")?.volumes.get("web-root.qcow2")?.capacity, 20 * 1024 ** 3);
+  const disks = h.status("VirtualMachine/web", grown).disks as { volume: string; capacity?: number }[];
+  assert.deepEqual(disks.map((d) => [d.volume, d.capacity]), [["web-root.qcow2", 20 * 1024 ** 3]], "status reports the volume as the step left it (read back, no later reconcile needed)");
   await h.hv.byHand((hv) => hv.destroyDomain(WEB));
   h.apply("VirtualMachine", "web", { ...spec, runStrategy: "Halted", disks: spec.disks.map((d) => ({ ...d, size: "30Gi" })) });
   h.hv.clearCalls();
