@@ -75,7 +75,6 @@ export class Manager {
    */
   private readonly lookAfresh = new Set<string>();
   /** The status this manager last wrote for each key, and the snapshot's object it was written over. */
-  private readonly writtenStatus = new Map<string, { over: StoredObject; status: Record<string, unknown> }>();
   private snapshot: Snapshot | undefined;
   private watcher: { close(): Promise<void> | void } | undefined;
   private events: { stop(): void } | undefined;
@@ -189,21 +188,16 @@ export class Manager {
    * so until then it holds the status from before the last write: built on that, conditions
    * would get a new lastTransitionTime on every reconcile, and the same status be written again.
    */
-  private withWrittenStatus(stored: StoredObject | undefined): StoredObject | undefined {
-    const written = stored && this.writtenStatus.get(stored.key);
-    if (!stored || !written) return stored;
-    if (written.over !== stored) {
-      this.writtenStatus.delete(stored.key); // read again since: the snapshot has it, or someone's newer edit
-      return stored;
-    }
-    return { ...stored, object: { ...stored.object, status: written.status } } as StoredObject;
+  private withWrittenStatus(stored: StoredObject | undefined, snapshot: Snapshot | undefined): StoredObject | undefined {
+    const written = stored && snapshot ? this.options.store.statusWritten(stored.key, snapshot) : undefined;
+    if (!stored || written === undefined) return stored;
+    const { status: _previous, ...rest } = stored.object as Record<string, unknown>;
+    return { ...stored, object: written === null ? rest : { ...rest, status: written } } as StoredObject;
   }
 
-  /** Writes `key`'s status (computed over the snapshot's object `over`) and remembers it. */
-  private async writeStatus(key: string, over: StoredObject | undefined, status: Record<string, unknown>): Promise<void> {
-    const written = await this.options.store.writeStatus(key, status);
-    if (written && over) this.writtenStatus.set(key, { over, status });
-    else this.writtenStatus.delete(key);
+  /** Writes `key`'s status (the store remembers it for snapshots read before: withWrittenStatus). */
+  private async writeStatus(key: string, status: Record<string, unknown>): Promise<void> {
+    await this.options.store.writeStatus(key, status);
   }
 
   private memoryOf(kind: string): ObjectMemory<unknown> {
@@ -238,7 +232,7 @@ export class Manager {
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const read = snapshot.objects.get(key);
-    const stored = this.withWrittenStatus(read);
+    const stored = this.withWrittenStatus(read, snapshot);
     const controller = this.kinds.get(kind);
     const suspension = (await this.options.store.suspended()).get(key);
     if (!stored && suspension) {
@@ -268,7 +262,7 @@ export class Manager {
     if (stored && mode?.suspended) {
       // Paused on this host or from git: nothing is read or done; status says so.
       const was = (stored.object as { status?: { suspended?: unknown } }).status?.suspended !== undefined;
-      await this.writeStatus(key, read, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
+      await this.writeStatus(key, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
       if (!was) await objectRecorder(this.options.store, key, this.ports.clock, revision).event("Normal", "Suspended", mode.suspended.by === "annotation" ? "suspended by the annotation kvmctl.dev/reconcile: disabled" : "suspended by kvmctl suspend on this host");
       ctx.log.info({ by: mode.suspended.by }, "suspended: left alone");
       return { ready: true };
@@ -296,7 +290,7 @@ export class Manager {
       const changes: string[] = controller.changes(controller.plan(await controller.planInput(kindContext, target, live)));
       if (changes.length) {
         const was = (stored.object as { status?: { conditions?: { type: string; message?: string }[] } }).status?.conditions?.find((c) => c.type === "Drifted")?.message;
-        await this.writeStatus(key, read, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+        await this.writeStatus(key, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
         if (was !== changes.join("; ")) {
           await kindContext.record.event("Warning", "Drifted", `not repaired (drift: report): ${changes.join("; ")}`);
           this.options.metrics?.driftReported?.(kind); // metrics
@@ -312,7 +306,7 @@ export class Manager {
     });
     this.options.metrics?.reconciled?.({ key, kind, stored, ready: outcome.ready, repairs: outcome.repairs ?? [] }); // metrics: drift repairs
     if (outcome.report && stored) {
-      await this.writeStatus(key, read, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+      await this.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
       if (revision) this.appliedRevisions.set(key, revision);
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
@@ -335,7 +329,7 @@ export class Manager {
     if (report.outcome === "ready" || this.singletons.has(report.key)) return; // singletons: logged by the runtime; networks carry the firewall in status
     const { kind, name } = parseObjectKey(report.key);
     const read = this.snapshot?.objects.get(report.key);
-    const stored = this.withWrittenStatus(read);
+    const stored = this.withWrittenStatus(read, this.snapshot);
     const now = new Date(this.ports.clock.now());
     const controller = this.kinds.get(kind);
     try {
@@ -345,7 +339,7 @@ export class Manager {
       // An invalid document has no parsed status to keep: what it was last applied at is remembered here.
       const applied = stored ? {} : this.appliedRevisions.has(report.key) ? { lastAppliedRevision: this.appliedRevisions.get(report.key) } : {};
       const revisions = { ...applied, ...(this.revision ? { lastAttemptedRevision: this.revision } : {}) };
-      await this.writeStatus(report.key, read, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
+      await this.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }
@@ -477,7 +471,6 @@ export class Manager {
     const first = this.snapshot === undefined;
     this.snapshot = snapshot;
     this.revision = revision;
-    for (const key of this.writtenStatus.keys()) if (!snapshot.objects.has(key)) this.writtenStatus.delete(key);
     if (revision !== previousRevision && !first) {
       this.options.logger.info({ revision, previous: previousRevision }, "applying revision");
       void this.saveSource({ revision });

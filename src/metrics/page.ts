@@ -12,7 +12,7 @@ export interface PageSource {
   readonly snapshot: Snapshot | undefined;
   readAllEvents(): Promise<Map<string, ObjectEvent[]>>;
   /** The status the controller wrote after the snapshot was read, if any (ManifestStore.statusWritten). */
-  statusWritten?(key: string): Record<string, unknown> | null | undefined;
+  statusWritten?(key: string, snapshot: Snapshot): Record<string, unknown> | null | undefined;
 }
 
 export interface PageEvent {
@@ -79,8 +79,8 @@ function objectOf(stored: StoredObject, now: number, events: readonly ObjectEven
 }
 
 /** `stored` with the status the controller wrote since the snapshot was read: the page does not wait for the next rescan. */
-function withWrittenStatus(source: PageSource, key: string, stored: StoredObject): StoredObject {
-  const written = source.statusWritten?.(key);
+function withWrittenStatus(source: PageSource, snapshot: Snapshot, key: string, stored: StoredObject): StoredObject {
+  const written = source.statusWritten?.(key, snapshot);
   if (written === undefined) return stored;
   const object = { ...(stored.object as Record<string, unknown>) };
   if (written === null) delete object.status;
@@ -95,7 +95,7 @@ export async function pageData(source: PageSource, options: { now?: number; read
   const events = snapshot ? await source.readAllEvents().catch(() => new Map<string, ObjectEvent[]>()) : new Map<string, ObjectEvent[]>();
   const objects: PageObject[] = [];
   if (snapshot) {
-    for (const [key, stored] of snapshot.objects) objects.push(objectOf(withWrittenStatus(source, key, stored), now, events.get(key)));
+    for (const [key, stored] of snapshot.objects) objects.push(objectOf(withWrittenStatus(source, snapshot, key, stored), now, events.get(key)));
     for (const [key, problems] of snapshot.invalid) {
       if (snapshot.objects.has(key)) continue;
       const slash = key.indexOf("/");

@@ -125,16 +125,19 @@ export class ManifestStore {
     return this.sequences.get(snapshot) ?? 0;
   }
 
-  /** The last status this store wrote for each key (snapshots read before that write lack it). */
-  private readonly writtenStatus = new Map<string, Record<string, unknown> | null>();
+  /** The last status this store wrote for each key, and how many reads had started by then (those may lack it). */
+  private readonly writtenStatus = new Map<string, { status: Record<string, unknown> | null; readsBefore: number }>();
 
   /**
-   * The status this process last wrote for `key` (null: removed), or undefined when it wrote
-   * none: what a reader of `snapshot` (the status page) shows instead of the snapshot's, which
-   * may predate it until the next read.
+   * The status this process last wrote for `key` (null: removed) when `snapshot` was read before
+   * that write and so may lack it; undefined when it wrote none, or `snapshot` was read after
+   * (it holds that write, or an edit someone made since). What the controller builds the next
+   * status on, and the status page shows, instead of the snapshot's.
    */
-  statusWritten(key: string): Record<string, unknown> | null | undefined {
-    return this.writtenStatus.get(key);
+  statusWritten(key: string, snapshot: Snapshot): Record<string, unknown> | null | undefined {
+    const written = this.writtenStatus.get(key);
+    if (!written || this.readSequence(snapshot) > written.readsBefore) return undefined;
+    return written.status;
   }
 
   /** The snapshot of the last read(), if any. */
@@ -167,7 +170,7 @@ export class ManifestStore {
       this.writing++;
       try {
         const written = await this.writeStatusNow(key, status);
-        if (written) this.writtenStatus.set(key, status);
+        if (written) this.writtenStatus.set(key, { status, readsBefore: this.reads });
         else this.writtenStatus.delete(key);
         return written;
       } finally {

@@ -94,6 +94,19 @@ describe("writeStatus in the manifest file", () => {
     assert.equal(fs.readFileSync(abs, "utf8"), FLEET.slice(0, at) + STATUS_BLOCK + FLEET.slice(at));
   });
 
+  it("remembers the status it wrote for snapshots read before the write, not for those read after", async () => {
+    const { store } = await fleet();
+    const before = await store.read();
+    assert.equal(store.statusWritten("Network/lan", before), undefined, "nothing written yet");
+    await store.writeStatus("Network/lan", STATUS);
+    assert.deepEqual(store.statusWritten("Network/lan", before), STATUS, "the older snapshot lacks it");
+    const after = await store.read();
+    assert.equal(store.statusWritten("Network/lan", after), undefined, "a later read holds it (or an edit made since)");
+    assert.deepEqual((after.objects.get("Network/lan")!.object as { status?: unknown }).status, STATUS);
+    await store.writeStatus("Network/lan", null);
+    assert.equal(store.statusWritten("Network/lan", after), null, "removed since that read");
+  });
+
   it("replaces an existing block (with its indented comment) in the middle of a document", async () => {
     const { abs, store } = await fleet();
     assert.equal(await store.writeStatus("Network/lan", STATUS), true);
