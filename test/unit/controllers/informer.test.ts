@@ -203,42 +203,37 @@ test("a started manager: a reconcile with nothing new writes no status; Ready ke
   }
 });
 
-test("a started manager: libvirt's Shutdown Finished (a prelude) wakes nothing; the Stopped event after it wakes the VM", async () => {
+/** A started manager over VM "a", its first pass over: `body` emits events and reads what they queued (`adds`). */
+async function afterFirstPass(body: (hv: Awaited<ReturnType<typeof scene>>["hv"], adds: string[]) => void | Promise<void>): Promise<void> {
   const { store, ports, hv } = await scene(["a"]);
   const { metrics, next, adds } = finishes();
   const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
-  const key = "VirtualMachine/a";
-  const finished = next(key);
-  await manager.start();
-  try {
-    await finished;
-    while (manager.controller.queue.length + manager.controller.queue.inFlight > 0) await new Promise((resolve) => setImmediate(resolve)); // the first pass over
-    adds.length = 0;
-    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Shutdown Finished after host request", at: hv.clock.now(), prelude: true });
-    assert.deepEqual(adds, [], "nothing queued");
-    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Stopped Destroyed", at: hv.clock.now() });
-    assert.deepEqual(adds, [key, "Firewall/host"]);
-  } finally {
-    await manager.stop();
-  }
-});
-
-test("a started manager: the echo of its own command wakes only the firewall; the same event from elsewhere wakes the VM", async () => {
-  const { store, ports, hv } = await scene(["a"]);
-  const { metrics, next, adds } = finishes();
-  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
-  const key = "VirtualMachine/a";
-  const finished = next(key);
+  const finished = next("VirtualMachine/a");
   await manager.start();
   try {
     await finished;
     while (manager.controller.queue.length + manager.controller.queue.inFlight > 0) await new Promise((resolve) => setImmediate(resolve));
     adds.length = 0;
-    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now(), echo: true });
-    assert.deepEqual(adds, ["Firewall/host"], "the VM's reconcile read its domain after its start");
-    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now() });
-    assert.deepEqual(adds.slice(0, 2), ["Firewall/host", key], "someone else's start wakes the VM");
+    await body(hv, adds);
   } finally {
     await manager.stop();
   }
+}
+
+test("a started manager: libvirt's Shutdown Finished (a prelude) wakes nothing; the Stopped event after it wakes the VM", async () => {
+  await afterFirstPass((hv, adds) => {
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Shutdown Finished after host request", at: hv.clock.now(), prelude: true });
+    assert.deepEqual(adds, [], "nothing queued");
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Stopped Destroyed", at: hv.clock.now() });
+    assert.deepEqual(adds, ["VirtualMachine/a", "Firewall/host"]);
+  });
+});
+
+test("a started manager: the echo of its own command wakes only the firewall; the same event from elsewhere wakes the VM", async () => {
+  await afterFirstPass((hv, adds) => {
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now(), echo: true });
+    assert.deepEqual(adds, ["Firewall/host"], "the VM's reconcile read its domain after its start");
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now() });
+    assert.deepEqual(adds.slice(0, 2), ["Firewall/host", "VirtualMachine/a"], "someone else's start wakes the VM");
+  });
 });
