@@ -29,6 +29,10 @@ import { assertInTestEnv, LIBVIRT_URI, testGuest, testName } from "../testenv/en
 const MAIN = path.resolve("dist/cli/main.js");
 const VMS = 30;
 const NOOP_OBJECTS = process.env.BENCH_NOOP_OBJECTS ? process.env.BENCH_NOOP_OBJECTS.split(",").map(Number) : [300, 1000];
+// BENCH_SCRIPTS=parallel (or "none"): which of the scripts `converge` compares with (the loop takes minutes).
+const SCRIPTS = new Set((process.env.BENCH_SCRIPTS ?? "loop,parallel").split(","));
+// BENCH_NODE_FLAGS="--max-semi-space-size=2 --lite-mode": the controller's node flags (default: the unit file's).
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=2").split(" ").filter(Boolean);
 const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop", "firewall"]);
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
 const kvmctl = (dir: string, ...args: string[]) => execFileSync(process.execPath, [MAIN, "--dir", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -98,7 +102,7 @@ async function readyCount(store: ManifestStore): Promise<number> {
 function startController(dir: string, root: string, logLevel = process.env.BENCH_LOG_LEVEL ?? "info", extra: string[] = []): ChildProcess {
   const log = fs.openSync(path.join(root, "controller.log"), "a");
   // Run as examples/systemd/kvmctl.service runs it (NODE_OPTIONS=--max-semi-space-size=2).
-  return spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...extra], { stdio: ["ignore", log, log] });
+  return spawn(process.execPath, [...NODE_FLAGS, MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...extra], { stdio: ["ignore", log, log] });
 }
 
 interface LogLine {
@@ -141,6 +145,24 @@ function cpuTicks(pid: number): number {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
+
+/** Busy CPU seconds so far: the machine's (all cores), a process's own and its waited-for children's. */
+const hz = () => Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+function cpuSample(pids: Record<string, number | undefined>): Record<string, number> {
+  const ticks = hz();
+  const cpu = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const sample: Record<string, number> = { machine: (cpu.reduce((a, b) => a + b, 0) - cpu[3]! - cpu[4]!) / ticks};
+  for (const [name, pid] of Object.entries(pids)) {
+    if (pid === undefined) continue;
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    sample[name] = (Number(fields[11]) + Number(fields[12])) / ticks;
+    sample[`${name} children`] = (Number(fields[13]) + Number(fields[14])) / ticks;
+  }
+  return sample;
+}
+const libvirtdPid = () => Number(fs.readFileSync("/run/kvmctl-testenv/libvirtd.pid", "utf8").trim()) || undefined;
+const cpuSpent = (before: Record<string, number>, after: Record<string, number>) =>
+  Object.keys(after).map((k) => `${k} ${(after[k]! - (before[k] ?? 0)).toFixed(1)} s`).join(", ");
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
@@ -186,22 +208,23 @@ async function convergeIdleDestroy(): Promise<void> {
     const metricsUrl = String((serving as { url?: unknown }).url);
     await sleep(1500); // the controller is up and idle before the clock starts
     const metricsBefore = await metricSums(metricsUrl);
+    const cpuBefore = cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid });
     const started = Date.now();
     kvmctl(dir, "apply", "-f", path.join(root, "input"));
     const store = new ManifestStore({ dir });
     while ((await readyCount(store)) < VMS) await sleep(200);
     const kvmctlMs = Date.now() - started;
     console.log(`converge: ${VMS} VMs from apply to all Ready: ${kvmctlMs} ms (controller, --concurrency 8)`);
+    console.log(`converge: CPU time over it: ${cpuSpent(cpuBefore, cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid }))} (controller children: its virsh processes)`);
     printTimeBreakdown(metricsBefore, await metricSums(metricsUrl), kvmctlMs);
 
     if (parts.has("idle")) {
       await sleep(10_000);
-      const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
       const window = 30_000;
       const before = cpuTicks(controller.pid!);
       await sleep(window);
-      const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz / (window / 1000)) * 100;
-      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core, RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m; --max-semi-space-size=2 as in the unit file)`);
+      const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz() / (window / 1000)) * 100;
+      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core, RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m; node ${NODE_FLAGS.join(" ")})`);
     }
 
     if (parts.has("destroy")) {
@@ -269,17 +292,21 @@ async function convergeIdleDestroy(): Promise<void> {
     await removeDomains(names);
     await portsFree(names.map((_, i) => 41000 + i)); // passt of the removed domains lets go of them
     const script = `for f in "$1"/*.xml; do virsh -q -c ${LIBVIRT_URI} define "$f" >/dev/null && virsh -q -c ${LIBVIRT_URI} start "$(basename "$f" .xml)" >/dev/null; done`;
-    const loopStart = Date.now();
-    await execa("bash", ["-c", script, "loop", xmlDir], { timeout: 600_000 });
-    while ((await runningCount(names)) < VMS) await sleep(100);
-    const loopMs = Date.now() - loopStart;
-    console.log(`converge: the same ${VMS} domain XMLs by a shell loop of virsh define + start: ${loopMs} ms`);
-    console.log(`converge: ratio shell loop / kvmctl = ${(loopMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
+    if (SCRIPTS.has("loop")) {
+      const loopStart = Date.now();
+      await execa("bash", ["-c", script, "loop", xmlDir], { timeout: 600_000 });
+      while ((await runningCount(names)) < VMS) await sleep(100);
+      const loopMs = Date.now() - loopStart;
+      console.log(`converge: the same ${VMS} domain XMLs by a shell loop of virsh define + start: ${loopMs} ms`);
+      console.log(`converge: ratio shell loop / kvmctl = ${(loopMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
+    }
 
     // The same XML 8 at a time, standing for `xargs -P 8` over a define-then-start script:
     // virsh processes spawned from here (no shell), at most 8 VMs in progress at once.
+    if (!SCRIPTS.has("parallel")) return;
     await removeDomains(names);
     await portsFree(names.map((_, i) => 41000 + i));
+    const parallelCpu = cpuSample({ bench: process.pid, libvirtd: libvirtdPid() });
     const parallelStart = Date.now();
     await eightAtATime(names, async (name) => {
       if ((await virsh("define", path.join(xmlDir, `${name}.xml`))).exitCode === 0) await virsh("start", name);
@@ -287,6 +314,7 @@ async function convergeIdleDestroy(): Promise<void> {
     while ((await runningCount(names)) < VMS) await sleep(100);
     const parallelMs = Date.now() - parallelStart;
     console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
+    console.log(`converge: CPU time over it: ${cpuSpent(parallelCpu, cpuSample({ bench: process.pid, libvirtd: libvirtdPid() }))} (bench children: its virsh processes)`);
     console.log(`converge: ratio 8-at-a-time / kvmctl = ${(parallelMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
   } finally {
     if (controller) await stopController(controller);
@@ -395,11 +423,12 @@ async function noopPass(count: number): Promise<void> {
     // The controller's RSS over the same objects: the real process, as the unit file runs it.
     const startedAt = Date.now();
     controller = startController(dir, root, "info", ["--instance", "bench"]); // the instance that made the domains above
-    await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= startedAt);
+    const firstPass = await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= startedAt);
     const afterPass = rssMb(controller.pid!);
+    const cpuToFirstPass = cpuTicks(controller.pid!) / hz();
     await sleep(10_000);
     const hwm = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${controller.pid!}/status`, "utf8"))?.[1] ?? 0) / 1024;
-    console.log(`noop: kvmctl controller over ${count} objects: RSS ${afterPass.toFixed(1)} MB after its first pass, ${rssMb(controller.pid!).toFixed(1)} MB 10 s later, peak ${hwm.toFixed(1)} MB (--max-semi-space-size=2)`);
+    console.log(`noop: kvmctl controller over ${count} objects: RSS ${afterPass.toFixed(1)} MB after its first pass, ${rssMb(controller.pid!).toFixed(1)} MB 10 s later, peak ${hwm.toFixed(1)} MB (node ${NODE_FLAGS.join(" ")}); from its start to its first pass done ${firstPass.time - startedAt} ms, ${cpuToFirstPass.toFixed(2)} s of CPU`);
   } finally {
     if (controller) await stopController(controller);
     await removeDomainsBatched(names);
