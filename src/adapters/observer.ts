@@ -20,6 +20,22 @@ const networkFacts = parsedOnce(parseNetworkXml, 512);
 const poolFacts = parsedOnce(parsePoolXml, 512);
 const volumeFacts = parsedOnce(parseVolumeXml);
 
+/** What one domain's reading runs: inactive and running XML, state with reason, autostart and persistence. */
+const domainReads = (uuid: string): string[][] => [
+  ["dumpxml", "--inactive", "--security-info", uuid],
+  ["domstate", "--reason", uuid],
+  ["dumpxml", uuid],
+  ["dominfo", uuid],
+];
+
+function domainFromReads([inactiveXml, state, activeXml, info]: (string | undefined)[]): LiveDomain | undefined {
+  if (!inactiveXml || !state) return undefined;
+  return liveDomain(inactiveXml, state, activeXml, {
+    autostart: /^Autostart:\s+enable$/m.test(info ?? ""),
+    persistent: !/^Persistent:\s+no$/m.test(info ?? ""),
+  });
+}
+
 function liveDomain(inactiveXml: string, state: string, activeXml: string | undefined, flags: { autostart: boolean; persistent: boolean }): LiveDomain {
   const [stateText = "", reason = ""] = state.trim().match(/^(.*?)(?: \((.*)\))?$/)?.slice(1) ?? [];
   const active = !["shut off", "crashed"].includes(stateText);
@@ -85,17 +101,13 @@ export class Observer {
    */
   async readDomain(uuid: string): Promise<LiveDomain | undefined> {
     if (!SAFE.test(uuid)) throw new Error(`not a UUID: ${JSON.stringify(uuid)}`);
-    const [inactiveXml, state, activeXml, info] = await this.virsh.batch([
-      ["dumpxml", "--inactive", "--security-info", uuid],
-      ["domstate", "--reason", uuid],
-      ["dumpxml", uuid],
-      ["dominfo", uuid],
-    ]);
-    if (!inactiveXml || !state) return undefined;
-    return liveDomain(inactiveXml, state, activeXml, {
-      autostart: /^Autostart:\s+enable$/m.test(info ?? ""),
-      persistent: !/^Persistent:\s+no$/m.test(info ?? ""),
-    });
+    return domainFromReads(await this.virsh.batch(domainReads(uuid)));
+  }
+
+  /** Starts the domain and reads it back in the same virsh process (undefined: the reading failed). */
+  async startAndReadDomain(uuid: string): Promise<LiveDomain | undefined> {
+    if (!SAFE.test(uuid)) throw new Error(`not a UUID: ${JSON.stringify(uuid)}`);
+    return domainFromReads(await this.virsh.runThenRead(["start", uuid], domainReads(uuid)));
   }
 
   /** The last picture, however old (for listing owned objects at start). */

@@ -45,6 +45,8 @@ export class VirshHypervisor implements Hypervisor {
   private streams: EventSource | undefined;
   /** The events our own domain commands will bring back (./echoes.ts). */
   private readonly echoes = new OwnEchoes();
+  /** Names of the domains this process defined, by UUID: a domain just defined is not in the last picture yet. */
+  private readonly definedNames = new Map<string, string>();
 
   constructor(
     readonly virsh: Virsh,
@@ -117,12 +119,17 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   /** Runs a command; failures become typed HypervisorErrors with the VirshError as cause. */
-  private async run(args: string[]): Promise<string> {
+  private run(args: string[]): Promise<string> {
+    return this.classified(args[0] ?? "", () => this.virsh.run(args));
+  }
+
+  /** Runs a virsh call with its failure turned into the port's error kinds. */
+  private async classified<T>(command: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await this.virsh.run(args);
+      return await call();
     } catch (error) {
       if (error instanceof VirshError) throw hypervisorError(error.kind, error.message, error);
-      throw hypervisorError(classifyVirshError(String(error)), `virsh ${args[0]}: ${String((error as Error).message ?? error)}`, error);
+      throw hypervisorError(classifyVirshError(String(error)), `virsh ${command}: ${String((error as Error).message ?? error)}`, error);
     }
   }
 
@@ -137,7 +144,7 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   /** Runs a domain command whose event (./echoes.ts) is expected back, for the domain named `name` if known. */
-  private async echoed(name: string | undefined, command: EchoedCommand, action: () => Promise<void>): Promise<void> {
+  private async echoed(name: string | undefined, command: EchoedCommand, action: () => Promise<unknown>): Promise<void> {
     const ended = name === undefined ? undefined : this.echoes.expect(name, command, Date.now);
     try {
       await action();
@@ -148,24 +155,33 @@ export class VirshHypervisor implements Hypervisor {
     }
   }
 
-  /** The name of the domain with this UUID in the last picture (commands address domains by UUID, events by name). */
+  /**
+   * The name of the domain with this UUID (commands address domains by UUID, events by name): one
+   * this process defined, else the one in the last picture. Without the first, the start right
+   * after a define had no name, so its Started echo woke the VM for a second reconcile.
+   */
   private domainName(uuid: string): string | undefined {
+    const defined = this.definedNames.get(uuid);
+    if (defined !== undefined) return defined;
     for (const [name, domain] of this.observer.last?.domains ?? []) if (domain.config.uuid === uuid) return name;
     return undefined;
   }
 
-  defineDomain(xml: string): Promise<void> {
-    let name: string | undefined;
+  async defineDomain(xml: string): Promise<void> {
+    let facts: { name: string; uuid: string } | undefined;
     try {
-      name = domainFactsOf(xml).name;
+      facts = domainFactsOf(xml);
     } catch {
-      name = undefined; // virsh will say what is wrong with it
+      facts = undefined; // virsh will say what is wrong with it
     }
-    return this.echoed(name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file]));
+    await this.echoed(facts?.name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file]));
+    if (facts?.uuid && facts.name) this.definedNames.set(facts.uuid, facts.name);
   }
 
-  async startDomain(uuid: string): Promise<void> {
-    await this.echoed(this.domainName(uuid), "start", () => this.run(["start", uuidArg(uuid)]).then(() => undefined));
+  async startDomain(uuid: string): Promise<LiveDomain | undefined> {
+    let after: LiveDomain | undefined;
+    await this.echoed(this.domainName(uuid), "start", async () => (after = await this.classified("start", () => this.observer.startAndReadDomain(uuidArg(uuid)))));
+    return after;
   }
 
   async shutdownDomain(uuid: string): Promise<void> {
@@ -174,14 +190,15 @@ export class VirshHypervisor implements Hypervisor {
 
   async destroyDomain(uuid: string): Promise<void> {
     try {
-      await this.echoed(this.domainName(uuid), "destroy", () => this.run(["destroy", uuidArg(uuid)]).then(() => undefined));
+      await this.echoed(this.domainName(uuid), "destroy", () => this.run(["destroy", uuidArg(uuid)]));
     } catch (error) {
       if (!/not running/i.test(String((error as Error).message))) throw error;
     }
   }
 
   async undefineDomain(uuid: string): Promise<void> {
-    await this.echoed(this.domainName(uuid), "undefine", () => this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]).then(() => undefined));
+    await this.echoed(this.domainName(uuid), "undefine", () => this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]));
+    this.definedNames.delete(uuid);
   }
 
   async setDomainAutostart(uuid: string, enabled: boolean): Promise<void> {

@@ -1,7 +1,7 @@
 // virsh through execa: argument arrays (never a shell), timeouts, and stderr classified so
 // reconcilers can tell "gone" from "busy" from everything else. `batch` runs many read-only
 // commands in one process (virsh's own ';' separator), so observing N objects costs a
-// constant number of spawns rather than N.
+// constant number of spawns rather than N; `runThenRead` runs one change and its read-back so.
 import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 
@@ -118,8 +118,35 @@ export class Virsh {
     return this.batchInOneProcess(commands);
   }
 
+  /**
+   * Runs one command that changes libvirt, then read-only commands, in one virsh process (a
+   * process costs seconds on cores busy with booting guests). Resolves to each read's stdout
+   * (undefined for a failed one); throws a classified VirshError when the command failed. The
+   * command must print something when it succeeds (virsh's "Domain 'x' started" does): virsh
+   * goes on after a failed command, and only an empty bracket with an error tells it failed.
+   */
+  async runThenRead(args: string[], reads: string[][]): Promise<(string | undefined)[]> {
+    if (READ_ONLY.test(args[0] ?? "")) throw new Error(`virsh runThenRead: ${args[0]} only reads (use batch)`);
+    this.mutationsInFlight++;
+    let outputs: { texts: (string | undefined)[]; stderr: string };
+    try {
+      outputs = await this.inOneProcess([args, ...reads], args[0]!);
+    } finally {
+      this.lastMutationAt = Date.now();
+      this.mutationsInFlight--;
+    }
+    const [done, ...rest] = outputs.texts;
+    if (done === undefined) throw new VirshError(args, outputs.stderr || "printed nothing", classifyVirshError(outputs.stderr));
+    return rest;
+  }
+
   private async batchInOneProcess(commands: string[][]): Promise<(string | undefined)[]> {
     if (commands.length === 0) return [];
+    return (await this.inOneProcess(commands, "batch")).texts;
+  }
+
+  /** Runs `commands` in one virsh process; each one's stdout, undefined when it printed nothing. */
+  private async inOneProcess(commands: string[][], metric: string): Promise<{ texts: (string | undefined)[]; stderr: string }> {
     for (const command of commands) {
       for (const word of command) {
         if (!/^[A-Za-z0-9_.:/@+-]+$/.test(word)) throw new Error(`virsh batch: unsafe word ${JSON.stringify(word)}`);
@@ -136,7 +163,7 @@ export class Virsh {
       reject: false,
       timeout: this.options.timeoutMs ?? 120_000,
       env: { LC_ALL: "C" },
-    }).finally(() => this.observe("batch", started));
+    }).finally(() => this.observe(metric, started));
     // execa strips the final newline; the end marker is matched as a whole line.
     const stdout = `${String(result.stdout)}\n`;
     const stderr = String(result.stderr);
@@ -147,19 +174,19 @@ export class Virsh {
     // after that print nothing, which must not read as "no objects" (a picture with every
     // network missing would empty the firewall). The whole batch fails instead.
     if (LOST_CONNECTION.some((re) => re.test(stderr))) throw new VirshError(["<batch>"], stderr, "busy");
-    const outputs: (string | undefined)[] = [];
+    const texts: (string | undefined)[] = [];
     let from = 0; // markers come in order: search on from the last one, not from the start
     for (let i = 0; i < commands.length; i++) {
       const start = stdout.indexOf(`${marker}-${i}\n`, from);
       const next = start < 0 ? -1 : stdout.indexOf(`${marker}-${i + 1 < commands.length ? i + 1 : "end"}\n`, start);
       if (start < 0 || next < 0) {
-        outputs.push(undefined);
+        texts.push(undefined);
         continue;
       }
       from = next;
       const text = stdout.slice(start + `${marker}-${i}\n`.length, next);
-      outputs.push(text.trim() === "" ? undefined : text);
+      texts.push(text.trim() === "" ? undefined : text);
     }
-    return outputs;
+    return { texts, stderr };
   }
 }

@@ -195,11 +195,6 @@ export class Manager {
     return { ...stored, object: written === null ? rest : { ...rest, status: written } } as StoredObject;
   }
 
-  /** Writes `key`'s status (the store remembers it for snapshots read before: withWrittenStatus). */
-  private async writeStatus(key: string, status: Record<string, unknown>): Promise<void> {
-    await this.options.store.writeStatus(key, status);
-  }
-
   private memoryOf(kind: string): ObjectMemory<unknown> {
     let memory = this.memories.get(kind);
     if (!memory) this.memories.set(kind, (memory = new Map()));
@@ -262,7 +257,7 @@ export class Manager {
     if (stored && mode?.suspended) {
       // Paused on this host or from git: nothing is read or done; status says so.
       const was = (stored.object as { status?: { suspended?: unknown } }).status?.suspended !== undefined;
-      await this.writeStatus(key, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
+      await this.options.store.writeStatus(key, statusWhileSuspended(stored, mode.suspended, this.options.settings.instance));
       if (!was) await objectRecorder(this.options.store, key, this.ports.clock, revision).event("Normal", "Suspended", mode.suspended.by === "annotation" ? "suspended by the annotation kvmctl.dev/reconcile: disabled" : "suspended by kvmctl suspend on this host");
       ctx.log.info({ by: mode.suspended.by }, "suspended: left alone");
       return { ready: true };
@@ -290,7 +285,7 @@ export class Manager {
       const changes: string[] = controller.changes(controller.plan(await controller.planInput(kindContext, target, live)));
       if (changes.length) {
         const was = (stored.object as { status?: { conditions?: { type: string; message?: string }[] } }).status?.conditions?.find((c) => c.type === "Drifted")?.message;
-        await this.writeStatus(key, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+        await this.options.store.writeStatus(key, statusFromDrift(stored, changes, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
         if (was !== changes.join("; ")) {
           await kindContext.record.event("Warning", "Drifted", `not repaired (drift: report): ${changes.join("; ")}`);
           this.options.metrics?.driftReported?.(kind); // metrics
@@ -306,7 +301,7 @@ export class Manager {
     });
     this.options.metrics?.reconciled?.({ key, kind, stored, ready: outcome.ready, repairs: outcome.repairs ?? [] }); // metrics: drift repairs
     if (outcome.report && stored) {
-      await this.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
+      await this.options.store.writeStatus(key, statusFromReport(stored, outcome.ready, outcome.report, this.options.settings.instance, new Date(this.ports.clock.now()), revision));
       if (revision) this.appliedRevisions.set(key, revision);
     }
     return { ready: outcome.ready, requeueAfterMs: outcome.requeueAfterMs };
@@ -339,7 +334,7 @@ export class Manager {
       // An invalid document has no parsed status to keep: what it was last applied at is remembered here.
       const applied = stored ? {} : this.appliedRevisions.has(report.key) ? { lastAppliedRevision: this.appliedRevisions.get(report.key) } : {};
       const revisions = { ...applied, ...(this.revision ? { lastAttemptedRevision: this.revision } : {}) };
-      await this.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
+      await this.options.store.writeStatus(report.key, statusFromFailure(stored, report.error, controller?.failurePhase, this.options.settings.instance, now, { ...facts, ...revisions }));
     } catch (error) {
       this.options.logger.warn({ object: report.key, err: error }, "could not write status");
     }

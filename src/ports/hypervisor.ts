@@ -80,7 +80,11 @@ export interface Hypervisor {
   watch(handlers: HypervisorEventHandlers): { stop(): void };
 
   defineDomain(xml: string): Promise<void>;
-  startDomain(uuid: string): Promise<void>;
+  /**
+   * Starts the domain; resolves to how libvirt shows it right after (read together with the
+   * start, so a reconcile needs no second reading), undefined when that reading failed.
+   */
+  startDomain(uuid: string): Promise<LiveDomain | undefined>;
   /** Asks the guest to shut down (ACPI). */
   shutdownDomain(uuid: string): Promise<void>;
   /** Forces the domain off; resolves also when it was not running. */

@@ -157,7 +157,8 @@ interface Rendered {
   unattend?: Buffer;
 }
 
-async function act(ports: Ports, services: SharedServices, action: VmAction, rendered: Rendered = {}): Promise<void> {
+/** Runs one step; a start resolves to the domain as read right after it (Hypervisor.startDomain). */
+async function act(ports: Ports, services: SharedServices, action: VmAction, rendered: Rendered = {}): Promise<LiveDomain | undefined | void> {
   const { seedFiles } = rendered;
   const hv = ports.hypervisor;
   switch (action.type) {
@@ -445,10 +446,12 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     }
 
     let started = hasStarted(remembered, target, state);
+    let readWithLastStep: LiveDomain | undefined;
     for (const step of plan.steps) {
       ctx.log.info({ step: step.action.type }, step.message);
-      await act(ctx.ports, ctx.services, step.action, { seedFiles, unattend: unattendContent });
+      const result = await act(ctx.ports, ctx.services, step.action, { seedFiles, unattend: unattendContent });
       if (step.action.type === "start") started = true;
+      readWithLastStep = step.action.type === "start" && result ? result : undefined;
     }
     remembered.restartPending = plan.restartPending;
     remembered.startedOnce = started;
@@ -462,8 +465,9 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
     }
 
     // After its own steps a reconcile reads back only its domain and the volumes it changed
-    // (its own events do not wake it again: src/adapters/echoes.ts).
-    let after = plan.steps.length ? await ctx.ports.hypervisor.readDomain(plan.uuid) : live;
+    // (its own events do not wake it again: src/adapters/echoes.ts). A start, the last step
+    // when there is one, has read the domain in its own virsh process already.
+    let after = plan.steps.length ? (readWithLastStep ?? (await ctx.ports.hypervisor.readDomain(plan.uuid))) : live;
     const volumesAfter = await volumesReadBack(ctx, state, plan.steps.map((s) => s.action));
     const saslRefusal = await checkRunningSasl(ctx, name, stored.object.spec, after, plan.steps.some((s) => s.action.type === "start"));
     if (saslRefusal?.destroyed) after = await ctx.ports.hypervisor.readDomain(plan.uuid);

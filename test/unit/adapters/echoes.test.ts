@@ -18,6 +18,18 @@ test("an own command's event is its echo, once; another event about the domain i
   assert.equal(echoes.isEcho("vm-a", "lifecycle: Defined Updated", now), true);
 });
 
+test("a start brings back two echoes, Resumed Unpaused and Started, each once", () => {
+  const echoes = new OwnEchoes();
+  const now = 1_000;
+  echoes.expect("vm-a", "start", () => now)(true);
+  assert.equal(echoes.isEcho("vm-a", "lifecycle: Resumed Unpaused", now), true, "QEMU is started paused, then resumed");
+  assert.equal(echoes.isEcho("vm-a", "lifecycle: Resumed Unpaused", now), false, "a second resume is someone else's");
+  assert.equal(echoes.isEcho("vm-a", "lifecycle: Started Booted", now), true);
+  assert.equal(echoes.isEcho("vm-a", "lifecycle: Started Booted", now), false, "both seen: the expectation is gone");
+  echoes.expect("vm-b", "destroy", () => now)(true);
+  assert.equal(echoes.isEcho("vm-b", "lifecycle: Resumed Unpaused", now), false, "a destroy brings back no resume");
+});
+
 test("an echo is expected only a short while after its command, and never after a failed one", () => {
   const echoes = new OwnEchoes();
   let now = 0;

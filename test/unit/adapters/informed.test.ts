@@ -73,6 +73,13 @@ function fakeVirsh() {
     batches: 0,
     lastMutationAt: 0,
     mutationsInFlight: 0,
+    /** Commands that change libvirt, run with their read-back (runThenRead). */
+    changes: [] as string[][],
+    async runThenRead(args: string[], reads: string[][]) {
+      virsh.changes.push(args);
+      virsh.lastMutationAt = Date.now();
+      return virsh.batch(reads);
+    },
     async batch(commands: string[][]) {
       virsh.batches++;
       return commands.map(([cmd, ...rest]) => {
@@ -288,8 +295,9 @@ test("the event a command of ours brings back is marked as its echo and makes no
   const seen: { detail: string; echo?: boolean }[] = [];
   hv.watch({ ...handlers, onEvent: (event) => seen.push({ detail: event.detail, ...(event.echo ? { echo: true } : {}) }) });
   await hv.observe(Date.now()); // the picture names UUID's domain "web"
-  await hv.startDomain(UUID);
-  assert.deepEqual(ran, [["start", UUID]]);
+  const started = await hv.startDomain(UUID);
+  assert.deepEqual([...ran, ...virsh.changes], [["start", UUID]]);
+  assert.equal(started?.state, "running", "read back with the start");
   const before = hv.changedAt;
   await later();
   streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Started Booted", at: Date.now() });
@@ -302,4 +310,19 @@ test("the event a command of ours brings back is marked as its echo and makes no
   await hv.defineDomain(domainXml); // the name comes from the XML
   streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Defined Updated", at: Date.now() });
   assert.equal(seen.at(-1)?.echo, true);
+});
+
+test("a domain this process just defined is not in the picture yet: its start's Resumed and Started are still echoes", async () => {
+  const { hv, virsh, streams } = hypervisor();
+  Object.assign(virsh, { run: async () => "" });
+  const seen: { name: string; detail: string; echo?: boolean }[] = [];
+  hv.watch({ ...handlers, onEvent: (event) => seen.push({ name: event.name, detail: event.detail, ...(event.echo ? { echo: true } : {}) }) });
+  await hv.observe(Date.now()); // the picture holds "web" only
+  const fresh = "6f1d2a4e-0000-4000-8000-0000000000f2";
+  await hv.defineDomain(domainXml.replace("<name>web</name>", "<name>fresh</name>").replace(UUID, fresh));
+  await hv.startDomain(fresh);
+  for (const detail of ["lifecycle: Defined Added", "lifecycle: Resumed Unpaused", "lifecycle: Started Booted", "lifecycle: Started Booted"]) {
+    streams().options.onEvent({ kind: "domain", name: "fresh", detail, at: Date.now() });
+  }
+  assert.deepEqual(seen.map((e) => e.echo === true), [true, true, true, false], "one define and one start: the second Started is someone else's");
 });

@@ -23,6 +23,8 @@ for (const command of script.split(" ; ")) {
   if (verb === "echo") { process.stdout.write(rest.join(" ") + "\\n"); continue; }
   if (verb === "LOSE") { lost = true; process.stderr.write("error: Disconnected from qemu:///system due to end of file\\nerror: End of file while reading data: Input/output error\\n"); continue; }
   if (lost) { process.stderr.write("error: failed to connect to the hypervisor\\nerror: no valid connection\\n"); continue; }
+  if (verb === "start" && rest[0] === "running") { process.stderr.write("error: Failed to start domain 'running'\\nerror: Requested operation is not valid: domain is already running\\n"); continue; }
+  if (verb === "start") { process.stdout.write("Domain '" + rest[0] + "' started\\n\\n"); continue; }
   if (verb === "missing") { process.stderr.write("error: failed to get network 'x'\\nerror: Network not found: no network with matching name 'x'\\n"); continue; }
   process.stdout.write("default\\n");
 }
@@ -52,4 +54,18 @@ test("libvirtd lost part-way: the whole batch fails as busy, nothing reads as go
   assert.ok(error instanceof VirshError, "the batch is refused");
   assert.equal(error.kind, "busy");
   assert.match(error.message, /End of file while reading data/);
+});
+
+test("runThenRead: a start and its reads in one process; the start's failure is thrown, classified, and counts as a change", async () => {
+  const virsh = new Virsh({ uri: "test:///x" });
+  const reads = await virsh.runThenRead(["start", "web"], [["net-list"], ["missing"]]);
+  assert.deepEqual(reads.map((o) => o?.trim()), ["default", undefined], "the reads only, each its own output");
+  assert.equal(virsh.spawned, 1, "one virsh process");
+  assert.ok(virsh.lastMutationAt > 0, "a start changes libvirt: older pictures are stale");
+  const error = await virsh.runThenRead(["start", "running"], [["net-list"]]).then(() => undefined, (e: unknown) => e);
+  assert.ok(error instanceof VirshError, "the start failed even though the read after it worked");
+  assert.equal(error.kind, "exists");
+  assert.match(error.message, /^virsh start running: error: Failed to start domain/);
+  assert.equal(virsh.mutationsInFlight, 0);
+  await assert.rejects(virsh.runThenRead(["dumpxml", "web"], []), /only reads/);
 });

@@ -293,6 +293,21 @@ test("dependencies: an unreadable VNC password file is waited for, not a failure
   assert.ok((outcome.report?.facts.vnc?.port ?? 0) >= 5900, "the port libvirt allocated");
 });
 
+test("a start reads its domain back with it: no second reading, and the status shows what only the running domain has", async () => {
+  for (const readBack of ["works", "fails"] as const) {
+    const h = await scene();
+    h.ports.secrets.files.set("/etc/kvmctl/vnc-web", "s3cret\n");
+    h.apply("VirtualMachine", "web", { consoles: { vnc: { passwordSecretFile: "/etc/kvmctl/vnc-web" } } });
+    h.hv.startReadBack = readBack;
+    const before = h.hv.domainReads;
+    const outcome = await h.reconcile("VirtualMachine/web");
+    assert.deepEqual(h.hv.calls, [`defineDomain ${WEB}`, `startDomain ${WEB}`]);
+    assert.equal(h.hv.domainReads - before, readBack === "works" ? 0 : 1, `start's reading ${readBack}: ${readBack === "works" ? "nothing read again" : "the domain is read again"}`);
+    assert.ok((outcome.report?.facts.vnc?.port ?? 0) >= 5900, "the port libvirt allocated at the start");
+    assert.deepEqual(outcome.report?.facts.domain, { uuid: WEB, state: "running", reason: "booted" });
+  }
+});
+
 test("a disk from a URL waits for its download (Downloading), nothing is created meanwhile (see vm-base-images.test.ts)", async () => {
   const h = await scene();
   h.apply("VirtualMachine", "web", { disks: [{ name: "root", from: { url: "https://images.example/debian.qcow2", sha256: "ab".repeat(32) } }] });

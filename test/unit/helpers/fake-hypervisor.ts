@@ -129,6 +129,10 @@ export class FakeHypervisor implements Hypervisor {
   listeningSince: number | undefined;
   /** Full readings of libvirt (observe calls the kept picture did not answer). */
   reads = 0;
+  /** Single-domain readings (readDomain calls). */
+  domainReads = 0;
+  /** "fails": startDomain starts the domain but its reading afterwards yields nothing (as the adapter's can). */
+  startReadBack: "works" | "fails" = "works";
   private cached: LiveState | undefined;
 
   private readonly domains = new Map<string, DomainRecord>();
@@ -362,6 +366,7 @@ export class FakeHypervisor implements Hypervisor {
   }
 
   async readDomain(uuid: string): Promise<LiveDomain | undefined> {
+    this.domainReads++;
     const record = this.domains.get(uuidArg(uuid));
     return record && this.liveDomain(record);
   }
@@ -399,7 +404,7 @@ export class FakeHypervisor implements Hypervisor {
     }
   }
 
-  async startDomain(uuid: string): Promise<void> {
+  async startDomain(uuid: string): Promise<LiveDomain | undefined> {
     const d = this.domainFor("startDomain", uuid);
     if (ACTIVE_DOMAIN_STATES.has(d.state)) throw new ExistsError("Requested operation is not valid: domain is already running");
     // What QEMU needs to start: its volumes in active pools, its networks active.
@@ -425,6 +430,7 @@ export class FakeHypervisor implements Hypervisor {
     d.state = "running";
     d.reason = "booted";
     d.id = this.nextDomainId++;
+    return this.startReadBack === "fails" ? undefined : this.liveDomain(d);
   }
 
   async shutdownDomain(uuid: string): Promise<void> {
