@@ -364,9 +364,13 @@ export class Manager {
     this.options.logger.debug({ event }, "libvirt event");
     if (event.prelude) return; // the event it announces wakes what it concerns
     const snapshot = this.snapshot ?? { objects: new Map() };
-    // An echo of our own command: its reconcile read the domain after it (only the singletons, which render from every domain, look again).
-    for (const kind of event.echo ? [] : this.ordered) {
+    // An echo of our own command does not wake the VM whose reconcile ran it (that reconcile read
+    // its domain afterwards); what depends on the domain still looks (its networks: a started
+    // guest takes DHCP leases; the singletons, which render from every domain).
+    const commandOf = event.echo && event.kind === "domain" ? `VirtualMachine/${event.name}` : undefined;
+    for (const kind of this.ordered) {
       for (const key of kind.wakeFor(event, snapshot)) {
+        if (key === commandOf) continue;
         // The reconcile it wakes must see libvirt as of the event (or later).
         this.keyChangedAt.set(key, Math.max(this.keyChangedAt.get(key) ?? 0, event.at));
         this.controller.enqueue(key);

@@ -203,9 +203,10 @@ test("a started manager: a reconcile with nothing new writes no status; Ready ke
   }
 });
 
-/** A started manager over VM "a", its first pass over: `body` emits events and reads what they queued (`adds`). */
-async function afterFirstPass(body: (hv: Awaited<ReturnType<typeof scene>>["hv"], adds: string[]) => void | Promise<void>): Promise<void> {
-  const { store, ports, hv } = await scene(["a"]);
+/** A started manager over VM "a" (and `files`), its first pass over: `body` emits events and reads what they queued (`adds`). */
+async function afterFirstPass(body: (hv: Awaited<ReturnType<typeof scene>>["hv"], adds: string[]) => void | Promise<void>, files: Record<string, string> = {}): Promise<void> {
+  const { store, ports, hv, dir } = await scene(["a"]);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
   const { metrics, next, adds } = finishes();
   const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
   const finished = next("VirtualMachine/a");
@@ -236,4 +237,15 @@ test("a started manager: the echo of its own command wakes only the firewall; th
     hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now() });
     assert.deepEqual(adds.slice(0, 2), ["Firewall/host", "VirtualMachine/a"], "someone else's start wakes the VM");
   });
+});
+
+test("a started manager: the echo of a start still wakes the VM's networks (the guest takes DHCP leases), not the VM", async () => {
+  const lan = "apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: lan\nspec:\n  mode: nat\n  ipv4: {address: 10.20.0.1, prefix: 24, dhcp: {start: 10.20.0.100, end: 10.20.0.200}}\n";
+  await afterFirstPass(
+    (hv, adds) => {
+      hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now(), echo: true });
+      assert.deepEqual(adds, ["Network/lan", "Firewall/host"], "a Network with DHCP reports the new guest's lease");
+    },
+    { "a.yaml": VM("a", "  interfaces:\n    - network: lan\n"), "lan.yaml": lan },
+  );
 });
