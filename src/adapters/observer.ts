@@ -85,12 +85,29 @@ export class Observer {
    * Returns whether it did; if not, the caller treats the event as making the picture stale.
    */
   applyDomainStopped(name: string, reason: string, knownChangesAt: number): boolean {
+    const domain = this.current?.domains.get(name);
+    if (!domain?.persistent) return false;
+    return this.replaceDomain(name, { ...domain, state: "shut off", reason, running: undefined }, knownChangesAt);
+  }
+
+  /**
+   * Puts a domain as it was read after a command of ours (a start's read-back) into the current
+   * picture, which then holds as of now. The caller vouches that nothing but that command
+   * changed libvirt since `knownChangesAt`; the picture must have been taken after it, with no
+   * reading under way, and must already hold the domain (same name and UUID).
+   */
+  applyDomainRead(domain: LiveDomain, knownChangesAt: number): boolean {
+    const name = domain.config.name;
+    if (this.current?.domains.get(name)?.config.uuid !== domain.config.uuid) return false;
+    return this.replaceDomain(name, domain, knownChangesAt);
+  }
+
+  private replaceDomain(name: string, domain: LiveDomain, knownChangesAt: number): boolean {
     const current = this.current;
     if (!current || this.inflight || current.takenAt < knownChangesAt) return false;
-    const domain = current.domains.get(name);
-    if (!domain?.persistent) return false;
     const domains = new Map(current.domains);
-    domains.set(name, { ...domain, state: "shut off", reason, running: undefined });
+    domains.set(name, domain);
+    // A new picture object: readers of the earlier one never see it change under them.
     this.current = { ...current, domains, takenAt: Date.now() };
     return true;
   }

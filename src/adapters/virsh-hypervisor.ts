@@ -144,15 +144,33 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   /** Runs a domain command whose event (./echoes.ts) is expected back, for the domain named `name` if known. */
-  private async echoed(name: string | undefined, command: EchoedCommand, action: () => Promise<unknown>): Promise<void> {
+  private async echoed<T>(name: string | undefined, command: EchoedCommand, action: () => Promise<T>): Promise<T> {
     const ended = name === undefined ? undefined : this.echoes.expect(name, command, Date.now);
     try {
-      await action();
+      const result = await action();
       ended?.(true);
+      return result;
     } catch (error) {
       ended?.(false);
       throw error;
     }
+  }
+
+  /** What tells, after a command of ours, whether anything else changed libvirt while it ran. */
+  private quietMark(): { changedAt: number; lastEventAt: number; mutationsEnded: number } {
+    return { changedAt: this.changedAt, lastEventAt: this.lastEventAt, mutationsEnded: this.virsh.mutationsEnded };
+  }
+
+  /**
+   * Whether the one changing command this process ran since `mark` was the only change: no other
+   * command of ours ended meanwhile or still runs, no event but its echoes came, and every stream
+   * was listening since before the picture was read (so a change by anyone else sent one).
+   */
+  private onlyOwnCommandSince(mark: ReturnType<VirshHypervisor["quietMark"]>): boolean {
+    const listening = this.streams?.listeningSince();
+    const readAt = this.observer.lastReadAt;
+    if (listening === undefined || readAt === undefined || listening > readAt) return false;
+    return this.virsh.mutationsInFlight === 0 && this.virsh.mutationsEnded === mark.mutationsEnded + 1 && this.lastEventAt === mark.lastEventAt;
   }
 
   /**
@@ -179,8 +197,12 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   async startDomain(uuid: string): Promise<LiveDomain | undefined> {
-    let after: LiveDomain | undefined;
-    await this.echoed(this.domainName(uuid), "start", async () => (after = await this.classified("start", () => this.observer.startAndReadDomain(uuidArg(uuid)))));
+    const mark = this.quietMark();
+    const after = await this.echoed(this.domainName(uuid), "start", () => this.classified("start", () => this.observer.startAndReadDomain(uuidArg(uuid))));
+    // The read-back is libvirt after the start: when nothing else changed meanwhile, the picture
+    // takes it and still holds, so the restart of a guest stopped by hand costs no reading (and
+    // the next stop can again be applied in place, rather than wait for a reading under way).
+    if (after && this.onlyOwnCommandSince(mark)) this.observer.applyDomainRead(after, mark.changedAt);
     return after;
   }
 

@@ -55,6 +55,8 @@ export class Virsh {
   lastMutationAt = 0;
   /** Commands that may change libvirt, running now: until they end, no picture is known to hold. */
   mutationsInFlight = 0;
+  /** How many commands that may change libvirt have ended: a caller tells whether only its own ran meanwhile. */
+  mutationsEnded = 0;
 
   constructor(readonly options: VirshOptions) {}
 
@@ -81,6 +83,7 @@ export class Virsh {
       if (mutates) {
         this.lastMutationAt = Date.now();
         this.mutationsInFlight--;
+        this.mutationsEnded++;
       }
       this.observe(args[0] ?? "", started);
     });
@@ -134,6 +137,7 @@ export class Virsh {
     } finally {
       this.lastMutationAt = Date.now();
       this.mutationsInFlight--;
+      this.mutationsEnded++;
     }
     const [done, ...rest] = outputs.texts;
     if (done === undefined) throw new VirshError(args, outputs.stderr || "printed nothing", classifyVirshError(outputs.stderr));

@@ -36,7 +36,8 @@ export async function sshWhenReady(target: SshTarget, command: string[], timeout
     while (Date.now() < deadline) {
       const result = await execa("ssh", sshArgs(target, knownHosts, command), { reject: false, timeout: 15_000 });
       if (result.exitCode === 0) return result.stdout;
-      last = String(result.stderr).trim();
+      const printed = `${String(result.stdout).trim()} ${String(result.stderr).trim()}`.trim();
+      last = result.timedOut ? `ssh timed out after 15 s${printed ? `, having printed: ${printed}` : ", having printed nothing"}` : printed || `ssh exited ${result.exitCode}, printing nothing`;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   } finally {

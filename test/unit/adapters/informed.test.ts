@@ -73,10 +73,20 @@ function fakeVirsh() {
     batches: 0,
     lastMutationAt: 0,
     mutationsInFlight: 0,
+    mutationsEnded: 0,
+    /** What domstate answers; a start makes it running. */
+    state: "running (booted)",
+    /** Runs while a changing command runs (what else happens meanwhile). */
+    whileChanging: (): void => undefined,
     /** Commands that change libvirt, run with their read-back (runThenRead). */
     changes: [] as string[][],
     async runThenRead(args: string[], reads: string[][]) {
       virsh.changes.push(args);
+      virsh.mutationsInFlight++;
+      virsh.whileChanging();
+      if (args[0] === "start") virsh.state = "running (booted)";
+      virsh.mutationsInFlight--;
+      virsh.mutationsEnded++;
       virsh.lastMutationAt = Date.now();
       return virsh.batch(reads);
     },
@@ -86,7 +96,7 @@ function fakeVirsh() {
         const joined = `${cmd} ${rest.join(" ")}`;
         if (joined === "list --all --uuid" || joined === "list --uuid") return UUID;
         if (cmd === "dumpxml") return domainXml;
-        if (cmd === "domstate") return "running (booted)";
+        if (cmd === "domstate") return virsh.state;
         return undefined;
       });
     },
@@ -310,6 +320,49 @@ test("the event a command of ours brings back is marked as its echo and makes no
   await hv.defineDomain(domainXml); // the name comes from the XML
   streams().options.onEvent({ kind: "domain", name: "web", detail: "lifecycle: Defined Updated", at: Date.now() });
   assert.equal(seen.at(-1)?.echo, true);
+});
+
+test("a start's read-back goes into the picture when nothing else changed while it ran: the picture still holds, no reading", async () => {
+  const { hv, virsh, streams } = hypervisor();
+  hv.watch(handlers);
+  streams().since = Date.now() - 1_000;
+  virsh.state = "shut off (destroyed)";
+  await later();
+  const before = await hv.observe(Date.now());
+  assert.equal(before.domains.get("web")?.state, "shut off");
+  await later();
+  await hv.startDomain(UUID);
+  const informed = hv.informedSince(60_000);
+  assert.ok(informed !== undefined && informed >= virsh.lastMutationAt, "informed as of the start's end");
+  const reads = virsh.batches;
+  const after = await hv.observe(informed);
+  assert.equal(virsh.batches, reads, "no reading");
+  assert.deepEqual([after.domains.get("web")?.state, after.domains.get("web")?.reason], ["running", "booted"]);
+  assert.equal(before.domains.get("web")?.state, "shut off", "the earlier picture is not changed under its readers");
+});
+
+test("a start's read-back is not taken when anything else may have changed while it ran, or the streams were not listening", async () => {
+  const cases: [string, (h: ReturnType<typeof hypervisor>) => void][] = [
+    ["an event (not the start's echo)", (h) => h.streams().options.onEvent({ kind: "network", name: "lan", detail: "lifecycle: Stopped", at: Date.now() })],
+    ["another command of ours ended", (h) => h.virsh.mutationsEnded++],
+    ["a stream reconnected", (h) => (h.streams().since = Date.now() + 1)],
+    ["a stream down", (h) => (h.streams().since = undefined)],
+  ];
+  for (const [what, meanwhile] of cases) {
+    const h = hypervisor();
+    h.hv.watch(handlers);
+    h.streams().since = Date.now() - 1_000;
+    await later();
+    await h.hv.observe(Date.now());
+    await later();
+    h.virsh.whileChanging = () => meanwhile(h);
+    const started = await h.hv.startDomain(UUID);
+    assert.equal(started?.state, "running", `${what}: the reconcile still gets its read-back`);
+    assert.equal(h.hv.informedSince(60_000), undefined, what);
+    const reads = h.virsh.batches;
+    await h.hv.observe(h.virsh.lastMutationAt);
+    assert.ok(h.virsh.batches > reads, `${what}: a picture after the start is a new reading`);
+  }
 });
 
 test("a domain this process just defined is not in the picture yet: its start's Resumed and Started are still echoes", async () => {
