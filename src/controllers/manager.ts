@@ -59,6 +59,9 @@ const HEAD_CHECK_MS = 1_000;
 /** A picture of libvirt up to this much older than a reconcile request is still good enough. */
 const STALE_MS = 2_000;
 
+/** How long singletons let the reconciles an event woke go first. */
+const SINGLETONS_AFTER_EVENT_MS = 100;
+
 export class Manager {
   readonly controller: Controller;
   readonly services: Singletons["services"];
@@ -368,15 +371,22 @@ export class Manager {
     // its domain afterwards); what depends on the domain still looks (its networks: a started
     // guest takes DHCP leases; the singletons, which render from every domain).
     const commandOf = event.echo && event.kind === "domain" ? `VirtualMachine/${event.name}` : undefined;
+    let woken = 0;
     for (const kind of this.ordered) {
       for (const key of kind.wakeFor(event, snapshot)) {
         if (key === commandOf) continue;
         // The reconcile it wakes must see libvirt as of the event (or later).
         this.keyChangedAt.set(key, Math.max(this.keyChangedAt.get(key) ?? 0, event.at));
         this.controller.enqueue(key);
+        woken++;
       }
     }
-    for (const key of this.singletons.keys()) this.controller.enqueue(key);
+    // The objects the event is about go first: a singleton rendering from everything (the
+    // firewall) would otherwise share the one thread with, say, the restart of a stopped guest.
+    for (const key of this.singletons.keys()) {
+      if (woken > 0) this.controller.enqueueAfter(key, SINGLETONS_AFTER_EVENT_MS);
+      else this.controller.enqueue(key);
+    }
   }
 
   /** Runs until stop(): watches manifests and libvirt events, reconciles, resyncs (and pulls the checkout, with --git-pull). */

@@ -92,6 +92,11 @@ export class Controller {
     this.queue.add(key);
   }
 
+  /** Queues the key once `ms` have passed (an earlier pending delay for it wins). */
+  enqueueAfter(key: string, ms: number): void {
+    this.queue.addAfter(key, ms);
+  }
+
   /** A spec change clears a key's backoff so the new spec is tried at once. */
   forget(key: string): void {
     this.backoff.reset(key);

@@ -14,6 +14,7 @@ import type { ControllerMetrics } from "../../../src/runtime/index.js";
 import { ManifestStore } from "../../../src/store/index.js";
 import { fakePorts, testManager } from "../helpers/fake-ports.js";
 import { tempDir } from "../store/helpers.js";
+import type { ManualClock } from "../helpers/manual-clock.js";
 
 const GiB = 1024 ** 3;
 const RESYNC_MS = 60_000;
@@ -221,11 +222,13 @@ async function afterFirstPass(body: (hv: Awaited<ReturnType<typeof scene>>["hv"]
   }
 }
 
-test("a started manager: libvirt's Shutdown Finished (a prelude) wakes nothing; the Stopped event after it wakes the VM", async () => {
-  await afterFirstPass((hv, adds) => {
+test("a started manager: libvirt's Shutdown Finished (a prelude) wakes nothing; the Stopped event after it wakes the VM, and the firewall a moment later", async () => {
+  await afterFirstPass(async (hv, adds) => {
     hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Shutdown Finished after host request", at: hv.clock.now(), prelude: true });
     assert.deepEqual(adds, [], "nothing queued");
     hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Stopped Destroyed", at: hv.clock.now() });
+    assert.deepEqual(adds, ["VirtualMachine/a"], "the VM first: its restart does not share the thread with the firewall's rendering");
+    await (hv.clock as ManualClock).advance(100);
     assert.deepEqual(adds, ["VirtualMachine/a", "Firewall/host"]);
   });
 });
@@ -242,9 +245,11 @@ test("a started manager: the echo of its own command wakes only the firewall; th
 test("a started manager: the echo of a start still wakes the VM's networks (the guest takes DHCP leases), not the VM", async () => {
   const lan = "apiVersion: kvmctl.dev/v1alpha1\nkind: Network\nmetadata:\n  name: lan\nspec:\n  mode: nat\n  ipv4: {address: 10.20.0.1, prefix: 24, dhcp: {start: 10.20.0.100, end: 10.20.0.200}}\n";
   await afterFirstPass(
-    (hv, adds) => {
+    async (hv, adds) => {
       hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Started Booted", at: hv.clock.now(), echo: true });
-      assert.deepEqual(adds, ["Network/lan", "Firewall/host"], "a Network with DHCP reports the new guest's lease");
+      assert.deepEqual(adds, ["Network/lan"], "a Network with DHCP reports the new guest's lease");
+      await (hv.clock as ManualClock).advance(100);
+      assert.deepEqual(adds, ["Network/lan", "Firewall/host"]);
     },
     { "a.yaml": VM("a", "  interfaces:\n    - network: lan\n"), "lan.yaml": lan },
   );
