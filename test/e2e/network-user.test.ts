@@ -78,8 +78,8 @@ spec:
   });
 
   await t.test("through passt the guest reaches the allowed address, not the denied one", async () => {
-    // Ready is the domain running, not the guest up: its boot gets the full SSH wait first
-    // (CI saw 19–49 s of boot on a loaded machine, and once more than 60 s).
+    // Ready is the domain running, not the guest up: its boot gets the full SSH wait first, so
+    // the reach checks below time only the connections through passt.
     assert.equal(await guestShell(guest, "echo booted"), "booted");
     // The connection is passt's own, from the host's address on the link to the outside.
     assert.equal(await reach(OUTSIDE.allowed), `outside saw ${OUTSIDE.hostAddress}`);

@@ -26,6 +26,9 @@ export function sshArgs(target: SshTarget, knownHosts: string, command: string[]
   ];
 }
 
+/** How long one SSH attempt may take. */
+const ATTEMPT_MS = 15_000;
+
 /** Runs `command` in the guest, retrying until SSH answers or `timeoutMs` passes. */
 export async function sshWhenReady(target: SshTarget, command: string[], timeoutMs = 120_000): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvt-ssh-"));
@@ -34,10 +37,10 @@ export async function sshWhenReady(target: SshTarget, command: string[], timeout
   let last = "";
   try {
     while (Date.now() < deadline) {
-      const result = await execa("ssh", sshArgs(target, knownHosts, command), { reject: false, timeout: 15_000 });
+      const result = await execa("ssh", sshArgs(target, knownHosts, command), { reject: false, timeout: ATTEMPT_MS });
       if (result.exitCode === 0) return result.stdout;
       const printed = `${String(result.stdout).trim()} ${String(result.stderr).trim()}`.trim();
-      last = result.timedOut ? `ssh timed out after 15 s${printed ? `, having printed: ${printed}` : ", having printed nothing"}` : printed || `ssh exited ${result.exitCode}, printing nothing`;
+      last = result.timedOut ? `ssh timed out after ${ATTEMPT_MS / 1000} s${printed ? `, having printed: ${printed}` : ", having printed nothing"}` : printed || `ssh exited ${result.exitCode}, printing nothing`;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   } finally {
