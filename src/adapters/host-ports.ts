@@ -21,6 +21,8 @@ export interface HostPortsOptions {
   virshTimeoutMs?: number;
   /** Told of every virsh process (subcommand, ms): the controller's metrics. */
   virshObserver?: (command: string, ms: number) => void;
+  /** Told of every picture of libvirt read, whole or of the changed domains alone: the controller's metrics. */
+  readingObserver?: (scope: "whole" | "changed") => void;
   /**
    * kvmctl's data directory of the manifest directory (`<stateRoot>/.kvmctl`, the store's
    * dataDir): where the VMs' pinned SSH host keys live. Without it (kvmctl diff, console) no
@@ -49,7 +51,7 @@ export interface HostPorts extends Ports {
 export function hostPorts(options: HostPortsOptions): HostPorts {
   const scratch = new TempScratchFiles("kvmctl-controller-");
   return {
-    hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}), ...(options.virshObserver ? { observer: options.virshObserver } : {}) }), scratch),
+    hypervisor: new VirshHypervisor(new Virsh({ uri: options.uri, ...(options.virshTimeoutMs ? { timeoutMs: options.virshTimeoutMs } : {}), ...(options.virshObserver ? { observer: options.virshObserver } : {}) }), scratch, undefined, options.readingObserver),
     secrets: new HostSecretFiles(),
     paths: new HostPathResolver(),
     images: new QemuImg(),

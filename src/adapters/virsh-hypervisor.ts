@@ -2,11 +2,13 @@
 // (see src/ports/hypervisor.ts for why), its failures turned into typed errors, plus the
 // observer (one picture of libvirt for a constant number of virsh processes) and libvirt's
 // event streams, which keep that picture honest the way an informer's watch does and say when
-// it still holds without reading it again (informedSince).
+// it still holds without reading it again (informedSince), or which few domains to read again
+// when it does not (the change log).
 import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
 import { EventStreams, type EventStreamOptions } from "./events.js";
 import { pictureStillHolds } from "./informed.js";
 import { OwnEchoes, type EchoedCommand } from "./echoes.js";
+import { ChangeLog } from "./change-log.js";
 import { domainFactsOf, Observer } from "./observer.js";
 import { parseVolumeXml, type NetUpdate, type VolumeFacts } from "../libvirt/index.js";
 import { hypervisorError, NotFoundError, type Hypervisor, type HypervisorEventHandlers, type Lease, type LiveDomain, type LiveState, type NetworkUpdateScope, type ScratchFiles } from "../ports/index.js";
@@ -47,13 +49,29 @@ export class VirshHypervisor implements Hypervisor {
   private readonly echoes = new OwnEchoes();
   /** Names of the domains this process defined, by UUID: a domain just defined is not in the last picture yet. */
   private readonly definedNames = new Map<string, string>();
+  /** What changed since the picture was read (./change-log.ts): events and our own commands, by domain. */
+  private readonly changes = new ChangeLog();
+  /** How old a whole reading may be for a stale picture to be mended by reading the changed domains alone (watch's maxAgeMs). */
+  private partialMaxAgeMs = 0;
 
   constructor(
     readonly virsh: Virsh,
     private readonly scratch: ScratchFiles,
     private readonly eventSource: (options: EventStreamOptions) => EventSource = (options) => new EventStreams(options),
+    onReading?: (scope: "whole" | "changed") => void,
   ) {
-    this.observer = new Observer(virsh);
+    this.observer = new Observer(virsh, {
+      mark: () => this.changes.mark(),
+      domainsChangedSince: (mark, readAt) => {
+        // As for a picture that still holds (./informed.ts): every change since the whole reading
+        // sent an event only if every stream listened throughout.
+        const listening = this.streams?.listeningSince();
+        if (listening === undefined || listening > readAt || Date.now() - readAt > this.partialMaxAgeMs) return undefined;
+        return this.changes.domainsSince(mark);
+      },
+      reflected: (mark) => this.changes.forgetUpTo(mark),
+    }, onReading);
+    virsh.onMutationEnded = (subject) => (subject === undefined ? this.changes.everything() : this.changes.domain({ uuid: subject }));
   }
 
   get changedAt(): number {
@@ -76,15 +94,16 @@ export class VirshHypervisor implements Hypervisor {
     return holds ? picture.takenAt : undefined;
   }
 
-  observe(since: number): Promise<LiveState> {
-    return this.observer.get(since);
+  observe(since: number, options: { mend?: boolean } = {}): Promise<LiveState> {
+    return this.observer.get(since, options);
   }
 
   readDomain(uuid: string): Promise<LiveDomain | undefined> {
     return this.observer.readDomain(uuidArg(uuid));
   }
 
-  watch(handlers: HypervisorEventHandlers): { stop(): void } {
+  watch(handlers: HypervisorEventHandlers, options: { maxAgeMs?: number } = {}): { stop(): void } {
+    this.partialMaxAgeMs = options.maxAgeMs ?? 0;
     const streams = this.eventSource({
       uri: this.virsh.options.uri,
       onEvent: (event) => {
@@ -103,11 +122,16 @@ export class VirshHypervisor implements Hypervisor {
         // nothing stale and wakes nothing by itself, so it cannot spoil that event's shortcut
         // (a reconcile woken by it would start a reading just before the stop arrives).
         const prelude = event.kind === "domain" && event.detail.startsWith("lifecycle: Shutdown");
-        if (!followed && !prelude) this.lastEventAt = Date.now();
+        if (!followed && !prelude) {
+          this.lastEventAt = Date.now();
+          if (event.kind === "domain") this.changes.domain({ name: event.name });
+          else this.changes.everything(); // a pool's or network's change: pictures of those are read whole
+        }
         handlers.onEvent(prelude ? { ...event, prelude } : event);
       },
       onReconnect: (stream) => {
         this.lastEventAt = Date.now();
+        this.changes.everything(); // events may have been missed
         handlers.onReconnect(stream);
       },
       onError: handlers.onError,
@@ -118,9 +142,12 @@ export class VirshHypervisor implements Hypervisor {
     return { stop: () => streams.stop() };
   }
 
-  /** Runs a command; failures become typed HypervisorErrors with the VirshError as cause. */
-  private run(args: string[]): Promise<string> {
-    return this.classified(args[0] ?? "", () => this.virsh.run(args));
+  /**
+   * Runs a command; failures become typed HypervisorErrors with the VirshError as cause.
+   * `domain`: the UUID of the one domain a changing command is about (else it may change anything).
+   */
+  private run(args: string[], domain?: string): Promise<string> {
+    return this.classified(args[0] ?? "", () => this.virsh.run(args, domain === undefined ? {} : { subject: domain }));
   }
 
   /** Runs a virsh call with its failure turned into the port's error kinds. */
@@ -134,10 +161,10 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   /** Runs a command that reads the XML it is given from a private scratch file. */
-  private async withXmlFile(label: string, xml: string, args: (file: string) => string[]): Promise<void> {
+  private async withXmlFile(label: string, xml: string, args: (file: string) => string[], domain?: string): Promise<void> {
     const file = await this.scratch.write(`${label}.xml`, xml);
     try {
-      await this.run(args(file));
+      await this.run(args(file), domain);
     } finally {
       await this.scratch.remove(file);
     }
@@ -192,7 +219,8 @@ export class VirshHypervisor implements Hypervisor {
     } catch {
       facts = undefined; // virsh will say what is wrong with it
     }
-    await this.echoed(facts?.name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file]));
+    const uuid = facts?.uuid && UUID.test(facts.uuid) ? facts.uuid : undefined;
+    await this.echoed(facts?.name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file], uuid));
     if (facts?.uuid && facts.name) this.definedNames.set(facts.uuid, facts.name);
   }
 
@@ -207,24 +235,24 @@ export class VirshHypervisor implements Hypervisor {
   }
 
   async shutdownDomain(uuid: string): Promise<void> {
-    await this.run(["shutdown", uuidArg(uuid), "--mode", "acpi"]);
+    await this.run(["shutdown", uuidArg(uuid), "--mode", "acpi"], uuid);
   }
 
   async destroyDomain(uuid: string): Promise<void> {
     try {
-      await this.echoed(this.domainName(uuid), "destroy", () => this.run(["destroy", uuidArg(uuid)]));
+      await this.echoed(this.domainName(uuid), "destroy", () => this.run(["destroy", uuidArg(uuid)], uuid));
     } catch (error) {
       if (!/not running/i.test(String((error as Error).message))) throw error;
     }
   }
 
   async undefineDomain(uuid: string): Promise<void> {
-    await this.echoed(this.domainName(uuid), "undefine", () => this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"]));
+    await this.echoed(this.domainName(uuid), "undefine", () => this.run(["undefine", uuidArg(uuid), "--nvram", "--managed-save"], uuid));
     this.definedNames.delete(uuid);
   }
 
   async setDomainAutostart(uuid: string, enabled: boolean): Promise<void> {
-    await this.run(["autostart", uuidArg(uuid), ...(enabled ? [] : ["--disable"])]);
+    await this.run(["autostart", uuidArg(uuid), ...(enabled ? [] : ["--disable"])], uuid);
   }
 
   createVolume(poolUuid: string, xml: string): Promise<void> {
@@ -272,6 +300,7 @@ export class VirshHypervisor implements Hypervisor {
 
   async resizeDiskLive(uuid: string, target: string, capacity: number): Promise<void> {
     if (!/^(vd|sd|hd|xvd)[a-z]{1,2}$/.test(target)) throw hypervisorError("other", `not a disk target: ${JSON.stringify(target)}`);
+    // No domain named: the volume under the disk grows too, which a domain's reading does not show.
     await this.run(["blockresize", uuidArg(uuid), target, "--size", `${capacity}B`]);
   }
 

@@ -57,6 +57,12 @@ export class Virsh {
   mutationsInFlight = 0;
   /** How many commands that may change libvirt have ended: a caller tells whether only its own ran meanwhile. */
   mutationsEnded = 0;
+  /**
+   * Told synchronously when a command that may change libvirt ends (however it ended), with the
+   * UUID of the one domain it was about when the caller named it: the hypervisor adapter's
+   * change log (./change-log.ts). No subject: it may have changed anything.
+   */
+  onMutationEnded: ((subject: string | undefined) => void) | undefined;
 
   constructor(readonly options: VirshOptions) {}
 
@@ -68,8 +74,18 @@ export class Virsh {
     }
   }
 
-  /** Runs one command; throws VirshError with a classified kind on failure. */
-  async run(args: string[], input?: string): Promise<string> {
+  private mutationEnded(subject: string | undefined): void {
+    this.lastMutationAt = Date.now();
+    this.mutationsInFlight--;
+    this.mutationsEnded++;
+    this.onMutationEnded?.(subject);
+  }
+
+  /**
+   * Runs one command; throws VirshError with a classified kind on failure. `subject`: the UUID
+   * of the one domain a changing command is about (see onMutationEnded).
+   */
+  async run(args: string[], options: { input?: string; subject?: string } = {}): Promise<string> {
     this.spawned++;
     const mutates = !READ_ONLY.test(args[0] ?? "");
     const started = performance.now();
@@ -77,14 +93,10 @@ export class Virsh {
     const result = await execa("virsh", ["-c", this.options.uri, ...args], {
       reject: false,
       timeout: this.options.timeoutMs ?? 60_000,
-      input,
+      ...(options.input !== undefined ? { input: options.input } : {}),
       env: { LC_ALL: "C" },
     }).finally(() => {
-      if (mutates) {
-        this.lastMutationAt = Date.now();
-        this.mutationsInFlight--;
-        this.mutationsEnded++;
-      }
+      if (mutates) this.mutationEnded(options.subject);
       this.observe(args[0] ?? "", started);
     });
     if (result.exitCode !== 0 || result.timedOut) {
@@ -128,16 +140,14 @@ export class Virsh {
    * command must print something when it succeeds (virsh's "Domain 'x' started" does): virsh
    * goes on after a failed command, and only an empty bracket with an error tells it failed.
    */
-  async runThenRead(args: string[], reads: string[][]): Promise<(string | undefined)[]> {
+  async runThenRead(args: string[], reads: string[][], options: { subject?: string } = {}): Promise<(string | undefined)[]> {
     if (READ_ONLY.test(args[0] ?? "")) throw new Error(`virsh runThenRead: ${args[0]} only reads (use batch)`);
     this.mutationsInFlight++;
     let outputs: { texts: (string | undefined)[]; stderr: string };
     try {
       outputs = await this.inOneProcess([args, ...reads], args[0]!);
     } finally {
-      this.lastMutationAt = Date.now();
-      this.mutationsInFlight--;
-      this.mutationsEnded++;
+      this.mutationEnded(options.subject);
     }
     const [done, ...rest] = outputs.texts;
     if (done === undefined) throw new VirshError(args, outputs.stderr || "printed nothing", classifyVirshError(outputs.stderr));

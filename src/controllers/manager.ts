@@ -209,14 +209,15 @@ export class Manager {
     const revision = this.snapshot === snapshot ? this.revision : undefined;
     const fresh = this.lookAfresh.delete(key); // a fresh look asked for is this reconcile's
     // What the reconcile decided on: logged with its outcome (tests wait for it).
-    const observe = async (since: number): Promise<LiveState> => {
-      const picture = await this.ports.hypervisor.observe(since);
+    // mend (Hypervisor.observe): only for readers that trust what libvirt sends no event for.
+    const observe = async (since: number, mend: boolean): Promise<LiveState> => {
+      const picture = await this.ports.hypervisor.observe(since, { mend });
       ctx.observedAt = Math.max(ctx.observedAt ?? 0, picture.takenAt);
       return picture;
     };
     const singleton = this.singletons.get(key);
     if (singleton) {
-      return singleton.reconcile({ snapshot, live: observe, since: this.freshness(ctx.queuedAt, singleton.staleToleranceMs), observed: (at) => (ctx.observedAt = at), log: ctx.log });
+      return singleton.reconcile({ snapshot, live: (at) => observe(at, singleton.mendsPicture), since: this.freshness(ctx.queuedAt, singleton.staleToleranceMs), observed: (at) => (ctx.observedAt = at), log: ctx.log });
     }
     const since = (): number => {
       if (fresh) return this.freshness(ctx.queuedAt, 0, key); // a reading started after the request
@@ -241,7 +242,7 @@ export class Manager {
     if (!stored) {
       // Prune only what can be seen to be gone (./prune-policy.ts).
       const asked = snapshot.objects.size === 0 && (await this.options.store.deletionIntents()).has(key);
-      const recordedFile = snapshot.unreadableFiles.size ? controller?.recordedFile?.(await observe(since()), name) : undefined;
+      const recordedFile = snapshot.unreadableFiles.size ? controller?.recordedFile?.(await observe(since(), false), name) : undefined;
       const decision = pruneDecision(snapshot, key, this.ports.clock.now(), this.lastStoreChangeAt, this.prune, asked, recordedFile);
       if (!decision.prune) {
         if (decision.reason !== "Settling") {
@@ -276,14 +277,15 @@ export class Manager {
       memory: this.memoryOf(kind),
       now: this.ports.clock.now(),
       snapshot,
-      live: observe,
+      // A settled object (Ready, no later look asked for) trusts the informer, as informedSince does.
+      live: (at) => observe(at, !fresh && this.controller.settled(key)),
       record: objectRecorder(this.options.store, key, this.ports.clock, revision),
       services: this.services,
       log: ctx.log,
     };
     if (stored && mode?.drift === "report") {
       // Report-only: what a reconcile would change is reported as drift, and nothing is done.
-      const live = await observe(since());
+      const live = await observe(since(), false);
       const target = { key, name, object: stored.object, specHash: stored.specHash, file: stored.location.file };
       const changes: string[] = controller.changes(controller.plan(await controller.planInput(kindContext, target, live)));
       if (changes.length) {
@@ -426,7 +428,7 @@ export class Manager {
         if (complete) this.options.logger.info({ stream }, "libvirt event stream listening");
         else this.options.logger.warn({ stream }, "libvirtd refused some of this stream's event registrations: the picture of libvirt is read again for every pass, as without events");
       },
-    });
+    }, { maxAgeMs: this.options.resyncMs });
     for (const singleton of this.singletons.values()) {
       if (singleton.periodMs) this.timers.push(every(this.ports.clock, singleton.periodMs, () => this.controller.enqueue(singleton.key), { keepAlive: false }));
       if (singleton.watch) this.singletonWatches.push(singleton.watch(() => this.controller.enqueue(singleton.key)));

@@ -43,6 +43,11 @@ export interface Singleton {
   readonly key: string;
   /** How much older than its request the libvirt picture may be (ms). */
   readonly staleToleranceMs: number;
+  /**
+   * What it renders from changes only with libvirt's events or this process's commands: a stale
+   * picture may be mended by reading only the domains that changed (Hypervisor.observe's mend).
+   */
+  readonly mendsPicture: boolean;
   /** Looked at again this often without being woken (drift nothing reports); undefined: never. */
   readonly periodMs?: number;
   /** Calls `wake` whenever the host reports a change the singleton must look at (the manager queues its key), until stopped. */
@@ -93,6 +98,7 @@ export function createSingletons(options: SingletonOptions): Singletons {
     // Bridges and VNC ports change only with events or our own commands: the periodic check
     // compares the table without re-reading libvirt.
     staleToleranceMs: Infinity,
+    mendsPicture: true,
     // nftables reports a table changed by hand (watch); iptables does not, and a watch can
     // miss a change while it restarts: compare the table with what it should hold, often.
     periodMs: options.firewallCheckMs,

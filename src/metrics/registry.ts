@@ -30,6 +30,8 @@ export interface ObjectState {
 
 /** Observes each virsh process (src/adapters/virsh.ts VirshOptions.observer). */
 export type VirshObserver = (command: string, ms: number) => void;
+/** Told of every reading of libvirt: whole, or of the domains that changed alone (src/adapters/observer.ts). */
+export type ReadingObserver = (scope: "whole" | "changed") => void;
 
 export type GitPullResult = "success" | "error" | "noop";
 
@@ -56,6 +58,7 @@ export class KvmctlMetrics {
   readonly driftRepairs: Counter<"kind" | "what">;
   readonly virshCommands: Counter<"command">;
   readonly virshDuration: Histogram<"command">;
+  readonly libvirtReadings: Counter<"scope">;
   readonly firewallSyncs: Counter<"backend" | "result">;
   /** For GitOps to wire: one increment per `git pull` of the manifest checkout, by result. Nothing counts it yet. */
   readonly gitPulls: Counter<"result">;
@@ -96,6 +99,7 @@ export class KvmctlMetrics {
     this.driftRepairs = new Counter({ name: "kvmctl_drift_repairs_total", help: "Changes made to objects that had been Ready for their current spec, by kind and what was changed (a plan step type)", labelNames: ["kind", "what"], registers });
     this.virshCommands = new Counter({ name: "kvmctl_virsh_commands_total", help: "virsh processes run, by subcommand (batch: several read-only commands in one process)", labelNames: ["command"], registers });
     this.virshDuration = new Histogram({ name: "kvmctl_virsh_command_duration_seconds", help: "How long each virsh process took, by subcommand", labelNames: ["command"], buckets: VIRSH_BUCKETS, registers });
+    this.libvirtReadings = new Counter({ name: "kvmctl_libvirt_readings_total", help: "Pictures of libvirt read, by scope (whole: every object; changed: only the domains that changed since the last picture)", labelNames: ["scope"], registers });
     this.firewallSyncs = new Counter({ name: "kvmctl_firewall_syncs_total", help: "Firewall syncs by backend and result (applied: the table was replaced; unchanged: it held what it should)", labelNames: ["backend", "result"], registers });
     this.driftReported = new Counter({ name: "kvmctl_drift_reported_total", help: "Drift found and left as it is (drift: report), by kind: once per new finding", labelNames: ["kind"], registers });
     this.gitPulls = new Counter({ name: "kvmctl_git_pulls_total", help: "Pulls of the manifest checkout from its upstream, by result", labelNames: ["result"], registers });
@@ -156,6 +160,8 @@ export class KvmctlMetrics {
     this.virshCommands.inc({ command: label });
     this.virshDuration.observe({ command: label }, ms / 1000);
   };
+
+  readonly reading: ReadingObserver = (scope) => this.libvirtReadings.inc({ scope });
 
   readonly firewall: FirewallMetrics = {
     synced: (backend, result) => this.firewallSyncs.inc({ backend: word(backend), result }),

@@ -56,9 +56,12 @@ export type NetworkUpdateScope = "live" | "config" | "both";
 export interface Hypervisor {
   /**
    * A picture of libvirt whose reading started at or after `since` (ms epoch). Concurrent
-   * callers share one reading; a newer cached picture is returned as is.
+   * callers share one reading; a newer cached picture is returned as is. `mend`, while
+   * watching: a picture made stale only by changes to a few domains (their events, this
+   * process's commands on them) is brought up to date by reading those alone — for callers
+   * that, like an informer's, trust the picture for what libvirt sends no event for.
    */
-  observe(since: number): Promise<LiveState>;
+  observe(since: number, options?: { mend?: boolean }): Promise<LiveState>;
   /** One domain as it is now, cheaper than a whole picture; undefined when it does not exist. */
   readDomain(uuid: string): Promise<LiveDomain | undefined>;
   /**
@@ -76,8 +79,12 @@ export interface Hypervisor {
    * (also before `watch`, and in `controller --once`).
    */
   informedSince(maxAgeMs: number): number | undefined;
-  /** Follows libvirt's lifecycle events until stop() is called. */
-  watch(handlers: HypervisorEventHandlers): { stop(): void };
+  /**
+   * Follows libvirt's lifecycle events until stop() is called. `maxAgeMs`: how old a whole
+   * reading may be for a stale picture to be mended by reading only the domains that changed
+   * (as informedSince's; default 0: never).
+   */
+  watch(handlers: HypervisorEventHandlers, options?: { maxAgeMs?: number }): { stop(): void };
 
   defineDomain(xml: string): Promise<void>;
   /**

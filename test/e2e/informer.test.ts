@@ -38,6 +38,12 @@ async function virshProcesses(): Promise<number> {
   return text.split("\n").filter((l) => l.startsWith("kvmctl_virsh_commands_total{")).reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
 }
 
+/** Pictures of libvirt the controller read, by scope (kvmctl_libvirt_readings_total: whole, or the changed domains alone). */
+async function readings(scope: "whole" | "changed"): Promise<number> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  return Number(new RegExp(`^kvmctl_libvirt_readings_total\\{scope="${scope}"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+}
+
 /**
  * Changes every Halted VM's manifest (a label) and waits until each was reconciled for it (their
  * log lines). First the controller's last picture of libvirt is let age past the 2 s a shared
@@ -91,17 +97,21 @@ test("the informer: no virsh for a pass when libvirt did not change; what libvir
     assert.equal(await virshProcesses(), before, "no virsh process for the pass");
   });
 
-  await t.test("a definition replaced by hand (a Defined event) is seen and repaired", async () => {
+  await t.test("a definition replaced by hand (a Defined event) is seen and repaired, reading that domain alone", async () => {
     const [name] = halted as [string];
     const file = path.join(run.root, "by-hand.xml");
     fs.writeFileSync(file, String((await virsh("dumpxml", "--inactive", name)).stdout).replace(/<memory unit='KiB'>\d+<\/memory>/, "<memory unit='KiB'>393216</memory>").replace(/<currentMemory unit='KiB'>\d+<\/currentMemory>/, "<currentMemory unit='KiB'>393216</currentMemory>"));
     const before = await virshProcesses();
+    const [wholeBefore, changedBefore] = [await readings("whole"), await readings("changed")];
     const definedAt = Date.now();
     assert.equal((await virsh("define", file)).exitCode, 0);
     const heard = await run.waitForLibvirtEvent("domain", name, /^lifecycle: Defined/, definedAt);
     await run.waitForReconciles(`VirtualMachine/${name}`, { after: heard });
     assert.equal(await maxMemoryKiB(name), 256 * 1024, "put back as the manifest says");
     assert.ok((await virshProcesses()) > before, "libvirt read again and redefined");
+    // The VM was Ready and the event names its domain: the picture is mended, not read whole.
+    assert.ok((await readings("changed")) > changedBefore, "the changed domain read alone");
+    assert.equal(await readings("whole"), wholeBefore, "no whole reading of libvirt for it");
   });
 
   await t.test("an edit libvirt sends no event for (setmaxmem --config): not seen by a pass; kvmctl reconcile reads afresh and repairs it", async () => {

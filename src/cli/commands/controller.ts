@@ -131,7 +131,7 @@ export async function runController(ctx: CliContext, options: ControllerOptions)
   const seedDir = path.resolve(options.seedDir ?? process.env.KVMCTL_SEED_DIR ?? "/var/lib/kvmctl/seeds");
   // One directory per instance: two controllers never write (or truncate) the same partial file.
   const downloadDir = path.join(path.resolve(options.downloadDir ?? process.env.KVMCTL_DOWNLOAD_DIR ?? "/var/lib/kvmctl/downloads"), instance);
-  const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, downloadDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh } : {}) });
+  const ports = hostPorts({ uri: ctx.connect, dataDir: store.dataDir, downloadDir, ...(observability.metrics ? { virshObserver: observability.metrics.virsh, readingObserver: observability.metrics.reading } : {}) });
   const manager = new Manager({
     store,
     ports,
