@@ -78,7 +78,9 @@ function parseEvents(text: string): ObjectEvent[] {
 export async function readEvents(dataDir: string, key: string): Promise<ObjectEvent[]> {
   let text: string;
   try {
-    text = await fs.promises.readFile(eventsFile(dataDir, key), "utf8");
+    // Read synchronously (a few KB): the controller records an event in most reconciles, and on
+    // cores busy with guests every hop through libuv's thread pool waits for a CPU.
+    text = fs.readFileSync(eventsFile(dataDir, key), "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw error;
