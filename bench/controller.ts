@@ -215,6 +215,8 @@ async function metricSums(url: string): Promise<Map<string, number>> {
   for (const line of text.split("\n")) {
     const match = /^((?:kvmctl_virsh_command_duration_seconds|controller_runtime_reconcile_time_seconds|workqueue_queue_duration_seconds)_(?:sum|count))\{([^}]*)\} (\S+)$/.exec(line);
     if (match) sums.set(`${match[1]}{${match[2]}}`, Number(match[3]));
+    const readings = /^kvmctl_libvirt_readings_total\{([^}]*)\} (\S+)$/.exec(line);
+    if (readings) sums.set(`readings{${readings[1]}}`, Number(readings[2]));
   }
   return sums;
 }
@@ -225,6 +227,8 @@ function printTimeBreakdown(before: Map<string, number>, after: Map<string, numb
   const rows = [...after.keys()].filter((k) => k.includes("_sum{")).map((k) => ({ series: k.replace("_sum{", "{"), seconds: delta(k), count: delta(k.replace("_sum{", "_count{")) })).filter((r) => r.count > 0).sort((a, b) => b.seconds - a.seconds);
   console.log(`converge: where the controller's time went over those ${(wallMs / 1000).toFixed(1)} s (summed over its 8 workers; a process's time includes waiting for the CPUs):`);
   for (const r of rows) console.log(`converge:   ${r.series}: ${r.count} × = ${r.seconds.toFixed(1)} s (mean ${((r.seconds / r.count) * 1000).toFixed(0)} ms)`);
+  const readings = [...after.keys()].filter((k) => k.startsWith("readings{")).map((k) => `${k.slice(9, -1)} ${delta(k)}`);
+  console.log(`converge:   pictures of libvirt read (kvmctl_libvirt_readings_total): ${readings.join(", ") || "none"}`);
 }
 
 async function convergeIdleDestroy(): Promise<void> {

@@ -77,8 +77,12 @@ export interface ChangeSource {
   reflected(mark: number): void;
 }
 
-/** Up to this many domains (or half of them, if more) are read one by one rather than all again. */
+/**
+ * Up to this many domains (or 60 % of them, if more) are read alone rather than all again: a
+ * whole reading costs ~11 list calls and 2-3 calls per domain, a domain read alone 4.
+ */
 const PARTIAL_MIN_LIMIT = 10;
+const PARTIAL_SHARE = 0.6;
 
 export class Observer {
   private current: LiveState | undefined;
@@ -118,7 +122,7 @@ export class Observer {
     const base = this.current;
     const changed = options.mend && base && this.changes ? this.changes.domainsChangedSince(this.currentMark, this.currentReadAt) : undefined;
     // Nothing known to have changed, yet a newer picture asked for: that is a reading's job.
-    const partial = base && changed?.length && changed.length <= Math.max(PARTIAL_MIN_LIMIT, base.domains.size / 2) ? { base, changed } : undefined;
+    const partial = base && changed?.length && changed.length <= Math.max(PARTIAL_MIN_LIMIT, base.domains.size * PARTIAL_SHARE) ? { base, changed } : undefined;
     let whole = !partial;
     const reading = async (): Promise<LiveState> => {
       const refreshed = partial ? await this.readChangedDomains(partial.base, partial.changed, startedAt) : undefined;

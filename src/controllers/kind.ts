@@ -145,6 +145,13 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
    * the controller's host-path policy (./host-path-policy.ts). Omitted: the kind names none.
    */
   hostPaths?(object: ObjectOfKind<K>): HostPathRef[];
+  /**
+   * Whether everything the object's plan reads from libvirt is what libvirt sends events for (no
+   * volumes, pool usage, leases or network edits): then, even while it converges, a picture made
+   * stale by other domains' changes may be mended by reading those alone (Hypervisor.observe's
+   * mend) rather than read whole. Objects left Ready mend regardless, as the informer trusts them.
+   */
+  readsOnlyEventedFacts(object: ObjectOfKind<K>): boolean;
   /** The status phase a failed reconcile writes: waiting for a dependency, or stalled. */
   readonly failurePhase?: { waiting: string; terminal: string };
   /** Gathers what the pure plan needs (reads through ports, changes nothing). */

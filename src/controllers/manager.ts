@@ -277,8 +277,9 @@ export class Manager {
       memory: this.memoryOf(kind),
       now: this.ports.clock.now(),
       snapshot,
-      // A settled object (Ready, no later look asked for) trusts the informer, as informedSince does.
-      live: (at) => observe(at, !fresh && this.controller.settled(key)),
+      // A settled object (Ready, no later look asked for) trusts the informer, as informedSince
+      // does; so does one whose plan reads only what libvirt sends events for.
+      live: (at) => observe(at, !fresh && (this.controller.settled(key) || (stored !== undefined && controller.readsOnlyEventedFacts(stored.object)))),
       record: objectRecorder(this.options.store, key, this.ports.clock, revision),
       services: this.services,
       log: ctx.log,

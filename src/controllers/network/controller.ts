@@ -59,6 +59,7 @@ function planInputOf(target: PlanTarget<"Network">, live: LiveState, instance: s
 
 export const networkController: KindController<"Network", NetworkPlanInput, NetworkPlan> = {
   kind: "Network",
+  readsOnlyEventedFacts: () => false, // DHCP leases and net-update edits send no event
   order: 20,
 
   ownedKeys(live, instance) {

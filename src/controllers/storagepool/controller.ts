@@ -38,6 +38,7 @@ export interface PoolPlanInput {
 
 export const storagePoolController: KindController<"StoragePool", PoolPlanInput, PoolPlan> = {
   kind: "StoragePool",
+  readsOnlyEventedFacts: () => false, // volumes and usage send no event
   order: 10,
 
   hostPaths(object) {

@@ -271,6 +271,9 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
   order: 30,
   failurePhase: { waiting: "Pending", terminal: "Failed" },
 
+  // Disks are volumes (and pools' usage), which libvirt sends no event for; domains and networks it does.
+  readsOnlyEventedFacts: (object) => object.spec.disks.length === 0,
+
   hostPaths(object) {
     const spec = object.spec;
     const refs: HostPathRef[] = [];

@@ -254,3 +254,19 @@ test("a started manager: the echo of a start still wakes the VM's networks (the 
     { "a.yaml": VM("a", "  interfaces:\n    - network: lan\n"), "lan.yaml": lan },
   );
 });
+
+test("mend (a stale picture read only for the domains that changed): asked by a diskless VM even while converging, not by one with disks", async () => {
+  const looks = async (extra: string) => {
+    const { dir, hv, manager } = await scene([]);
+    fs.writeFileSync(path.join(dir, "vm.yaml"), VM("vm", extra));
+    hv.mendAsked.length = 0;
+    await manager.runOnce();
+    return [...hv.mendAsked];
+  };
+  const diskless = await looks("");
+  const withDisk = await looks("  disks: [{name: root, size: 1Gi}]\n");
+  // Listing the keys reads whole; the VM's look; the firewall's (it always mends).
+  assert.deepEqual(diskless, [false, true, true], "the diskless VM mends");
+  // The VM with a disk waits for its pool: its look, and the failure's look at its live facts, read whole.
+  assert.deepEqual(withDisk, [false, false, false, true], "volumes send no event: the VM with a disk reads whole");
+});

@@ -52,6 +52,7 @@ const WIDGET = "Widget" as KindName; // a run-time kind: not in the built-in Kin
 const widgetController: KindController<KindName, WidgetPlanInput, WidgetPlan> = {
   kind: WIDGET,
   order: 40,
+  readsOnlyEventedFacts: () => false,
   ownedKeys: (live) => // (a test kind: every widget volume is this instance's)
     [...(live.pools.get("default")?.volumes.keys() ?? [])].filter((v) => v.startsWith("widget-")).map((v) => `Widget/${v.slice("widget-".length)}`),
   wakeFor: () => [],

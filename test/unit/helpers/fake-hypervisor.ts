@@ -351,7 +351,11 @@ export class FakeHypervisor implements Hypervisor {
     return holds ? picture.takenAt : undefined;
   }
 
-  async observe(since: number): Promise<LiveState> {
+  /** Every observe's `mend` (Hypervisor.observe), in call order: which readers trusted the informer. */
+  readonly mendAsked: boolean[] = [];
+
+  async observe(since: number, options: { mend?: boolean } = {}): Promise<LiveState> {
+    this.mendAsked.push(options.mend === true);
     if (this.cachePictures && this.cached && this.cached.takenAt >= since) return this.cached;
     const domains = new Map<string, LiveDomain>();
     for (const d of this.domains.values()) domains.set(d.config.name, this.liveDomain(d));
