@@ -153,11 +153,13 @@ export class Observer {
     if (args.some((a) => a === undefined)) return undefined;
     const out = await this.virsh.batch(args.flatMap((a) => domainReads(a!)), { lanes: BATCH_LANES });
     const domains = new Map(base.domains);
+    const nameOfUuid = new Map([...base.domains].map(([name, d]) => [d.config.uuid, name]));
     for (let i = 0; i < args.length; i++) {
       const domain = domainFromReads(out.slice(i * 4, i * 4 + 4));
       if (!domain) return undefined; // gone (or unreadable): what else went with it shows only in a whole reading
       const { name, uuid } = domain.config;
-      for (const [other, known] of domains) if ((other === name) !== (known.config.uuid === uuid)) return undefined; // renamed, or the name reused
+      // Renamed, or the name reused by another domain: a whole reading sorts that out.
+      if ((nameOfUuid.get(uuid) ?? name) !== name || (domains.has(name) && domains.get(name)!.config.uuid !== uuid)) return undefined;
       domains.set(name, domain);
     }
     return { ...base, domains, takenAt };
