@@ -376,6 +376,7 @@ async function removeDomainsBatched(names: string[]): Promise<void> {
   const client = new Virsh({ uri: LIBVIRT_URI });
   await client.batch(names.map((name) => ["destroy", name]), { lanes: 3 }).catch(() => undefined);
   await client.batch(names.map((name) => ["undefine", name, "--nvram"]), { lanes: 3 }).catch(() => undefined);
+  await client.close();
   await removeDomains(String((await virsh("list", "--all", "--name")).stdout).split("\n").map((n) => n.trim()).filter((n) => names.includes(n)));
 }
 
@@ -425,13 +426,14 @@ async function noopPass(count: number): Promise<void> {
       for (const key of keys) pending.add(key);
       const done = new Promise<void>((resolve) => (passDone = resolve));
       const spawned = ports.hypervisor.virsh.spawned;
+      const commands = ports.hypervisor.virsh.commands;
       const t0 = process.hrtime.bigint();
       for (const key of keys) manager.controller.enqueue(key);
       await done;
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       // The VMs alone: the pass also holds the firewall's look at its table (an nft process).
       const vmsMs = Number(lastObjectAt - t0) / 1e6;
-      return { ms, vmsMs, virsh: ports.hypervisor.virsh.spawned - spawned, notReady: keys.filter((k) => manager.controller.outcomeOf(k)?.ready !== true).length };
+      return { ms, vmsMs, virsh: ports.hypervisor.virsh.spawned - spawned, commands: ports.hypervisor.virsh.commands - commands, notReady: keys.filter((k) => manager.controller.outcomeOf(k)?.ready !== true).length };
     };
     const started = Date.now();
     await manager.start();
@@ -460,12 +462,13 @@ async function noopPass(count: number): Promise<void> {
     await manager.stop();
     await ports.hypervisor.close();
     const spread = (xs: number[]) => `median ${median(xs).toFixed(0)} ms (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
-    console.log(`noop: pass over ${count} objects right after those changes: ${afterChanges.ms.toFixed(0)} ms, ${afterChanges.virsh} virsh processes`);
-    console.log(`noop: pass over ${count} objects with nothing changed (informer ${informed ? "vouching for the picture" : "NOT vouching: streams not listening?"}), ${noops.length} passes: ${spread(noops.map((p) => p.ms))}, the VMs alone ${spread(noops.map((p) => p.vmsMs))}; virsh processes ${noops.map((p) => p.virsh).join(", ")}; not Ready ${Math.max(...noops.map((p) => p.notReady))}; this bench process's RSS ${rss.toFixed(1)} MB (tsx loaded)`);
+    console.log(`noop: pass over ${count} objects right after those changes: ${afterChanges.ms.toFixed(0)} ms, ${afterChanges.virsh} virsh processes started, ${afterChanges.commands} virsh commands`);
+    console.log(`noop: pass over ${count} objects with nothing changed (informer ${informed ? "vouching for the picture" : "NOT vouching: streams not listening?"}), ${noops.length} passes: ${spread(noops.map((p) => p.ms))}, the VMs alone ${spread(noops.map((p) => p.vmsMs))}; virsh processes started ${noops.map((p) => p.virsh).join(", ")}, virsh commands ${noops.map((p) => p.commands).join(", ")}; not Ready ${Math.max(...noops.map((p) => p.notReady))}; this bench process's RSS ${rss.toFixed(1)} MB (tsx loaded)`);
     const virshAlone = new Virsh({ uri: LIBVIRT_URI });
     const t1 = process.hrtime.bigint();
     await new Observer(virshAlone).get(Date.now());
-    console.log(`noop: one reading of libvirt (${count} domains) alone: ${(Number(process.hrtime.bigint() - t1) / 1e6).toFixed(0)} ms, ${virshAlone.spawned} processes`);
+    console.log(`noop: one reading of libvirt (${count} domains) alone: ${(Number(process.hrtime.bigint() - t1) / 1e6).toFixed(0)} ms, ${virshAlone.spawned} processes, ${virshAlone.commands} commands`);
+    await virshAlone.close();
 
     // The controller's RSS over the same objects: the real process, as the unit file runs it.
     const startedAt = Date.now();

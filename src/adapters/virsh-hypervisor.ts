@@ -369,6 +369,7 @@ export class VirshHypervisor implements Hypervisor {
 
   async close(): Promise<void> {
     this.streams?.stop();
+    await this.virsh.close();
     await this.scratch.close();
   }
 }

@@ -1,9 +1,12 @@
-// virsh through execa: argument arrays (never a shell), timeouts, and stderr classified so
-// reconcilers can tell "gone" from "busy" from everything else. `batch` runs many read-only
-// commands in one process (virsh's own ';' separator), so observing N objects costs a
-// constant number of spawns rather than N; `runThenRead` runs one change and its read-back so.
+// virsh: argument arrays (never a shell), timeouts, and stderr classified so reconcilers can
+// tell "gone" from "busy" from everything else. Commands go to long-lived interactive virsh
+// shells (./virsh-shell.ts) when every word is plain and no input is piped, else to a virsh
+// process through execa. `batch` runs many read-only commands in one request (virsh's own ';'
+// separator in a process), so observing N objects costs a constant number of round trips
+// rather than N; `runThenRead` runs one change and its read-back so.
 import { randomBytes } from "node:crypto";
 import { execa } from "execa";
+import { commandFailed, ShellFailure, VirshShellPool, type ShellAnswers } from "./virsh-shell.js";
 
 export type VirshErrorKind = "not-found" | "busy" | "exists" | "other";
 
@@ -21,8 +24,11 @@ export class VirshError extends Error {
 const NOT_FOUND = [/failed to get (domain|network|pool|vol)/i, /no (domain|network|storage pool|storage vol)[a-z ]* with matching/i, /not found/i, /Storage volume not found/i];
 const BUSY = [/timed out/i, /another .*job/i, /is busy/i, /cannot acquire state change lock/i, /Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i];
 const EXISTS = [/already exists/i, /already defined/i, /is already active/i, /already running/i];
-/** What virsh says when the connection to libvirtd went away under it. */
-const LOST_CONNECTION = [/Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i, /failed to connect to the hypervisor/i, /no valid connection/i, /Broken pipe/i];
+/**
+ * What virsh says when the connection to libvirtd went away under it. A shell says the last two
+ * on its own: "Disconnected" when it notices, "Reconnected" (as an error) before the next command.
+ */
+const LOST_CONNECTION = [/Failed to connect socket/i, /Cannot recv data/i, /End of file while reading data/i, /connection closed/i, /failed to connect to the hypervisor/i, /no valid connection/i, /Broken pipe/i, /Disconnected from .* due to/i, /Reconnected to the hypervisor/i];
 
 export function classifyVirshError(stderr: string): VirshErrorKind {
   if (NOT_FOUND.some((re) => re.test(stderr))) return "not-found";
@@ -35,12 +41,19 @@ export interface VirshOptions {
   uri: string;
   timeoutMs?: number;
   /**
-   * Told of every virsh process when it ends: its subcommand ("batch" for a batch of
-   * read-only commands) and how long it took (kvmctl_virsh_commands_total and
+   * Told of every virsh request (a process, or a request to a shell) when it ends: its
+   * subcommand ("batch" for a batch of read-only commands) and how long it took (kvmctl_virsh_commands_total and
    * kvmctl_virsh_command_duration_seconds). Never its other arguments.
    */
   observer?: (command: string, ms: number) => void;
+  /** At most this many interactive virsh shells at once (default 12); 0: a process per request. */
+  shells?: number;
+  /** A shell idle this long ends (default 30 s). */
+  shellIdleMs?: number;
 }
+
+/** Words a virsh command line may hold: names are DNS labels, UUIDs, paths, fixed flags. */
+const PLAIN_WORD = /^[A-Za-z0-9_.:/@+-]+$/;
 
 /** Commands that only read: everything else may change what libvirt holds. */
 const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|vol-path|list|net-list|pool-list|vol-list|dominfo|domstate|net-info|pool-info|vol-info|net-dhcp-leases|domifaddr|vncdisplay|domblklist|version|uri)$/;
@@ -48,9 +61,17 @@ const READ_ONLY = /^(dumpxml|net-dumpxml|pool-dumpxml|vol-dumpxml|vol-path|list|
 /** Below this many commands per process, another virsh process costs more than it saves. */
 const MIN_LANE_COMMANDS = 40;
 
+/**
+ * Longer batches go to a process: readline reads a shell's input a byte at a time, so 2000
+ * dumpxml took 620-670 ms in a shell against 155-160 ms in processes (test driver, 2026-12-03).
+ */
+const SHELL_MAX_COMMANDS = 24;
+
 export class Virsh {
-  /** How many virsh processes this client started (benchmarks report it). */
-  spawned = 0;
+  /** How many virsh processes this client started (a batch too long for a shell, piped input). */
+  processesStarted = 0;
+  /** How many commands this client sent, in shells and processes alike (benchmarks report it). */
+  commands = 0;
   /** When a command that may change libvirt last ended (ms epoch): pictures older than this are stale. */
   lastMutationAt = 0;
   /** Commands that may change libvirt, running now: until they end, no picture is known to hold. */
@@ -64,7 +85,44 @@ export class Virsh {
    */
   onMutationEnded: ((subject: string | undefined) => void) | undefined;
 
-  constructor(readonly options: VirshOptions) {}
+  private readonly shells: VirshShellPool | undefined;
+
+  constructor(readonly options: VirshOptions) {
+    const max = options.shells ?? 12;
+    this.shells = max > 0
+      ? new VirshShellPool({ uri: options.uri, max, idleMs: options.shellIdleMs ?? 30_000, timeoutMs: options.timeoutMs ?? 60_000, lostConnection: (stderr) => LOST_CONNECTION.some((re) => re.test(stderr)) })
+      : undefined;
+  }
+
+  /** How many virsh processes this client started, shells included (benchmarks report it). */
+  get spawned(): number {
+    return this.processesStarted + this.shellsStarted;
+  }
+
+  get shellsStarted(): number {
+    return this.shells?.started ?? 0;
+  }
+
+  /** Ends the shells; later commands start new ones. */
+  async close(): Promise<void> {
+    await this.shells?.close();
+  }
+
+  /** The shells take a request when there are any and every word is plain. */
+  private shellFor(commands: string[][]): VirshShellPool | undefined {
+    if (!this.shells || commands.length > SHELL_MAX_COMMANDS) return undefined;
+    return commands.every((command) => command.every((word) => PLAIN_WORD.test(word))) ? this.shells : undefined;
+  }
+
+  /** A shell's request; its failure (timeout, lost libvirtd, ended) reads as busy. */
+  private async inShell(shells: VirshShellPool, commands: string[][], args: string[]): Promise<ShellAnswers> {
+    try {
+      return await shells.request(commands);
+    } catch (error) {
+      if (error instanceof ShellFailure) throw new VirshError(args, error.message, "busy");
+      throw error;
+    }
+  }
 
   private observe(command: string, started: number): void {
     try {
@@ -86,10 +144,22 @@ export class Virsh {
    * of the one domain a changing command is about (see onMutationEnded).
    */
   async run(args: string[], options: { input?: string; subject?: string } = {}): Promise<string> {
-    this.spawned++;
+    this.commands++;
     const mutates = !READ_ONLY.test(args[0] ?? "");
     const started = performance.now();
     if (mutates) this.mutationsInFlight++;
+    const shells = options.input === undefined ? this.shellFor([args]) : undefined;
+    if (shells) {
+      const answers = await this.inShell(shells, [args], args).finally(() => {
+        if (mutates) this.mutationEnded(options.subject);
+        this.observe(args[0] ?? "", started);
+      });
+      const stderr = answers.errors[0]!;
+      if (commandFailed(stderr)) throw new VirshError(args, stderr, classifyVirshError(stderr));
+      // As execa gives a process's stdout: without its final newline.
+      return answers.outputs[0]!.replace(/\n$/, "");
+    }
+    this.processesStarted++;
     const result = await execa("virsh", ["-c", this.options.uri, ...args], {
       reject: false,
       timeout: this.options.timeoutMs ?? 60_000,
@@ -143,6 +213,18 @@ export class Virsh {
   async runThenRead(args: string[], reads: string[][], options: { subject?: string } = {}): Promise<(string | undefined)[]> {
     if (READ_ONLY.test(args[0] ?? "")) throw new Error(`virsh runThenRead: ${args[0]} only reads (use batch)`);
     this.mutationsInFlight++;
+    const shells = this.shellFor([args, ...reads]);
+    if (shells) {
+      this.commands += 1 + reads.length;
+      const started = performance.now();
+      const answers = await this.inShell(shells, [args, ...reads], args).finally(() => {
+        this.mutationEnded(options.subject);
+        this.observe(args[0]!, started);
+      });
+      const stderr = answers.errors[0]!;
+      if (commandFailed(stderr)) throw new VirshError(args, stderr, classifyVirshError(stderr));
+      return textsOf(answers).slice(1);
+    }
     let outputs: { texts: (string | undefined)[]; stderr: string };
     try {
       outputs = await this.inOneProcess([args, ...reads], args[0]!);
@@ -156,6 +238,12 @@ export class Virsh {
 
   private async batchInOneProcess(commands: string[][]): Promise<(string | undefined)[]> {
     if (commands.length === 0) return [];
+    const shells = this.shellFor(commands);
+    if (shells) {
+      this.commands += commands.length;
+      const started = performance.now();
+      return textsOf(await this.inShell(shells, commands, ["<batch>"]).finally(() => this.observe("batch", started)));
+    }
     return (await this.inOneProcess(commands, "batch")).texts;
   }
 
@@ -163,15 +251,16 @@ export class Virsh {
   private async inOneProcess(commands: string[][], metric: string): Promise<{ texts: (string | undefined)[]; stderr: string }> {
     for (const command of commands) {
       for (const word of command) {
-        if (!/^[A-Za-z0-9_.:/@+-]+$/.test(word)) throw new Error(`virsh batch: unsafe word ${JSON.stringify(word)}`);
+        if (!PLAIN_WORD.test(word)) throw new Error(`virsh batch: unsafe word ${JSON.stringify(word)}`);
       }
     }
+    this.commands += commands.length;
     const marker = `KVMCTL-${randomBytes(6).toString("hex")}`;
     // Each command is bracketed by "<marker>-<i>-begin" and "-end"; a failed command leaves
     // its bracket empty *and* virsh prints nothing, so we also need to know it failed:
     // commands that can legitimately print nothing are told apart by the caller.
     const script = commands.flatMap((command, i) => [`echo ${marker}-${i}`, command.join(" ")]).concat(`echo ${marker}-end`).join(" ; ");
-    this.spawned++;
+    this.processesStarted++;
     const started = performance.now();
     const result = await execa("virsh", ["-c", this.options.uri, script], {
       reject: false,
@@ -203,4 +292,9 @@ export class Virsh {
     }
     return { texts, stderr };
   }
+}
+
+/** Each command's stdout as a batch gives it: undefined when it failed or printed nothing. */
+function textsOf(answers: ShellAnswers): (string | undefined)[] {
+  return answers.outputs.map((text, i) => (commandFailed(answers.errors[i]!) || text.trim() === "" ? undefined : text));
 }

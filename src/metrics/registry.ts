@@ -97,8 +97,8 @@ export class KvmctlMetrics {
       },
     });
     this.driftRepairs = new Counter({ name: "kvmctl_drift_repairs_total", help: "Changes made to objects that had been Ready for their current spec, by kind and what was changed (a plan step type)", labelNames: ["kind", "what"], registers });
-    this.virshCommands = new Counter({ name: "kvmctl_virsh_commands_total", help: "virsh processes run, by subcommand (batch: several read-only commands in one process)", labelNames: ["command"], registers });
-    this.virshDuration = new Histogram({ name: "kvmctl_virsh_command_duration_seconds", help: "How long each virsh process took, by subcommand", labelNames: ["command"], buckets: VIRSH_BUCKETS, registers });
+    this.virshCommands = new Counter({ name: "kvmctl_virsh_commands_total", help: "virsh requests run, in a virsh process or a long-lived virsh shell, by subcommand (batch: several read-only commands in one request)", labelNames: ["command"], registers });
+    this.virshDuration = new Histogram({ name: "kvmctl_virsh_command_duration_seconds", help: "How long each virsh request took, by subcommand", labelNames: ["command"], buckets: VIRSH_BUCKETS, registers });
     this.libvirtReadings = new Counter({ name: "kvmctl_libvirt_readings_total", help: "Pictures of libvirt read, by scope (whole: every object; changed: only the domains that changed since the last picture)", labelNames: ["scope"], registers });
     this.firewallSyncs = new Counter({ name: "kvmctl_firewall_syncs_total", help: "Firewall syncs by backend and result (applied: the table was replaced; unchanged: it held what it should)", labelNames: ["backend", "result"], registers });
     this.driftReported = new Counter({ name: "kvmctl_drift_reported_total", help: "Drift found and left as it is (drift: report), by kind: once per new finding", labelNames: ["kind"], registers });

@@ -140,8 +140,9 @@ test("pools and disks converge, are repaired, and are deleted only when empty", 
     assert.equal((await virsh("pool-destroy", dirPool)).exitCode, 0);
     const restarted = await run.waitUntil("the dir pool to run again", () => poolState(dirPool));
     const uuid = (await run.getJson(`pool/${lvPool}`)).status.uuid;
-    assert.equal((await virsh("pool-destroy", lvPool)).exitCode, 0);
-    assert.equal((await virsh("pool-undefine", lvPool)).exitCode, 0);
+    // Both in one virsh call, repeated until the undefine takes: the controller starts a
+    // destroyed pool again within milliseconds, and an active pool cannot be undefined.
+    await run.waitUntil("a hand-typed pool-destroy + pool-undefine to take", async () => (await virsh(`pool-destroy ${lvPool} ; pool-undefine ${lvPool}`)).exitCode === 0);
     // The repair is define, start, then autostart: wait for all of it, not just the start.
     const redefined = await run.waitUntil("the logical pool to be back, running and autostarted", async () => {
       const info = String((await virsh("pool-info", lvPool)).stdout);

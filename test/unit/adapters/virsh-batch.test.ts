@@ -1,6 +1,7 @@
-// Virsh.batch against a stand-in virsh on PATH that answers as the real one does when libvirtd
-// goes away part-way through a batch: it carries on, the later commands print nothing. That
-// must fail the batch (busy), never read as "these objects are gone".
+// Virsh.batch in virsh processes (shells: 0; test/e2e/virsh-shell.test.ts has the shells)
+// against a stand-in virsh on PATH that answers as the real one does when libvirtd goes away
+// part-way through a batch: it carries on, the later commands print nothing. That must fail
+// the batch (busy), never read as "these objects are gone".
 import assert from "node:assert/strict";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -42,12 +43,12 @@ after(async () => {
 });
 
 test("a command that fails on its own yields undefined; the others their output", async () => {
-  const outputs = await new Virsh({ uri: "test:///x" }).batch([["net-list"], ["missing"], ["net-list"]]);
+  const outputs = await new Virsh({ uri: "test:///x", shells: 0 }).batch([["net-list"], ["missing"], ["net-list"]]);
   assert.deepEqual(outputs.map((o) => o?.trim()), ["default", undefined, "default"]);
 });
 
 test("libvirtd lost part-way: the whole batch fails as busy, nothing reads as gone", async () => {
-  const error = await new Virsh({ uri: "test:///x" }).batch([["net-list"], ["LOSE"], ["net-list"], ["net-list"]]).then(
+  const error = await new Virsh({ uri: "test:///x", shells: 0 }).batch([["net-list"], ["LOSE"], ["net-list"], ["net-list"]]).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -57,7 +58,7 @@ test("libvirtd lost part-way: the whole batch fails as busy, nothing reads as go
 });
 
 test("runThenRead: a start and its reads in one process; the start's failure is thrown, classified, and counts as a change", async () => {
-  const virsh = new Virsh({ uri: "test:///x" });
+  const virsh = new Virsh({ uri: "test:///x", shells: 0 });
   const reads = await virsh.runThenRead(["start", "web"], [["net-list"], ["missing"]]);
   assert.deepEqual(reads.map((o) => o?.trim()), ["default", undefined], "the reads only, each its own output");
   assert.equal(virsh.spawned, 1, "one virsh process");

@@ -53,7 +53,8 @@ function startChild(dir: string, dataDir: string): Started {
       out += chunk.toString();
       if (out.includes("\n")) resolve(out.split("\n")[0]!);
     });
-    child.once("exit", () => resolve(out.split("\n")[0] ?? ""));
+    // "close", not "exit": the last of stdout may still be on its way when the process exits.
+    child.once("close", () => resolve(out.split("\n")[0] ?? ""));
   });
   return { child, line };
 }
