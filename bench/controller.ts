@@ -223,6 +223,12 @@ const cpuSpent = (before: Record<string, number>, after: Record<string, number>)
   Object.keys(after).map((k) => `${k} ${(after[k]! - (before[k] ?? 0)).toFixed(1)} s`).join(", ");
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+/** RSS split as the kernel counts it: anonymous (heaps, JIT code), file-backed (node's binary, libraries). */
+const rssParts = (pid: number) => {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const mb = (field: string) => (Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024).toFixed(1);
+  return `anonymous ${mb("RssAnon")} MB, file-backed ${mb("RssFile")} MB`;
+};
 
 /** Runs `task` over `items`, at most 8 at once. */
 async function eightAtATime<T>(items: T[], task: (item: T) => Promise<void>): Promise<void> {
@@ -288,7 +294,7 @@ async function convergeIdleDestroy(): Promise<void> {
       await sleep(window);
       const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz() / (window / 1000)) * 100;
       const treePercent = ((treeTicks(controller.pid!) - treeBefore) / hz() / (window / 1000)) * 100;
-      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core (${treePercent.toFixed(2)} % with its virsh shells, event streams and other children), RSS ${rssMb(controller.pid!).toFixed(1)} MB (default --firewall-check 5s, --resync 5m; node ${NODE_FLAGS.join(" ")})`);
+      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core (${treePercent.toFixed(2)} % with its virsh shells, event streams and other children), RSS ${rssMb(controller.pid!).toFixed(1)} MB (${rssParts(controller.pid!)}) (default --firewall-check 5s, --resync 5m; node ${NODE_FLAGS.join(" ")})`);
     }
 
     if (parts.has("destroy")) {
@@ -389,6 +395,26 @@ async function convergeIdleDestroy(): Promise<void> {
     console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
     console.log(`converge: CPU time over it: ${cpuSpent(parallelCpu, cpuSample({ bench: process.pid, libvirtd: libvirtdPid() }))} (bench children: its virsh processes)`);
     console.log(`converge: ratio 8-at-a-time / kvmctl = ${(parallelMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
+
+    // kvmctl once more, after the script: the machine drifts by tens of percent within a run,
+    // so the script is bracketed by two kvmctl rounds (a fresh controller on a fresh directory).
+    await removeDomains(names);
+    await portsFree(names.map((_, i) => 41000 + i));
+    const again = path.join(root, "state-again");
+    fs.mkdirSync(again);
+    const againAt = Date.now();
+    controller = startController(again, root);
+    await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= againAt);
+    await sleep(1500);
+    const againCpu = cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid });
+    const againStart = Date.now();
+    kvmctl(again, "apply", "-f", path.join(root, "input"));
+    const readyAgain = readyCounter(again);
+    while (readyAgain() < VMS) await sleep(200);
+    const againMs = Date.now() - againStart;
+    console.log(`converge: kvmctl again, after the script: ${VMS} VMs from apply to all Ready: ${againMs} ms`);
+    console.log(`converge: CPU time over it: ${cpuSpent(againCpu, cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid }))}`);
+    console.log(`converge: ratio 8-at-a-time / kvmctl, second round = ${(parallelMs / againMs).toFixed(2)}; against the mean of both rounds = ${(parallelMs / ((kvmctlMs + againMs) / 2)).toFixed(2)}`);
   } finally {
     if (controller) await stopController(controller);
     await removeDomains(names);

@@ -136,8 +136,11 @@ test("route, open, isolated IPv6-only and bridge networks; drift by hand repaire
   await t.test("net-undefine on the running network (in use): defined again, not restarted", async () => {
     const uuid = (await run.getJson(`network/${routed}`)).status.uuid;
     const bridge = (await run.getJson(`network/${routed}`)).status.bridge;
-    assert.equal((await virsh("net-undefine", routed)).exitCode, 0);
-    assert.match(await netInfo(routed), /^Persistent:\s+no/m);
+    const undefinedAt = Date.now();
+    assert.equal((await virsh("net-undefine", routed)).exitCode, 0, "the hand undefine took");
+    // The controller may make it persistent again before this test reads it (within tens of
+    // ms now): the signal that it saw the undefine is libvirt's Undefined event, in its log.
+    await run.waitForLibvirtEvent("network", routed, /^lifecycle: Undefined/, undefinedAt);
     const ms = await run.waitUntil("the network persistent again", async () => /^Persistent:\s+yes/m.test(await netInfo(routed)), 30_000);
     process.stdout.write(`# net-undefine (running) → persistent again: ${ms} ms\n`);
     await run.waitUntil("autostart restored", async () => /^Autostart:\s+yes/m.test(await netInfo(routed)), 30_000);
