@@ -287,7 +287,9 @@ async function convergeIdleDestroy(): Promise<void> {
     printTimeBreakdown(metricsBefore, await metricSums(metricsUrl), kvmctlMs);
 
     if (parts.has("idle")) {
-      await sleep(10_000);
+      // Steady idle: the virsh shells the converge used end 30 s after their last command
+      // (checked every 10 s), so the window starts after that.
+      await sleep(45_000);
       const window = 30_000;
       const before = cpuTicks(controller.pid!);
       const treeBefore = treeTicks(controller.pid!);

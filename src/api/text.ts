@@ -24,3 +24,12 @@ export function quoteText(value: unknown, max = 80): string {
   const cut = text.length > max ? `${text.slice(0, max)}…` : text;
   return `"${escapeText(cut).replace(/"/g, '\\"')}"`;
 }
+
+/**
+ * Orders strings by UTF-16 code units: the same on every host, whatever its locale
+ * (`localeCompare` follows ICU's collation for LANG, and loading that collator costs a
+ * long-running controller ~2.7 MB resident). Names are DNS labels and keys "Kind/name".
+ */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

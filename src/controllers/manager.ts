@@ -17,6 +17,7 @@ import { pruneDecision, type PrunePolicy } from "./prune-policy.js";
 import { failureEvent, statusFromDrift, statusFromFailure, statusFromReport, statusWhileSuspended } from "./status.js";
 import { objectMode, type DriftHandling } from "./modes.js";
 import type { ManagerMetrics } from "./metrics.js";
+import { compareText } from "../api/text.js";
 
 export interface ManagerOptions {
   store: ManifestStore;
@@ -147,7 +148,7 @@ export class Manager {
     // A kept object removed by hand meanwhile: its reconcile clears the record.
     for (const record of await this.options.store.listTerminating()) keys.add(`${record.kind}/${record.name}`);
     const rank = (key: string) => this.kinds.get(parseObjectKey(key).kind)?.order ?? -1;
-    const sorted = [...keys].filter((k) => isKindName(k.slice(0, k.indexOf("/")))).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    const sorted = [...keys].filter((k) => isKindName(k.slice(0, k.indexOf("/")))).sort((a, b) => rank(a) - rank(b) || compareText(a, b));
     // Singletons last: the firewall renders from every object and the bridges libvirt picked.
     return [...sorted, ...this.singletons.keys()];
   }

@@ -4,6 +4,7 @@
 import type { NetworkSpec } from "../api/network.js";
 import type { VirtualMachineSpec } from "../api/virtualmachine.js";
 import { ipv4Bounds, isLoopbackAddress } from "../api/net.js";
+import { compareText } from "../api/text.js";
 
 export type Chain = "prerouting" | "output-nat" | "postrouting" | "input" | "forward" | "output";
 export type Family = "ip" | "ip6";
@@ -209,8 +210,8 @@ function vmRules(vm: FirewallVm): Rule[] {
 export function renderFirewall(inputs: FirewallInputs): RenderResult {
   const pending = new Map<string, string>();
   const refused = new Map<string, string>();
-  const networks = [...inputs.networks].sort((a, b) => a.key.localeCompare(b.key));
-  const vms = [...inputs.vms].sort((a, b) => a.key.localeCompare(b.key));
+  const networks = [...inputs.networks].sort((a, b) => compareText(a.key, b.key));
+  const vms = [...inputs.vms].sort((a, b) => compareText(a.key, b.key));
   const rules = [...networks.flatMap((n) => networkRules(n, inputs.qemuUid, pending, inputs.hostPorts, refused)), ...vms.flatMap(vmRules)];
   const needsForwarding = networks.some((n) => n.spec.mode === "nat" || n.spec.mode === "route" || n.spec.mode === "open");
   return { rules, pending, refused, needsForwarding };

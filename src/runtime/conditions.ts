@@ -2,6 +2,7 @@
 // are present only while True. lastTransitionTime moves only when a status flips.
 // The Condition type is the API schema's (src/api/common.ts): status blocks hold exactly that.
 import type { Condition } from "../api/common.js";
+import { compareText } from "../api/text.js";
 
 export type { Condition, ConditionStatus } from "../api/common.js";
 
@@ -31,7 +32,7 @@ export function removeCondition(conditions: readonly Condition[] | undefined, ty
 
 const ORDER = ["Ready", "Reconciling", "Stalled"];
 const sorted = (list: Condition[]) =>
-  list.sort((a, b) => (ORDER.indexOf(a.type) + 1 || 99) - (ORDER.indexOf(b.type) + 1 || 99) || a.type.localeCompare(b.type));
+  list.sort((a, b) => (ORDER.indexOf(a.type) + 1 || 99) - (ORDER.indexOf(b.type) + 1 || 99) || compareText(a.type, b.type));
 
 /** Everything converged. */
 export function markReady(conditions: readonly Condition[] | undefined, generation: number, reason = "Succeeded", message = "", now?: Date): Condition[] {

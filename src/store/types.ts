@@ -2,6 +2,7 @@
 // reads and edits manifests through it, the controller reads objects and writes status.
 
 import type { FieldPath, KindName, KvmObject, ObjectOfKind } from "../api/index.js";
+import { compareText } from "../api/text.js";
 
 /** Where a document or a field sits. `file` is relative to the manifest directory when inside it. */
 export interface SourceLocation {
@@ -170,5 +171,5 @@ export function objectOf<K extends KindName>(snapshot: Pick<Snapshot, "objects">
 export function objectsOf<K extends KindName>(snapshot: Pick<Snapshot, "objects">, kind: K): StoredObject<K>[] {
   const found: StoredObject<K>[] = [];
   for (const stored of snapshot.objects.values()) if (stored.kind === kind) found.push(stored as StoredObject<K>);
-  return found.sort((a, b) => a.key.localeCompare(b.key));
+  return found.sort((a, b) => compareText(a.key, b.key));
 }

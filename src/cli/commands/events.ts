@@ -10,6 +10,7 @@ import { formatAge } from "../duration.js";
 import { UsageError } from "../errors.js";
 import { kindsFor } from "./get.js";
 import { parseTargets } from "./wait.js";
+import { compareText } from "../../api/text.js";
 
 export interface EventsOptions {
   watch?: boolean;
@@ -61,7 +62,7 @@ export function eventRows(all: ReadonlyMap<string, readonly ObjectEvent[]>, filt
     if (filter.name !== undefined && key.slice(slash + 1) !== filter.name) continue;
     for (const event of events) rows.push({ key, event });
   }
-  return rows.sort((a, b) => Date.parse(a.event.time) - Date.parse(b.event.time) || a.key.localeCompare(b.key));
+  return rows.sort((a, b) => Date.parse(a.event.time) - Date.parse(b.event.time) || compareText(a.key, b.key));
 }
 
 function age(time: string, now: number): string {

@@ -8,6 +8,7 @@ import type { CliContext } from "../context.js";
 import { CliError, UsageError } from "../errors.js";
 import { documentOf, OUTPUT_FORMATS, renderDocuments, renderTable, type OutputFormat } from "../output.js";
 import { printProblems, warnAboutSource } from "../problems.js";
+import { compareText } from "../../api/text.js";
 
 export interface GetOptions {
   output: string;
@@ -103,7 +104,7 @@ export function kindsFor(alias: string): KindName[] {
 
 /** Objects of `kind` named `names` (all when empty); missing names are errors. */
 export function select(snapshot: Snapshot, kind: KindName, names: string[]): { found: StoredObject[]; missing: string[] } {
-  const all = [...snapshot.objects.values()].filter((o) => o.kind === kind).sort((a, b) => a.name.localeCompare(b.name));
+  const all = [...snapshot.objects.values()].filter((o) => o.kind === kind).sort((a, b) => compareText(a.name, b.name));
   if (names.length === 0) return { found: all, missing: [] };
   const found: StoredObject[] = [];
   const missing: string[] = [];
@@ -142,7 +143,7 @@ export async function getView(store: ManifestStore, snapshot: Snapshot, kinds: K
     // exists, the problem is on stderr), not as a kept one: its manifest is still there.
     const unread = names.length
       ? missing.map((name) => unreadable.get(`${kind}/${name}`)).filter((u): u is UnreadableObject => u !== undefined)
-      : [...unreadable.values()].filter((u) => u.kind === kind).sort((a, b) => a.name.localeCompare(b.name));
+      : [...unreadable.values()].filter((u) => u.kind === kind).sort((a, b) => compareText(a.name, b.name));
     const kept = (names.length ? missing : [...terminating.values()].filter((r) => r.kind === kind).map((r) => r.name))
       .map((name) => terminating.get(`${kind}/${name}`))
       .filter((r): r is TerminatingRecord => r !== undefined && !snapshot.objects.has(`${kind}/${r.name}`) && !invalid.includes(r.name) && !unreadable.has(`${kind}/${r.name}`));
