@@ -147,6 +147,20 @@ function logLines(root: string): LogLine[] {
   });
 }
 
+/** When the k-th of `times` came, for a few k, in seconds after `from`: "1st 0.9, 8th 2.1, ...". */
+function timeline(times: number[], from: number): string {
+  const sorted = [...times].sort((a, b) => a - b);
+  const picks = [1, 8, 16, 24, sorted.length].filter((k, i, all) => k <= sorted.length && all.indexOf(k) === i);
+  return picks.map((k) => `#${k} ${((sorted[k - 1]! - from) / 1000).toFixed(1)} s`).join(", ");
+}
+
+/** The controller's define and start steps (their info lines) since `since`: when each was issued. */
+function stepTimeline(root: string, since: number): string {
+  const lines = logLines(root).filter((l) => l.time >= since && l.object?.startsWith("VirtualMachine/"));
+  const at = (step: string) => lines.filter((l) => l.step === step).map((l) => l.time);
+  return `defines issued ${timeline(at("define"), since)}; starts issued ${timeline(at("start"), since)}`;
+}
+
 async function waitForLogLine(root: string, match: (line: LogLine) => boolean, timeoutMs = 600_000): Promise<LogLine> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -283,6 +297,7 @@ async function convergeIdleDestroy(): Promise<void> {
     while (readyCount() < VMS) await sleep(200);
     const kvmctlMs = Date.now() - started;
     console.log(`converge: ${VMS} VMs from apply to all Ready: ${kvmctlMs} ms (controller, --concurrency 8)`);
+    console.log(`converge: after apply, ${stepTimeline(root, started)}`);
     console.log(`converge: CPU time over it: ${cpuSpent(cpuBefore, cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid }))} (controller children: its virsh processes that ended; live children: its virsh shells and event streams)`);
     printTimeBreakdown(metricsBefore, await metricSums(metricsUrl), kvmctlMs);
 
@@ -381,8 +396,10 @@ async function convergeIdleDestroy(): Promise<void> {
     const parallelCpu = cpuSample({ bench: process.pid, libvirtd: libvirtdPid() });
     const parallelStart = Date.now();
     const took = { define: [] as number[], start: [] as number[] };
+    const issued = { define: [] as number[], start: [] as number[] };
     const timed = async (what: "define" | "start", ...args: string[]) => {
       const at = Date.now();
+      issued[what].push(at);
       const result = await virsh(...args);
       took[what].push(Date.now() - at);
       return result;
@@ -395,6 +412,7 @@ async function convergeIdleDestroy(): Promise<void> {
     const mean = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
     console.log(`converge: the script's virsh define ${mean(took.define)} ms mean (max ${Math.max(...took.define)}), virsh start ${mean(took.start)} ms mean (max ${Math.max(...took.start)})`);
     console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
+    console.log(`converge: the script's defines issued ${timeline(issued.define, parallelStart)}; starts issued ${timeline(issued.start, parallelStart)}`);
     console.log(`converge: CPU time over it: ${cpuSpent(parallelCpu, cpuSample({ bench: process.pid, libvirtd: libvirtdPid() }))} (bench children: its virsh processes)`);
     console.log(`converge: ratio 8-at-a-time / kvmctl = ${(parallelMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
 
@@ -415,6 +433,7 @@ async function convergeIdleDestroy(): Promise<void> {
     while (readyAgain() < VMS) await sleep(200);
     const againMs = Date.now() - againStart;
     console.log(`converge: kvmctl again, after the script: ${VMS} VMs from apply to all Ready: ${againMs} ms`);
+    console.log(`converge: after apply, ${stepTimeline(root, againStart)}`);
     console.log(`converge: CPU time over it: ${cpuSpent(againCpu, cpuSample({ controller: controller.pid, libvirtd: libvirtdPid(), bench: process.pid }))}`);
     console.log(`converge: ratio 8-at-a-time / kvmctl, second round = ${(parallelMs / againMs).toFixed(2)}; against the mean of both rounds = ${(parallelMs / ((kvmctlMs + againMs) / 2)).toFixed(2)}`);
   } finally {
