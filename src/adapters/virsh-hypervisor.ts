@@ -308,9 +308,19 @@ export class VirshHypervisor implements Hypervisor {
     await this.run(["vol-delete", "--pool", uuidArg(poolUuid), volume]);
   }
 
+  /**
+   * One `net-define` at a time: libvirt picks a free `virbrN` for a network defined without a
+   * bridge name, and two defines running at once can both be given the same one (seen here:
+   * the second network's start then fails, "error creating bridge interface virbr2: File
+   * exists", and its address lands on the first one's bridge).
+   */
   defineNetwork(xml: string): Promise<void> {
-    return this.withXmlFile("network", xml, (file) => ["net-define", file]);
+    const defined = this.networkDefines.then(() => this.withXmlFile("network", xml, (file) => ["net-define", file]));
+    this.networkDefines = defined.catch(() => undefined);
+    return defined;
   }
+
+  private networkDefines: Promise<unknown> = Promise.resolve();
 
   async updateNetwork(uuid: string, update: NetUpdate, scope: NetworkUpdateScope): Promise<void> {
     const flags = scope === "both" ? ["--live", "--config"] : [`--${scope}`];

@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import { execa } from "execa";
 import { restartLibvirtd } from "../../testenv/daemons.js";
 import { assertInTestEnv, LIBVIRT_URI, testName } from "../../testenv/env.js";
+import { hostPorts } from "../../src/adapters/host-ports.js";
 import { Virsh, VirshError } from "../../src/adapters/virsh.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-virsh-shell-"));
@@ -183,4 +184,22 @@ test("libvirtd restarted under the shells: every answer is the right one or busy
   assert.ok(shells.shellsStarted > before, "a shell that lost libvirtd is not used again");
   process.stdout.write(`# through a libvirtd restart: ${outcomes.right} right answers, ${outcomes.busy} busy, ${shells.shellsStarted - before} shells started\n`);
   await shells.close();
+});
+
+test("networks defined at once without bridge names each get their own virbrN (the adapter defines one at a time)", async () => {
+  const ports = hostPorts({ uri: LIBVIRT_URI });
+  const names = Array.from({ length: 12 }, (_, i) => testName(`vsh-net${i}`));
+  try {
+    // Twelve workers defining at once, as a first pass over Network manifests does; a few rounds.
+    for (let round = 0; round < 4; round++) {
+      await Promise.all(names.map((name, i) => ports.hypervisor.defineNetwork(`<network><name>${name}</name><ip address='198.18.${40 + i}.1' prefix='24'/></network>`)));
+      const bridges = await Promise.all(names.map(async (name) => /<bridge name='([^']+)'/.exec(String((await virshProcess("net-dumpxml", "--inactive", name)).stdout))?.[1]));
+      assert.equal(bridges.filter(Boolean).length, names.length, `every network has a bridge: ${bridges.join(", ")}`);
+      assert.equal(new Set(bridges).size, names.length, `round ${round}, bridge names: ${bridges.join(", ")}`);
+      for (const name of names) await virshProcess("net-undefine", name);
+    }
+  } finally {
+    for (const name of names) await virshProcess("net-undefine", name);
+    await ports.hypervisor.close();
+  }
 });
