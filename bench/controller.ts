@@ -35,6 +35,10 @@ const NOOP_OBJECTS = process.env.BENCH_NOOP_OBJECTS ? process.env.BENCH_NOOP_OBJ
 const SCRIPTS = new Set((process.env.BENCH_SCRIPTS ?? "loop,parallel").split(","));
 // BENCH_NODE_FLAGS="--max-semi-space-size=2 --lite-mode": the controller's node flags (default: the unit file's).
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=2").split(" ").filter(Boolean);
+/** Extra `kvmctl controller` flags for every controller the bench starts (experiments: "--rescan 1h"). */
+const CONTROLLER_ARGS = (process.env.BENCH_CONTROLLER_ARGS ?? "").split(" ").filter(Boolean);
+/** How long the idle window is (s): one tick of CPU is 1/IDLE_SECONDS/HZ of a core. */
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const parts = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["converge", "idle", "destroy", "noop", "firewall"]);
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { reject: false, timeout: 120_000 });
 const kvmctl = (dir: string, ...args: string[]) => execFileSync(process.execPath, [MAIN, "--dir", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -126,7 +130,7 @@ function startController(dir: string, root: string, logLevel = process.env.BENCH
   // BENCH_CONTROLLER_NICE=-5: the controller (and its virsh processes) at that priority, as a unit's Nice= would run it.
   const nice = process.env.BENCH_CONTROLLER_NICE;
   const [command, ...prefix] = nice ? ["nice", "-n", nice, process.execPath] : [process.execPath];
-  return spawn(command!, [...prefix, ...NODE_FLAGS, MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...extra], { stdio: ["ignore", log, log] });
+  return spawn(command!, [...prefix, ...NODE_FLAGS, MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...CONTROLLER_ARGS, ...extra], { stdio: ["ignore", log, log] });
 }
 
 interface LogLine {
@@ -315,13 +319,13 @@ async function convergeIdleDestroy(): Promise<void> {
       // Steady idle: the virsh shells the converge used end 30 s after their last command
       // (checked every 10 s), so the window starts after that.
       await sleep(45_000);
-      const window = 30_000;
+      const window = IDLE_SECONDS * 1000;
       const before = cpuTicks(controller.pid!);
       const treeBefore = treeTicks(controller.pid!);
       await sleep(window);
       const cpuPercent = ((cpuTicks(controller.pid!) - before) / hz() / (window / 1000)) * 100;
       const treePercent = ((treeTicks(controller.pid!) - treeBefore) / hz() / (window / 1000)) * 100;
-      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core (${treePercent.toFixed(2)} % with its virsh shells, event streams and other children), RSS ${rssMb(controller.pid!).toFixed(1)} MB (${rssParts(controller.pid!)}) (default --firewall-check 5s, --resync 5m; node ${NODE_FLAGS.join(" ")})`);
+      console.log(`idle: controller with ${VMS} VMs Ready, over ${window / 1000} s: CPU ${cpuPercent.toFixed(2)} % of a core (${treePercent.toFixed(2)} % with its virsh shells, event streams and other children), RSS ${rssMb(controller.pid!).toFixed(1)} MB (${rssParts(controller.pid!)}) (${CONTROLLER_ARGS.length ? CONTROLLER_ARGS.join(" ") : "default --firewall-check 5s, --resync 5m"}; node ${NODE_FLAGS.join(" ")})`);
     }
 
     if (parts.has("destroy")) {

@@ -8,7 +8,7 @@ import path from "node:path";
 import { ManifestEditError } from "./errors.js";
 import { FileWriter, KeyedQueue } from "./file-writer.js";
 import { readManifestText } from "./read-text.js";
-import { ManifestReader } from "./reader.js";
+import { ManifestReader, RACY_MARGIN_MS } from "./reader.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
 import type { TerminatingRecord } from "./terminating.js";
 import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
@@ -403,10 +403,24 @@ export class ManifestStore {
 
   /** The reconciles asked for (and forgets the requests): for the controller. */
   async takeReconcileRequests(): Promise<string[]> {
+    // Asked every second: while `.kvmctl/requests/` is absent, or as it was when last found
+    // empty, nothing is read. A directory's stamp vouches for its entries only once its times
+    // are older than the look by more than a timestamp tick (git's racy-clean rule), so a
+    // request made in the same tick as an empty look is still found.
+    const dir = path.join(this.dataDir, "requests");
+    const stat = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
+    if (!stat) return [];
+    const stamp = `${stat.dev}:${stat.ino}:${stat.mtimeNs}:${stat.ctimeNs}`;
+    if (stamp === this.requestsEmptyStamp) return [];
+    const lookedAt = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
     const keys = [...(await this.markers("requests")).keys()];
     for (const key of keys) await this.setMarker("requests", key, undefined);
+    this.requestsEmptyStamp = keys.length === 0 && stat.mtimeNs < lookedAt && stat.ctimeNs < lookedAt ? stamp : undefined;
     return keys;
   }
+
+  /** The stamp of `.kvmctl/requests/` when it was last found empty (and settled). */
+  private requestsEmptyStamp: string | undefined;
 
   /** Whether a reconcile asked for is still waiting for the controller. */
   async reconcileRequested(key: string): Promise<boolean> {

@@ -7,7 +7,7 @@ import path from "node:path";
 import { cachePath, emptyCache, loadDiskCache, saveDiskCache, type CacheData } from "./disk-cache.js";
 import type { KvmObject } from "../api/index.js";
 import { hasErrors, type FileEntry, type StatusFileEntry } from "./entries.js";
-import { readManifestText, DEFAULT_MAX_FILE_SIZE } from "./read-text.js";
+import { readManifestText, DEFAULT_MAX_FILE_SIZE, type TextResult } from "./read-text.js";
 import { scanManifestDir } from "./scan.js";
 import { assembleSnapshot, type Candidate } from "./snapshot.js";
 import type { ManifestProblem, Snapshot } from "./types.js";
@@ -30,8 +30,68 @@ export function loadChecker(): Promise<CheckModule> {
   return checkModule;
 }
 
+/**
+ * A file whose stat is unchanged since it was read is not read again (git's "racy clean" rule):
+ * trusted only when its mtime and ctime are older than that read's start by RACY_MARGIN_MS,
+ * so a write in the same timestamp tick as the read (same size) is never mistaken for none.
+ * 2 s is longer than any filesystem's timestamp tick (FAT's); ext4, xfs and tmpfs tick in ms.
+ */
+export const RACY_MARGIN_MS = 2_000;
+/** However its stat looks, a file is read again at least this often (a safety net, staggered). */
+const TRUST_STAT_MS = 5 * 60_000;
+
+/** What identifies a file's content without reading it: inode, size, times (ms, sub-ms kept). */
+function statSignature(stat: fs.Stats): string {
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+}
+
+type TextRead = Extract<TextResult, { ok: true }>;
+
+interface ReadMemo {
+  signature: string;
+  /** When the read that gave `result` began (ms epoch). */
+  readAt: number;
+  result: TextRead;
+}
+
+/**
+ * Remembers what each file held at its last read, and hands it back, without reading, while
+ * the file's stat has not moved and is old enough to vouch for the content (see RACY_MARGIN_MS).
+ */
+class UnchangedFiles {
+  private memos = new Map<string, ReadMemo>();
+
+  /** The last read's text of `abs` when the file has certainly not changed since; else undefined. */
+  unchanged(abs: string, now: number): TextRead | undefined {
+    const memo = this.memos.get(abs);
+    if (!memo || now - memo.readAt > TRUST_STAT_MS) return undefined;
+    const stat = fs.statSync(abs, { throwIfNoEntry: false });
+    if (!stat?.isFile() || statSignature(stat) !== memo.signature) return undefined;
+    const settled = memo.readAt - RACY_MARGIN_MS;
+    return stat.mtimeMs < settled && stat.ctimeMs < settled ? memo.result : undefined;
+  }
+
+  /** Reads `abs` (readManifestText), remembering a good result for the next `unchanged`. */
+  read(abs: string, maxFileSize: number, readAt: number): TextResult {
+    const result = readManifestText(abs, maxFileSize);
+    if (result.ok) this.memos.set(abs, { signature: statSignature(result.stat), readAt, result });
+    else this.memos.delete(abs);
+    return result;
+  }
+
+  /** Keeps only the files in `present` (the others are gone). */
+  retain(present: ReadonlySet<string>): void {
+    for (const abs of this.memos.keys()) if (!present.has(abs)) this.memos.delete(abs);
+  }
+
+  clear(): void {
+    this.memos.clear();
+  }
+}
+
 export class ManifestReader {
   private cache: CacheData | undefined;
+  private files = new UnchangedFiles();
   private diskLoaded = false;
   /** Text of each file as of the last read, to locate cross-object problems without reading again. */
   private texts = new Map<string, string>();
@@ -96,9 +156,12 @@ export class ManifestReader {
     const fileTimes = new Map<string, Date>();
     const texts = new Map<string, string>();
     const seen = new Set<string>();
+    const readAt = Date.now();
+    const present = new Set<string>();
     for (const file of scan.files) {
       seen.add(file.rel);
-      const result = readManifestText(file.abs, maxFileSize);
+      present.add(file.abs);
+      const result = this.files.unchanged(file.abs, readAt) ?? this.files.read(file.abs, maxFileSize, readAt);
       let entry: FileEntry;
       if (!result.ok) {
         const problem: ManifestProblem = { location: { file: file.rel, document: result.document ?? 0 }, message: result.message };
@@ -134,13 +197,14 @@ export class ManifestReader {
     if (statusDir) {
       statusOverlay = new Map();
       for (const file of files) {
-        const entry = await this.readStatusFile(file.rel, previous, next, () => (changed = true));
+        const entry = await this.readStatusFile(file.rel, previous, next, readAt, present, () => (changed = true));
         if (!entry) continue;
         statusProblems.push(...entry.problems);
         for (const doc of file.documents) if (doc.key && entry.statuses[doc.key]) statusOverlay.set(doc.key, entry.statuses[doc.key]!);
       }
     }
 
+    this.files.retain(present);
     this.cache = next;
     this.texts = texts;
     this.lastFiles = files;
@@ -170,14 +234,15 @@ export class ManifestReader {
     return snapshot;
   }
 
-  private async readStatusFile(rel: string, previous: CacheData, next: CacheData, markChanged: () => void): Promise<StatusFileEntry | undefined> {
+  private async readStatusFile(rel: string, previous: CacheData, next: CacheData, readAt: number, present: Set<string>, markChanged: () => void): Promise<StatusFileEntry | undefined> {
     const abs = path.join(this.options.statusDir!, rel);
     if (!fs.existsSync(abs)) {
       if (previous.statusFiles[rel]) markChanged();
       return undefined;
     }
+    present.add(abs);
     const label = path.join(this.options.statusDir!, rel);
-    const result = readManifestText(abs, this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE);
+    const result = this.files.unchanged(abs, readAt) ?? this.files.read(abs, this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE, readAt);
     if (!result.ok) {
       return { statuses: {}, problems: [{ location: { file: label, document: 0 }, severity: "warning", message: `status file ignored: ${result.message}` }] };
     }
@@ -234,6 +299,7 @@ export class ManifestReader {
   /** Drops everything remembered (used by tests and after a failed write). */
   forget(): void {
     this.cache = undefined;
+    this.files.clear();
     this.diskLoaded = true;
   }
 

@@ -54,7 +54,7 @@ export interface WatchContext {
  */
 export function fingerprints(snapshot: Snapshot): Map<string, string> {
   const prints = new Map<string, string>();
-  for (const [key, obj] of snapshot.objects) prints.set(key, `ok ${obj.location.file} ${canonicalJson(obj.raw)}`);
+  for (const [key, obj] of snapshot.objects) prints.set(key, `ok ${obj.location.file} ${rawPrint(obj.raw)}`);
   for (const [key, problems] of snapshot.invalid) prints.set(key, `invalid ${problems.map(formatProblem).join("\n")}`);
   for (const [file, unreadable] of snapshot.unreadableFiles) {
     for (const key of unreadable.lastKnownKeys) {
@@ -62,6 +62,18 @@ export function fingerprints(snapshot: Snapshot): Map<string, string> {
     }
   }
   return prints;
+}
+
+/**
+ * canonicalJson of a document, once per document object: the reader hands back the same
+ * (never mutated) object while its file is unchanged, so a rescan that finds nothing new
+ * serialises nothing.
+ */
+const rawPrints = new WeakMap<object, string>();
+function rawPrint(raw: Record<string, unknown>): string {
+  let print = rawPrints.get(raw);
+  if (print === undefined) rawPrints.set(raw, (print = canonicalJson(raw)));
+  return print;
 }
 
 export function changedKeys(before: Map<string, string>, after: Map<string, string>): string[] {
