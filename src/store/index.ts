@@ -8,7 +8,8 @@ import path from "node:path";
 import { ManifestEditError } from "./errors.js";
 import { FileWriter, KeyedQueue } from "./file-writer.js";
 import { readManifestText } from "./read-text.js";
-import { ManifestReader, RACY_MARGIN_MS } from "./reader.js";
+import { ManifestReader } from "./reader.js";
+import { settledBefore, stampOfPath, vouches, type FileStamp } from "./file-stamp.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
 import type { TerminatingRecord } from "./terminating.js";
 import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
@@ -59,16 +60,6 @@ export async function readManifestInput(target: string, maxFileSize?: number): P
   return input.readManifestInput(target, maxFileSize);
 }
 
-/** What changes whenever a file's bytes may have (its inode, size, modification and change times, in ns); undefined when it cannot be read. */
-function fileStamp(file: string): string | undefined {
-  try {
-    const stat = fs.statSync(file, { bigint: true });
-    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The status fields a writer sets to say which spec its status describes. */
 export function observedFields(stored: Pick<StoredObject, "generation" | "specHash">): { observedGeneration: number; observedSpecHash: string } {
   return { observedGeneration: stored.generation, observedSpecHash: stored.specHash };
@@ -88,7 +79,7 @@ export class ManifestStore {
    * read: while the file keeps that stamp, the same status needs no read, parse and compare
    * (a no-op pass over many objects would spend most of its time there).
    */
-  private readonly statusInPlace = new Map<string, { file: string; status: string; stamp: string }>();
+  private readonly statusInPlace = new Map<string, { file: string; status: string; stamp: FileStamp; readAt: number }>();
   private lastSnapshot: Snapshot | undefined;
 
   constructor(readonly options: StoreOptions) {
@@ -221,13 +212,15 @@ export class ManifestStore {
     const abs = this.manifestPath(rel);
     const wanted = JSON.stringify(status);
     const known = this.statusInPlace.get(key);
-    if (known && known.file === abs && known.status === wanted && known.stamp === fileStamp(abs)) return "unchanged";
+    if (known && known.file === abs && known.status === wanted && vouches(known.stamp, known.readAt, stampOfPath(abs))) return "unchanged";
     const { editStatusInText } = await statusWriterModule();
     // Only while the file is still the one read: a concurrent edit (apply, delete, a person,
     // git) wins, and the status edit is redone on top of it; a file that is gone stays gone.
     return this.writer.run(abs, async () => {
-      // Taken before the read: a change after it makes the stamp differ, and the next write reads again.
-      const stamp = fileStamp(abs);
+      // Taken before the read: a change after it makes the stamp differ (or, in the same
+      // timestamp tick, leaves it unsettled), and the next write reads again.
+      const readAt = Date.now();
+      const stamp = stampOfPath(abs);
       const result = await this.writer.update(abs, (current) => {
         if (current.text === undefined) {
           if (current.unreadable) throw new ManifestEditError(`${rel}: cannot write status: ${current.unreadable}`);
@@ -241,7 +234,7 @@ export class ManifestStore {
         }
         return edit.result === "written" ? { write: edit.text, result: edit.result } : { result: edit.result };
       });
-      if (result === "unchanged" && stamp !== undefined) this.statusInPlace.set(key, { file: abs, status: wanted, stamp });
+      if (result === "unchanged" && stamp !== undefined) this.statusInPlace.set(key, { file: abs, status: wanted, stamp, readAt });
       else this.statusInPlace.delete(key);
       return result;
     });
@@ -375,14 +368,17 @@ export class ManifestStore {
     await this.setMarker("suspended", key, suspended ? `${JSON.stringify(suspended)}\n` : undefined);
   }
 
-  /** The last suspended() answer and the stamp of `.kvmctl/suspended/` taken before it was read (every reconcile asks). */
-  private suspendedRead: { stamp: string; keys: Map<string, { since: string; by: string }> } | undefined;
+  /** The last suspended() answer, the stamp of `.kvmctl/suspended/` taken before it was read, and when (every reconcile asks). */
+  private suspendedRead: { stamp: FileStamp | undefined; readAt: number; keys: Map<string, { since: string; by: string }> } | undefined;
 
   /** Keys suspended on this host, with when and by whom. */
   async suspended(): Promise<Map<string, { since: string; by: string }>> {
-    // Markers are added, replaced and removed by rename or unlink, which changes the directory's stamp.
-    const stamp = fileStamp(path.join(this.dataDir, "suspended")) ?? "absent";
-    if (this.suspendedRead?.stamp === stamp) return new Map(this.suspendedRead.keys);
+    // Markers are added, replaced and removed by rename or unlink, which changes the directory's
+    // stamp (src/store/file-stamp.ts); an absent directory holds none.
+    const readAt = Date.now();
+    const stamp = stampOfPath(path.join(this.dataDir, "suspended"));
+    const last = this.suspendedRead;
+    if (last && (stamp === undefined ? last.stamp === undefined : last.stamp !== undefined && vouches(last.stamp, last.readAt, stamp))) return new Map(last.keys);
     const out = new Map<string, { since: string; by: string }>();
     for (const [key, text] of await this.markers("suspended")) {
       try {
@@ -392,7 +388,7 @@ export class ManifestStore {
         out.set(key, { since: "", by: "" });
       }
     }
-    this.suspendedRead = { stamp, keys: new Map(out) };
+    this.suspendedRead = { stamp, readAt, keys: new Map(out) };
     return out;
   }
 
@@ -407,19 +403,17 @@ export class ManifestStore {
     // empty, nothing is read. A directory's stamp vouches for its entries only once its times
     // are older than the look by more than a timestamp tick (git's racy-clean rule), so a
     // request made in the same tick as an empty look is still found.
-    const dir = path.join(this.dataDir, "requests");
-    const stat = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
-    if (!stat) return [];
-    const stamp = `${stat.dev}:${stat.ino}:${stat.mtimeNs}:${stat.ctimeNs}`;
-    if (stamp === this.requestsEmptyStamp) return [];
-    const lookedAt = BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
+    const lookedAt = Date.now();
+    const stamp = stampOfPath(path.join(this.dataDir, "requests"));
+    if (!stamp) return [];
+    if (stamp.id === this.requestsEmptyStamp) return [];
     const keys = [...(await this.markers("requests")).keys()];
     for (const key of keys) await this.setMarker("requests", key, undefined);
-    this.requestsEmptyStamp = keys.length === 0 && stat.mtimeNs < lookedAt && stat.ctimeNs < lookedAt ? stamp : undefined;
+    this.requestsEmptyStamp = keys.length === 0 && settledBefore(stamp, lookedAt) ? stamp.id : undefined;
     return keys;
   }
 
-  /** The stamp of `.kvmctl/requests/` when it was last found empty (and settled). */
+  /** The stamp of `.kvmctl/requests/` when it was last found empty and settled (src/store/file-stamp.ts). */
   private requestsEmptyStamp: string | undefined;
 
   /** Whether a reconcile asked for is still waiting for the controller. */

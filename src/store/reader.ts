@@ -7,6 +7,7 @@ import path from "node:path";
 import { cachePath, emptyCache, loadDiskCache, saveDiskCache, type CacheData } from "./disk-cache.js";
 import type { KvmObject } from "../api/index.js";
 import { hasErrors, type FileEntry, type StatusFileEntry } from "./entries.js";
+import { stampOf, vouches, type FileStamp } from "./file-stamp.js";
 import { readManifestText, DEFAULT_MAX_FILE_SIZE, type TextResult } from "./read-text.js";
 import { scanManifestDir } from "./scan.js";
 import { assembleSnapshot, type Candidate } from "./snapshot.js";
@@ -30,25 +31,13 @@ export function loadChecker(): Promise<CheckModule> {
   return checkModule;
 }
 
-/**
- * A file whose stat is unchanged since it was read is not read again (git's "racy clean" rule):
- * trusted only when its mtime and ctime are older than that read's start by RACY_MARGIN_MS,
- * so a write in the same timestamp tick as the read (same size) is never mistaken for none.
- * 2 s is longer than any filesystem's timestamp tick (FAT's); ext4, xfs and tmpfs tick in ms.
- */
-export const RACY_MARGIN_MS = 2_000;
 /** However its stat looks, a file is read again at least this often (a safety net, staggered). */
 const TRUST_STAT_MS = 5 * 60_000;
-
-/** What identifies a file's content without reading it: inode, size, times (ms, sub-ms kept). */
-function statSignature(stat: fs.Stats): string {
-  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
-}
 
 type TextRead = Extract<TextResult, { ok: true }>;
 
 interface ReadMemo {
-  signature: string;
+  stamp: FileStamp;
   /** When the read that gave `result` began (ms epoch). */
   readAt: number;
   result: TextRead;
@@ -56,7 +45,7 @@ interface ReadMemo {
 
 /**
  * Remembers what each file held at its last read, and hands it back, without reading, while
- * the file's stat has not moved and is old enough to vouch for the content (see RACY_MARGIN_MS).
+ * the file's stamp has not moved and is old enough to vouch for the content (src/store/file-stamp.ts).
  */
 class UnchangedFiles {
   private memos = new Map<string, ReadMemo>();
@@ -66,15 +55,13 @@ class UnchangedFiles {
     const memo = this.memos.get(abs);
     if (!memo || now - memo.readAt > TRUST_STAT_MS) return undefined;
     const stat = fs.statSync(abs, { throwIfNoEntry: false });
-    if (!stat?.isFile() || statSignature(stat) !== memo.signature) return undefined;
-    const settled = memo.readAt - RACY_MARGIN_MS;
-    return stat.mtimeMs < settled && stat.ctimeMs < settled ? memo.result : undefined;
+    return stat?.isFile() && vouches(memo.stamp, memo.readAt, stampOf(stat)) ? memo.result : undefined;
   }
 
   /** Reads `abs` (readManifestText), remembering a good result for the next `unchanged`. */
   read(abs: string, maxFileSize: number, readAt: number): TextResult {
     const result = readManifestText(abs, maxFileSize);
-    if (result.ok) this.memos.set(abs, { signature: statSignature(result.stat), readAt, result });
+    if (result.ok) this.memos.set(abs, { stamp: stampOf(result.stat), readAt, result });
     else this.memos.delete(abs);
     return result;
   }

@@ -82,6 +82,11 @@ export function firewallInputs(snapshot: Snapshot, live: LiveState, uid: number 
   return { networks, vms, qemuUid: uid, ...(hostPorts ? { hostPorts } : {}) };
 }
 
+/** The live facts rules are rendered from (bridges, VNC ports, listening sockets), as one string to compare. */
+function liveFactsOf(inputs: FirewallInputs): string {
+  return JSON.stringify([inputs.networks.map((n) => n.bridge ?? null), inputs.vms.map((v) => v.vncPort ?? null), inputs.hostPorts?.listening ?? []]);
+}
+
 /**
  * kvmctl's table (or chains) from before controller instances holds rules for some objects: the
  * instance whose manifests name every one of them removes it, once its own table holds their
@@ -117,6 +122,9 @@ export class Firewall {
   private watchListening = false;
   /** The watch reported a change to the table since the last read began. */
   private tableChanged = true;
+
+  /** What the last sync that changed nothing compared: the same again needs no render (see syncNow). */
+  private unchangedSync: { snapshot: Snapshot; facts: string; fingerprint: string; needsForwarding: boolean } | undefined;
 
   /** Set by watch(): wakes the manager, paced. */
   private watchWake: WakeLimiter | undefined;
@@ -232,20 +240,35 @@ export class Firewall {
     // (read only when some Network forwards a port: /proc/net lists every socket).
     const forwards = [...snapshot.objects.values()].some((o) => o.kind === "Network" && o.object.spec.portForwards.length > 0);
     const listening = forwards ? await this.options.host.listening().catch(() => []) : [];
-    const rendered = renderFirewall(firewallInputs(snapshot, live, this.uid, { reserved: this.options.reservedHostPorts ?? [22], listening }));
-    // An object whose manifest is invalid or unreadable keeps the rules it had.
-    const held = new Set([...snapshot.invalid.keys(), ...[...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys)]);
-    const fresh = rendered.rules.filter((r) => !held.has(r.owner));
-    const kept = [...held].flatMap((key) => this.lastRules.get(key) ?? []);
-    const rules = [...fresh, ...kept];
+    const inputs = firewallInputs(snapshot, live, this.uid, { reserved: this.options.reservedHostPorts ?? [22], listening });
+    const facts = liveFactsOf(inputs);
     const backend = await this.chooseBackend();
     if (!backend) {
-      const error = rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
+      const rendered = renderFirewall(inputs);
+      const error = rendered.rules.length ? "no firewall backend: neither nftables nor iptables works on this host" : undefined;
       this.state = { backend: "none", counts: new Map(), pending: rendered.pending, refused: rendered.refused, failed: new Map(), total: 0, ...(error ? { error } : {}) };
       this.options.metrics?.synced("none", error ? "error" : "unchanged");
       return this.state;
     }
     try {
+      let observed = await this.readTable(backend);
+      // The periodic check, when nothing moved: the same manifests, bridges, VNC ports and
+      // listening sockets, and a table that reads as the last sync found it (as it should be).
+      // Rendering and comparing again would give the same answer.
+      const same = this.unchangedSync;
+      if (same && same.snapshot === snapshot && same.facts === facts && same.fingerprint === observed.fingerprint) {
+        if (this.options.drift !== "report" && same.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+        this.options.metrics?.synced(backend.name, "unchanged");
+        return this.state;
+      }
+      this.unchangedSync = undefined;
+      const rendered = renderFirewall(inputs);
+      // An object whose manifest is invalid or unreadable keeps the rules it had.
+      const held = new Set([...snapshot.invalid.keys(), ...[...snapshot.unreadableFiles.values()].flatMap((u) => u.lastKnownKeys)]);
+      const fresh = rendered.rules.filter((r) => !held.has(r.owner));
+      const kept = [...held].flatMap((key) => this.lastRules.get(key) ?? []);
+      const rules = [...fresh, ...kept];
+      const remember = () => (this.unchangedSync = { snapshot, facts, fingerprint: observed.fingerprint, needsForwarding: rendered.needsForwarding });
       if (this.options.drift !== "report" && rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
       // Objects whose own rules the backend refused, while the rules stay as they were: left
@@ -257,7 +280,6 @@ export class Firewall {
       const countsOf = (list: readonly { owner: string }[]) => JSON.stringify([...countByOwner(list)].sort());
       let wanted = countsOf(backend.placed(effective));
       const holdsWanted = (o: Observed) => countsOf(o.rules) === wanted;
-      let observed = await this.readTable(backend);
       let result: "applied" | "unchanged" = "unchanged";
       if (this.options.drift === "report") {
         // Report-only (--drift report): the table is never changed; a difference is said once per table.
@@ -270,6 +292,7 @@ export class Firewall {
         this.applied = drifted ? undefined : { desired, fingerprint: observed.fingerprint };
         this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, failed: new Map(failed), total: observed.rules.length, ...(drifted ? { drifted } : {}) };
         this.options.metrics?.synced(backend.name, "unchanged");
+        remember();
         return this.state;
       }
       if (!this.applied || this.applied.desired !== desired || this.applied.fingerprint !== observed.fingerprint || !holdsWanted(observed)) {
@@ -295,8 +318,11 @@ export class Firewall {
       for (const rule of effective) this.lastRules.set(rule.owner, [...(this.lastRules.get(rule.owner) ?? []), rule]);
       this.state = { backend: backend.name, counts: countByOwner(observed.rules), pending: rendered.pending, refused: rendered.refused, failed: new Map(failed), total: observed.rules.length };
       this.options.metrics?.synced(backend.name, result);
+      // Only a sync that found the table as it should be vouches for the next one.
+      if (result === "unchanged") remember();
     } catch (error) {
       this.options.metrics?.synced(backend.name, "error");
+      this.unchangedSync = undefined;
       this.applied = undefined;
       this.lastRead = undefined;
       this.state = { ...this.state, backend: backend.name, error: error instanceof Error ? error.message : String(error) };

@@ -72,6 +72,28 @@ test("the bridge moved: the rules follow it", async () => {
   assert.ok(table.rules.every((r) => r.iif === "virbr6"));
 });
 
+test("a check that finds nothing moved renders nothing; a hand edit or a moved bridge under the same manifests is still repaired", async () => {
+  const { table, firewall } = setUp();
+  let renders = 0; // placed() is asked for the rendered rules on every full comparison
+  const placed = table.placed.bind(table);
+  table.placed = (rules) => (renders++, placed(rules));
+  const snapshot = snapshotWith("lan"); // the manager hands the same snapshot while no manifest changes
+  await firewall.sync(snapshot, live("virbr5"));
+  await firewall.sync(snapshot, live("virbr5")); // finds the table as applied
+  const before = renders;
+  const state = await firewall.sync(snapshot, live("virbr5"));
+  assert.equal(renders, before, "the same manifests, live facts and table: not rendered again");
+  assert.equal(state.total, 2);
+  table.rules = table.rules.slice(1); // one rule deleted by hand, unwatched (as with iptables)
+  await firewall.sync(snapshot, live("virbr5"));
+  assert.equal(table.applies, 2, "the table moved: compared and repaired");
+  assert.equal(table.rules.length, 2);
+  await firewall.sync(snapshot, live("virbr5"));
+  await firewall.sync(snapshot, live("virbr6"));
+  assert.equal(table.applies, 3, "the bridge moved: compared and applied");
+  assert.ok(table.rules.every((r) => r.iif === "virbr6"));
+});
+
 test("an earlier kvmctl's table is removed by the instance whose manifests own all its rules, else left alone", async () => {
   for (const [owners, removed] of [[["Network/lan"], true], [["Network/lan", "Network/elsewhere"], false]] as const) {
     const table = new MemoryTable();

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it, mock } from "node:test";
 import { ManifestEditError, ManifestStore } from "../../../src/store/index.js";
+import { RACY_MARGIN_MS } from "../../../src/store/file-stamp.js";
 import { withoutStatusBlocks } from "../../../src/store/status-writer.js";
 import { NET, tempDir, VM, writeTree } from "./helpers.js";
 
@@ -191,6 +192,15 @@ describe("writeStatus in the manifest file", () => {
     const { abs, store } = await fleet();
     await store.writeStatus("Network/lan", STATUS); // written
     await store.writeStatus("Network/lan", { ...STATUS }); // found in place
+    const tooNew = mock.method(fs, "openSync");
+    try {
+      await store.writeStatus("Network/lan", { ...STATUS });
+      assert.ok(tooNew.mock.calls.some((call) => call.arguments[0] === abs), "written just now: too new for its stamp to vouch, read again");
+    } finally {
+      tooNew.mock.restore();
+    }
+    await new Promise((resolve) => setTimeout(resolve, RACY_MARGIN_MS + 200));
+    await store.writeStatus("Network/lan", { ...STATUS }); // found in place, and now the stamp vouches
     const inPlace = fs.readFileSync(abs, "utf8");
     const opens = mock.method(fs, "openSync");
     try {

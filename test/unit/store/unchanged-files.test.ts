@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { ManifestStore } from "../../../src/store/index.js";
-import { RACY_MARGIN_MS } from "../../../src/store/reader.js";
+import { RACY_MARGIN_MS } from "../../../src/store/file-stamp.js";
 import { tempDir, VM, writeTree } from "./helpers.js";
 
 /** Counts files opened for reading under `dir` while `run` runs. */
