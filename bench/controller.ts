@@ -34,7 +34,9 @@ const NOOP_OBJECTS = process.env.BENCH_NOOP_OBJECTS ? process.env.BENCH_NOOP_OBJ
 // BENCH_SCRIPTS=parallel (or "none"): which of the scripts `converge` compares with (the loop takes minutes).
 const SCRIPTS = new Set((process.env.BENCH_SCRIPTS ?? "loop,parallel").split(","));
 // BENCH_NODE_FLAGS="--max-semi-space-size=2 --lite-mode": the controller's node flags (default: the unit file's).
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=2").split(" ").filter(Boolean);
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=2 --v8-pool-size=1").split(" ").filter(Boolean);
+/** The unit file's malloc setting, unless MALLOC_ARENA_MAX is set for the bench. */
+const CONTROLLER_ENV = { MALLOC_ARENA_MAX: "1", ...process.env };
 /** Extra `kvmctl controller` flags for every controller the bench starts (experiments: "--rescan 1h"). */
 const CONTROLLER_ARGS = (process.env.BENCH_CONTROLLER_ARGS ?? "").split(" ").filter(Boolean);
 /** How long the idle window is (s): one tick of CPU is 1/IDLE_SECONDS/HZ of a core. */
@@ -130,7 +132,7 @@ function startController(dir: string, root: string, logLevel = process.env.BENCH
   // BENCH_CONTROLLER_NICE=-5: the controller (and its virsh processes) at that priority, as a unit's Nice= would run it.
   const nice = process.env.BENCH_CONTROLLER_NICE;
   const [command, ...prefix] = nice ? ["nice", "-n", nice, process.execPath] : [process.execPath];
-  return spawn(command!, [...prefix, ...NODE_FLAGS, MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...CONTROLLER_ARGS, ...extra], { stdio: ["ignore", log, log] });
+  return spawn(command!, [...prefix, ...NODE_FLAGS, MAIN, "--dir", dir, "controller", "--default-domain-type", "qemu", "--concurrency", "8", "--console-log-dir", path.join(root, "console"), "--allow-host-path", `kernel=${path.dirname(testGuest().kernel)}`, "--log-level", logLevel, ...CONTROLLER_ARGS, ...extra], { stdio: ["ignore", log, log], env: CONTROLLER_ENV });
 }
 
 interface LogLine {
