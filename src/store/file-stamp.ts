@@ -33,14 +33,12 @@ export function stampOfPath(file: string): FileStamp | undefined {
 }
 
 /**
- * Whether `stamp` may vouch for content read at `readAtMs` (ms epoch, taken before the read
- * began): its last change is older than that read by more than RACY_MARGIN_MS.
+ * Whether a path's stamp now (`later`) vouches that its content is what a read begun at
+ * `readAtMs` (ms epoch, taken before the stat) found with stamp `earlier`: the same stamp, and
+ * last changed more than RACY_MARGIN_MS before that read. Absent then and absent now (both
+ * undefined) vouches too: a path that appears has a stamp.
  */
-export function settledBefore(stamp: FileStamp, readAtMs: number): boolean {
-  return stamp.changedMs < readAtMs - RACY_MARGIN_MS;
-}
-
-/** Whether `later` is the same stamp as `earlier` and that one vouched for content read at `readAtMs`. */
-export function vouches(earlier: FileStamp, readAtMs: number, later: FileStamp | undefined): boolean {
-  return later !== undefined && later.id === earlier.id && settledBefore(earlier, readAtMs);
+export function vouches(earlier: FileStamp | undefined, readAtMs: number, later: FileStamp | undefined): boolean {
+  if (earlier === undefined || later === undefined) return earlier === later;
+  return later.id === earlier.id && earlier.changedMs < readAtMs - RACY_MARGIN_MS;
 }

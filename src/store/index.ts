@@ -9,7 +9,7 @@ import { ManifestEditError } from "./errors.js";
 import { FileWriter, KeyedQueue } from "./file-writer.js";
 import { readManifestText } from "./read-text.js";
 import { ManifestReader } from "./reader.js";
-import { settledBefore, stampOfPath, vouches, type FileStamp } from "./file-stamp.js";
+import { stampOfPath, vouches, type FileStamp } from "./file-stamp.js";
 import type { WatchOptions, StoreWatcher } from "./watch.js";
 import type { TerminatingRecord } from "./terminating.js";
 import type { ApplyResult, ObjectEvent, ParsedSource, Snapshot, SourceDocument, StoreChange, StoreOptions, StoredObject } from "./types.js";
@@ -378,7 +378,7 @@ export class ManifestStore {
     const readAt = Date.now();
     const stamp = stampOfPath(path.join(this.dataDir, "suspended"));
     const last = this.suspendedRead;
-    if (last && (stamp === undefined ? last.stamp === undefined : last.stamp !== undefined && vouches(last.stamp, last.readAt, stamp))) return new Map(last.keys);
+    if (last && vouches(last.stamp, last.readAt, stamp)) return new Map(last.keys);
     const out = new Map<string, { since: string; by: string }>();
     for (const [key, text] of await this.markers("suspended")) {
       try {
@@ -403,18 +403,18 @@ export class ManifestStore {
     // empty, nothing is read. A directory's stamp vouches for its entries only once its times
     // are older than the look by more than a timestamp tick (git's racy-clean rule), so a
     // request made in the same tick as an empty look is still found.
-    const lookedAt = Date.now();
+    const readAt = Date.now();
     const stamp = stampOfPath(path.join(this.dataDir, "requests"));
-    if (!stamp) return [];
-    if (stamp.id === this.requestsEmptyStamp) return [];
+    const empty = this.requestsFoundEmpty;
+    if (!stamp || (empty && vouches(empty.stamp, empty.readAt, stamp))) return [];
     const keys = [...(await this.markers("requests")).keys()];
     for (const key of keys) await this.setMarker("requests", key, undefined);
-    this.requestsEmptyStamp = keys.length === 0 && settledBefore(stamp, lookedAt) ? stamp.id : undefined;
+    this.requestsFoundEmpty = keys.length === 0 ? { stamp, readAt } : undefined;
     return keys;
   }
 
-  /** The stamp of `.kvmctl/requests/` when it was last found empty and settled (src/store/file-stamp.ts). */
-  private requestsEmptyStamp: string | undefined;
+  /** The stamp of `.kvmctl/requests/` when it was last found empty, and when that look began (src/store/file-stamp.ts). */
+  private requestsFoundEmpty: { stamp: FileStamp; readAt: number } | undefined;
 
   /** Whether a reconcile asked for is still waiting for the controller. */
   async reconcileRequested(key: string): Promise<boolean> {

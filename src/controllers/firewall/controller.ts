@@ -235,6 +235,11 @@ export class Firewall {
     return observed;
   }
 
+  /** Routed and NAT networks need IPv4 forwarding: turned on (again) when off, except in report mode. */
+  private async keepForwarding(needed: boolean): Promise<void> {
+    if (this.options.drift !== "report" && needed && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+  }
+
   private async syncNow(snapshot: Snapshot, live: LiveState): Promise<FirewallState> {
     // What listens on the host now: a forward must not take a port the host itself serves
     // (read only when some Network forwards a port: /proc/net lists every socket).
@@ -257,7 +262,7 @@ export class Firewall {
       // Rendering and comparing again would give the same answer.
       const same = this.unchangedSync;
       if (same && same.snapshot === snapshot && same.facts === facts && same.fingerprint === observed.fingerprint) {
-        if (this.options.drift !== "report" && same.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+        await this.keepForwarding(same.needsForwarding);
         this.options.metrics?.synced(backend.name, "unchanged");
         return this.state;
       }
@@ -269,7 +274,7 @@ export class Firewall {
       const kept = [...held].flatMap((key) => this.lastRules.get(key) ?? []);
       const rules = [...fresh, ...kept];
       const remember = () => (this.unchangedSync = { snapshot, facts, fingerprint: observed.fingerprint, needsForwarding: rendered.needsForwarding });
-      if (this.options.drift !== "report" && rendered.needsForwarding && (await this.options.sysctl.ensureIpv4Forwarding())) this.options.logger.info({}, "enabled IPv4 forwarding (net.ipv4.ip_forward=1) for routed and NAT networks");
+      await this.keepForwarding(rendered.needsForwarding);
       const desired = createHash("sha256").update(JSON.stringify(rules)).digest("hex");
       // Objects whose own rules the backend refused, while the rules stay as they were: left
       // out, so everyone else's keep working (the firewall is one transaction).
