@@ -6,8 +6,9 @@
 // watch event to one entry, instead of reading all of libvirt again. Pure: the hypervisor
 // adapter (./virsh-hypervisor.ts) feeds it; unit tests drive it directly.
 
-/** A domain as a change names it: by UUID (our own commands) or by name (libvirt's events). */
-export type DomainRef = { uuid: string } | { name: string };
+import type { DomainRef } from "./informed.js";
+
+export type { DomainRef } from "./informed.js";
 
 export class ChangeLog {
   private sequence = 0;

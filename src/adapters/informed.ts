@@ -36,3 +36,21 @@ export function pictureStillHolds(facts: PictureFacts): boolean {
   if (changedAt > takenAt || mutationsInFlight > 0) return false;
   return now - readAt <= maxAgeMs;
 }
+
+/** A domain as a change names it: by UUID (this process's commands) or by name (libvirt's events). */
+export type DomainRef = { uuid: string } | { name: string };
+
+/**
+ * Whether the picture still holds for one domain, though others changed since it was read (a
+ * converge's defines and starts of other guests): every change since is known to be about
+ * domains (`changed`: undefined when anything else changed, a stream was not listening
+ * throughout or the reading is too old), and neither those nor the changing commands running
+ * now (`running`: undefined when one may change anything) can be about this one. `isThis`
+ * tells whether a reference can name this domain, and must answer yes when it cannot tell (a
+ * UUID it knows no name for). Only for readers whose plan reads nothing but the domain itself
+ * and what libvirt sends events for (the informer's readers, Hypervisor.observe's mend).
+ */
+export function pictureHoldsForDomain(changed: DomainRef[] | undefined, running: DomainRef[] | undefined, isThis: (ref: DomainRef) => boolean): boolean {
+  if (changed === undefined || running === undefined) return false;
+  return !changed.some(isThis) && !running.some(isThis);
+}

@@ -7,7 +7,7 @@
 import { parsedOnce, parseDomainXml, parseNetworkXml, parsePoolXml, parseVolumeXml } from "../libvirt/index.js";
 import type { LiveDomain, LiveNetwork, LivePool, LiveState } from "../ports/index.js";
 import type { Virsh } from "./virsh.js";
-import type { DomainRef } from "./change-log.js";
+import type { DomainRef } from "./informed.js";
 
 export type { LiveDomain, LiveNetwork, LivePool, LiveState } from "../ports/index.js";
 
@@ -213,6 +213,15 @@ export class Observer {
   async startAndReadDomain(uuid: string): Promise<LiveDomain | undefined> {
     if (!SAFE.test(uuid)) throw new Error(`not a UUID: ${JSON.stringify(uuid)}`);
     return domainFromReads(await this.virsh.runThenRead(["start", uuid], domainReads(uuid), { subject: uuid }));
+  }
+
+  /**
+   * The domains changed since the current picture was read, when those are all that changed
+   * and the picture may be mended by reading them alone (ChangeSource.domainsChangedSince);
+   * undefined otherwise, and before the first picture.
+   */
+  changedSinceLast(): DomainRef[] | undefined {
+    return this.current && this.changes ? this.changes.domainsChangedSince(this.currentMark, this.currentReadAt) : undefined;
   }
 
   /** The last picture, however old (for listing owned objects at start). */

@@ -6,7 +6,7 @@
 // when it does not (the change log).
 import { classifyVirshError, VirshError, type Virsh } from "./virsh.js";
 import { EventStreams, type EventStreamOptions } from "./events.js";
-import { pictureStillHolds } from "./informed.js";
+import { pictureHoldsForDomain, pictureStillHolds, type DomainRef } from "./informed.js";
 import { OwnEchoes, type EchoedCommand } from "./echoes.js";
 import { ChangeLog } from "./change-log.js";
 import { domainFactsOf, Observer } from "./observer.js";
@@ -47,7 +47,10 @@ export class VirshHypervisor implements Hypervisor {
   private streams: EventSource | undefined;
   /** The events our own domain commands will bring back (./echoes.ts). */
   private readonly echoes = new OwnEchoes();
-  /** Names of the domains this process defined, by UUID: a domain just defined is not in the last picture yet. */
+  /**
+   * Names of the domains this process defined or is defining, by UUID: a domain just defined is
+   * not in the last picture yet, and a define under way names the domain it is about.
+   */
   private readonly definedNames = new Map<string, string>();
   /** What changed since the picture was read (./change-log.ts): events and our own commands, by domain. */
   private readonly changes = new ChangeLog();
@@ -78,11 +81,14 @@ export class VirshHypervisor implements Hypervisor {
     return Math.max(this.lastEventAt, this.virsh.lastMutationAt);
   }
 
-  informedSince(maxAgeMs: number): number | undefined {
+  informedSince(maxAgeMs: number, domain?: string): number | undefined {
     const picture = this.observer.last;
     const readAt = this.observer.lastReadAt;
     if (!picture || readAt === undefined) return undefined;
-    const holds = pictureStillHolds({
+    // Our commands name domains by UUID, events by name: a UUID names this domain when its name is it, or is unknown.
+    const isThis = (ref: DomainRef) => ("name" in ref ? ref.name : (this.domainName(ref.uuid) ?? domain)) === domain;
+    const holdsForDomain = () => domain !== undefined && Date.now() - readAt <= maxAgeMs && pictureHoldsForDomain(this.observer.changedSinceLast(), this.virsh.domainsBeingChanged()?.map((uuid) => ({ uuid })), isThis);
+    const holds = holdsForDomain() || pictureStillHolds({
       readAt,
       takenAt: picture.takenAt,
       listeningSince: this.streams?.listeningSince(),
@@ -220,8 +226,8 @@ export class VirshHypervisor implements Hypervisor {
       facts = undefined; // virsh will say what is wrong with it
     }
     const uuid = facts?.uuid && UUID.test(facts.uuid) ? facts.uuid : undefined;
+    if (uuid && facts?.name) this.definedNames.set(uuid, facts.name);
     await this.echoed(facts?.name, "define", () => this.withXmlFile("domain", xml, (file) => ["define", file], uuid));
-    if (facts?.uuid && facts.name) this.definedNames.set(facts.uuid, facts.name);
   }
 
   async startDomain(uuid: string): Promise<LiveDomain | undefined> {

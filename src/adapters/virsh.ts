@@ -76,6 +76,8 @@ export class Virsh {
   lastMutationAt = 0;
   /** Commands that may change libvirt, running now: until they end, no picture is known to hold. */
   mutationsInFlight = 0;
+  /** How many of those run on each domain (by the UUID their caller named; "" for none named). */
+  private readonly runningOn = new Map<string, number>();
   /** How many commands that may change libvirt have ended: a caller tells whether only its own ran meanwhile. */
   mutationsEnded = 0;
   /**
@@ -132,9 +134,25 @@ export class Virsh {
     }
   }
 
+  /**
+   * The UUIDs of the domains changing commands are running on now; undefined when one of them
+   * named no domain (it may change anything). The informer's per-domain rule (./informed.ts).
+   */
+  domainsBeingChanged(): string[] | undefined {
+    return this.runningOn.has("") ? undefined : [...this.runningOn.keys()];
+  }
+
+  private mutationStarted(subject: string | undefined): void {
+    this.mutationsInFlight++;
+    this.runningOn.set(subject ?? "", (this.runningOn.get(subject ?? "") ?? 0) + 1);
+  }
+
   private mutationEnded(subject: string | undefined): void {
     this.lastMutationAt = Date.now();
     this.mutationsInFlight--;
+    const left = (this.runningOn.get(subject ?? "") ?? 1) - 1;
+    if (left > 0) this.runningOn.set(subject ?? "", left);
+    else this.runningOn.delete(subject ?? "");
     this.mutationsEnded++;
     this.onMutationEnded?.(subject);
   }
@@ -147,7 +165,7 @@ export class Virsh {
     this.commands++;
     const mutates = !READ_ONLY.test(args[0] ?? "");
     const started = performance.now();
-    if (mutates) this.mutationsInFlight++;
+    if (mutates) this.mutationStarted(options.subject);
     const shells = options.input === undefined ? this.shellFor([args]) : undefined;
     if (shells) {
       const answers = await this.inShell(shells, [args], args).finally(() => {
@@ -212,7 +230,7 @@ export class Virsh {
    */
   async runThenRead(args: string[], reads: string[][], options: { subject?: string } = {}): Promise<(string | undefined)[]> {
     if (READ_ONLY.test(args[0] ?? "")) throw new Error(`virsh runThenRead: ${args[0]} only reads (use batch)`);
-    this.mutationsInFlight++;
+    this.mutationStarted(options.subject);
     const shells = this.shellFor([args, ...reads]);
     if (shells) {
       this.commands += 1 + reads.length;

@@ -152,6 +152,13 @@ export interface KindController<K extends KindName, Input = unknown, Plan = unkn
    * mend) rather than read whole. Objects left Ready mend regardless, as the informer trusts them.
    */
   readsOnlyEventedFacts(object: ObjectOfKind<K>): boolean;
+  /**
+   * The libvirt domain the object of `name` is, when the kind's plans read no other domain (a
+   * VirtualMachine: its own): a picture made stale only by other domains' changes then still
+   * holds for it (Hypervisor.informedSince's `domain`), so a converge's reconciles do not wait
+   * for readings of the guests started before them. Omitted: the kind is no domain.
+   */
+  domainOf?(name: string): string;
   /** The status phase a failed reconcile writes: waiting for a dependency, or stalled. */
   readonly failurePhase?: { waiting: string; terminal: string };
   /** Gathers what the pure plan needs (reads through ports, changes nothing). */

@@ -220,20 +220,25 @@ export class Manager {
     if (singleton) {
       return singleton.reconcile({ snapshot, live: (at) => observe(at, singleton.mendsPicture), since: this.freshness(ctx.queuedAt, singleton.staleToleranceMs), observed: (at) => (ctx.observedAt = at), log: ctx.log });
     }
-    const since = (): number => {
-      if (fresh) return this.freshness(ctx.queuedAt, 0, key); // a reading started after the request
-      const informed = this.informedSince(key);
-      if (informed === undefined) return this.freshness(ctx.queuedAt, STALE_MS, key);
-      // libvirt is known unchanged since the picture was read: it is as good as a reading now.
-      ctx.observedAt = Math.max(ctx.observedAt ?? 0, this.ports.clock.now());
-      return Math.max(informed, this.keyChangedAt.get(key) ?? 0);
-    };
     const { kind, name } = parseObjectKey(key);
     const problems = snapshot.invalid.get(key);
     if (problems) throw new TerminalError(problems.map(formatProblem).join("; "), "InvalidSpec");
     const read = snapshot.objects.get(key);
     const stored = this.withWrittenStatus(read, snapshot);
     const controller = this.kinds.get(kind);
+    // A settled object (Ready, no later look asked for) trusts the informer, as informedSince
+    // does; so does one whose plan reads only what libvirt sends events for.
+    const mends = !fresh && (this.controller.settled(key) || (stored !== undefined && controller?.readsOnlyEventedFacts(stored.object) === true));
+    const since = (): number => {
+      if (fresh) return this.freshness(ctx.queuedAt, 0, key); // a reading started after the request
+      // A domain's own reader also trusts a picture that only other domains' changes made stale.
+      const domain = mends ? controller?.domainOf?.(name) : undefined;
+      const informed = this.informedSince(key) ?? (domain !== undefined ? this.ports.hypervisor.informedSince(this.options.resyncMs, domain) : undefined);
+      if (informed === undefined) return this.freshness(ctx.queuedAt, STALE_MS, key);
+      // libvirt is known unchanged since the picture was read: it is as good as a reading now.
+      ctx.observedAt = Math.max(ctx.observedAt ?? 0, this.ports.clock.now());
+      return Math.max(informed, this.keyChangedAt.get(key) ?? 0);
+    };
     const suspension = (await this.options.store.suspended()).get(key);
     if (!stored && suspension) {
       // Suspended on this host: not even pruned until resumed.
@@ -278,9 +283,7 @@ export class Manager {
       memory: this.memoryOf(kind),
       now: this.ports.clock.now(),
       snapshot,
-      // A settled object (Ready, no later look asked for) trusts the informer, as informedSince
-      // does; so does one whose plan reads only what libvirt sends events for.
-      live: (at) => observe(at, !fresh && (this.controller.settled(key) || (stored !== undefined && controller.readsOnlyEventedFacts(stored.object)))),
+      live: (at) => observe(at, mends),
       record: objectRecorder(this.options.store, key, this.ports.clock, revision),
       services: this.services,
       log: ctx.log,

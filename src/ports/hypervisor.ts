@@ -77,8 +77,11 @@ export interface Hypervisor {
    * volumes, edits such as `setmaxmem --config`) may have changed by hand meanwhile: the
    * picture is trusted only while its reading is at most `maxAgeMs` old. Undefined otherwise
    * (also before `watch`, and in `controller --once`).
+   * With `domain` (a domain's name): whether it holds for that domain alone, for a reader whose
+   * plan reads nothing of other domains — changes known to be about other domains (their
+   * events, this process's commands on them, ended or running) do not count then.
    */
-  informedSince(maxAgeMs: number): number | undefined;
+  informedSince(maxAgeMs: number, domain?: string): number | undefined;
   /**
    * Follows libvirt's lifecycle events until stop() is called. `maxAgeMs`: how old a whole
    * reading may be for a stale picture to be mended by reading only the domains that changed

@@ -273,6 +273,7 @@ export const virtualMachineController: KindController<"VirtualMachine", VmPlanIn
 
   // Disks are volumes (and pools' usage), which libvirt sends no event for; domains and networks it does.
   readsOnlyEventedFacts: (object) => object.spec.disks.length === 0,
+  domainOf: (name) => name,
 
   hostPaths(object) {
     const spec = object.spec;

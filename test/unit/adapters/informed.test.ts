@@ -80,14 +80,28 @@ function fakeVirsh() {
     whileChanging: (): void => undefined,
     /** Commands that change libvirt, run with their read-back (runThenRead). */
     changes: [] as string[][],
-    async runThenRead(args: string[], reads: string[][]) {
+    /** What domainsBeingChanged answers: the UUIDs changing commands run on now (undefined: one named none). */
+    beingChanged: [] as string[] | undefined,
+    domainsBeingChanged: () => virsh.beingChanged,
+    /** Set by the hypervisor adapter (its change log). */
+    onMutationEnded: undefined as ((subject: string | undefined) => void) | undefined,
+    ended(subject: string | undefined) {
+      virsh.mutationsEnded++;
+      virsh.lastMutationAt = Date.now();
+      virsh.onMutationEnded?.(subject);
+    },
+    async run(args: string[], options: { subject?: string } = {}) {
+      virsh.changes.push(args);
+      virsh.ended(options.subject);
+      return "";
+    },
+    async runThenRead(args: string[], reads: string[][], options: { subject?: string } = {}) {
       virsh.changes.push(args);
       virsh.mutationsInFlight++;
       virsh.whileChanging();
       if (args[0] === "start") virsh.state = "running (booted)";
       virsh.mutationsInFlight--;
-      virsh.mutationsEnded++;
-      virsh.lastMutationAt = Date.now();
+      virsh.ended(options.subject);
       return virsh.batch(reads);
     },
     async batch(commands: string[][]) {
@@ -366,8 +380,7 @@ test("a start's read-back is not taken when anything else may have changed while
 });
 
 test("a domain this process just defined is not in the picture yet: its start's Resumed and Started are still echoes", async () => {
-  const { hv, virsh, streams } = hypervisor();
-  Object.assign(virsh, { run: async () => "" });
+  const { hv, streams } = hypervisor();
   const seen: { name: string; detail: string; echo?: boolean }[] = [];
   hv.watch({ ...handlers, onEvent: (event) => seen.push({ name: event.name, detail: event.detail, ...(event.echo ? { echo: true } : {}) }) });
   await hv.observe(Date.now()); // the picture holds "web" only
@@ -378,4 +391,59 @@ test("a domain this process just defined is not in the picture yet: its start's 
     streams().options.onEvent({ kind: "domain", name: "fresh", detail, at: Date.now() });
   }
   assert.deepEqual(seen.map((e) => e.echo === true), [true, true, true, false], "one define and one start: the second Started is someone else's");
+});
+
+test("for one domain, the picture still holds while only other domains changed: their events, our commands on them (ended or running)", async () => {
+  const { hv, virsh, streams } = hypervisor();
+  hv.watch(handlers, { maxAgeMs: 60_000 });
+  streams().since = Date.now() - 1_000;
+  await later();
+  const picture = await hv.observe(Date.now()); // holds "web" only
+  const other = "6f1d2a4e-0000-4000-8000-0000000000f3";
+  const fresh = "6f1d2a4e-0000-4000-8000-0000000000f4";
+  await later();
+  await hv.defineDomain(domainXml.replace("<name>web</name>", "<name>fresh</name>").replace(UUID, fresh));
+  assert.equal(hv.informedSince(60_000), undefined, "our define came after the picture");
+  assert.equal(hv.informedSince(60_000, "web"), picture.takenAt, "it was about another domain");
+  assert.equal(hv.informedSince(60_000, "new"), picture.takenAt, "a domain the picture does not hold and no change named: still absent");
+  assert.equal(hv.informedSince(60_000, "fresh"), undefined, "the defined one: read it");
+
+  streams().options.onEvent({ kind: "domain", name: "guest", detail: "lifecycle: Started Booted", at: Date.now() });
+  assert.equal(hv.informedSince(60_000, "web"), picture.takenAt, "an event about another domain");
+  assert.equal(hv.informedSince(60_000, "guest"), undefined, "the domain it named");
+  assert.equal(hv.informedSince(0, "web"), undefined, "past the maximum age");
+
+  virsh.beingChanged = [fresh];
+  assert.equal(hv.informedSince(60_000, "web"), picture.takenAt, "a command running on another domain we know");
+  virsh.beingChanged = [UUID];
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "one running on this domain");
+  virsh.beingChanged = [other];
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "one running on a UUID we know no name for: it may be this domain");
+  virsh.beingChanged = undefined;
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "one that may change anything");
+  virsh.beingChanged = [];
+
+  await hv.setDomainAutostart(other, true);
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "a command ended on a UUID we know no name for");
+  const reread = await hv.observe(Date.now(), { mend: true });
+  assert.equal(hv.informedSince(60_000, "web"), reread.takenAt, "read again: holds again");
+  await later();
+  streams().options.onEvent({ kind: "network", name: "lan", detail: "lifecycle: Started", at: Date.now() });
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "a network changed: not only domains");
+  await later();
+  const whole = await hv.observe(Date.now());
+  assert.equal(hv.informedSince(60_000, "web"), whole.takenAt);
+  streams().since = Date.now() + 1;
+  assert.equal(hv.informedSince(60_000, "web"), undefined, "a stream reconnected after the reading");
+});
+
+test("for one domain: not before watch sets how old a reading may be for mending (controller --once)", async () => {
+  const { hv, streams } = hypervisor();
+  hv.watch(handlers);
+  streams().since = Date.now() - 1_000;
+  await later();
+  await hv.observe(Date.now());
+  await later();
+  streams().options.onEvent({ kind: "domain", name: "guest", detail: "lifecycle: Started Booted", at: Date.now() });
+  assert.equal(hv.informedSince(60_000, "web"), undefined);
 });

@@ -204,6 +204,41 @@ test("a started manager: a reconcile with nothing new writes no status; Ready ke
   }
 });
 
+test("a started manager: a VM reconciles from the kept picture though other domains changed since (the informer per domain); a change that names it reads", async () => {
+  const { store, ports, hv } = await scene(["a"]);
+  const { metrics, next } = finishes();
+  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
+  const key = "VirtualMachine/a";
+  let finished = next(key);
+  await manager.start();
+  try {
+    await finished;
+    await ports.clock.advance(5_000);
+    finished = next(key);
+    manager.controller.enqueue(key);
+    await finished; // read once: the define came after the first picture
+    await ports.clock.advance(1_000);
+    // A command of this process on another domain (as another VM's reconcile defines its own).
+    await hv.defineDomain("<domain type='kvm'><name>other</name><uuid>6f1d2a4e-0000-4000-8000-0000000000a1</uuid><memory unit='KiB'>262144</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os><devices/></domain>");
+    assert.equal(hv.informedSince(RESYNC_MS), undefined, "the picture is stale for libvirt as a whole");
+    let reads = hv.reads;
+    hv.clearCalls();
+    finished = next(key);
+    manager.controller.enqueue(key);
+    await finished;
+    assert.deepEqual([hv.reads - reads, hv.calls], [0, []], "another domain's define: no reading for this one");
+
+    hv.emit({ kind: "domain", name: "a", detail: "lifecycle: Defined Updated", at: hv.clock.now() });
+    reads = hv.reads;
+    finished = next(key);
+    manager.controller.enqueue(key);
+    await finished;
+    assert.equal(hv.reads - reads, 1, "an event about it: read");
+  } finally {
+    await manager.stop();
+  }
+});
+
 /** A started manager over VM "a" (and `files`), its first pass over: `body` emits events and reads what they queued (`adds`). */
 async function afterFirstPass(body: (hv: Awaited<ReturnType<typeof scene>>["hv"], adds: string[]) => void | Promise<void>, files: Record<string, string> = {}): Promise<void> {
   const { store, ports, hv, dir } = await scene(["a"]);

@@ -43,7 +43,7 @@ import {
   type LiveState,
   type NetworkUpdateScope,
 } from "../../../src/ports/index.js";
-import { pictureStillHolds } from "../../../src/adapters/informed.js";
+import { pictureHoldsForDomain, pictureStillHolds } from "../../../src/adapters/informed.js";
 import type { Clock } from "../../../src/runtime/clock.js";
 import { ManualClock } from "./manual-clock.js";
 
@@ -141,6 +141,8 @@ export class FakeHypervisor implements Hypervisor {
   private readonly watchers = new Set<HypervisorEventHandlers>();
   private readonly failures = new Map<string, Error[]>();
   private lastChangeAt = 0;
+  /** The domains (by name) changed since the kept picture was taken; "everything" when anything else changed too. */
+  private changedSincePicture: Set<string> | "everything" = new Set();
   private quiet = 0;
   private nextDomainId = 1;
   private nextTap = 0;
@@ -182,7 +184,7 @@ export class FakeHypervisor implements Hypervisor {
 
   /** Delivers a libvirt event to every watcher, as libvirt's event stream would (and marks the picture stale). */
   emit(event: HypervisorEvent): void {
-    this.markChanged();
+    this.markChanged(event.kind === "domain" ? event.name : undefined);
     for (const handlers of this.watchers) handlers.onEvent(event);
   }
 
@@ -344,11 +346,14 @@ export class FakeHypervisor implements Hypervisor {
     return this.lastChangeAt;
   }
 
-  informedSince(maxAgeMs: number): number | undefined {
+  informedSince(maxAgeMs: number, domain?: string): number | undefined {
     const picture = this.cached;
     if (!this.cachePictures || !picture) return undefined;
-    const holds = pictureStillHolds({ readAt: picture.takenAt, takenAt: picture.takenAt, listeningSince: this.listeningSince, changedAt: this.lastChangeAt, mutationsInFlight: 0, now: this.clock.now(), maxAgeMs });
-    return holds ? picture.takenAt : undefined;
+    const facts = { readAt: picture.takenAt, takenAt: picture.takenAt, listeningSince: this.listeningSince, changedAt: this.lastChangeAt, mutationsInFlight: 0, now: this.clock.now(), maxAgeMs };
+    // For one domain: the rule of the adapter (only other domains changed), with the same listening and age conditions.
+    const changed = this.changedSincePicture;
+    const holdsForDomain = domain !== undefined && changed !== "everything" && pictureStillHolds({ ...facts, changedAt: picture.takenAt }) && pictureHoldsForDomain([...changed].map((name) => ({ name })), [], (ref) => "name" in ref && ref.name === domain);
+    return holdsForDomain || pictureStillHolds(facts) ? picture.takenAt : undefined;
   }
 
   /** Every observe's `mend` (Hypervisor.observe), in call order: which readers trusted the informer. */
@@ -365,7 +370,10 @@ export class FakeHypervisor implements Hypervisor {
     for (const n of this.networks.values()) networks.set(n.config.name, this.liveNetwork(n));
     this.reads++;
     const picture = { takenAt: this.clock.now(), domains, pools, networks };
-    if (this.cachePictures) this.cached = picture;
+    if (this.cachePictures) {
+      this.cached = picture;
+      this.changedSincePicture = new Set();
+    }
     return picture;
   }
 
@@ -391,7 +399,7 @@ export class FakeHypervisor implements Hypervisor {
   async defineDomain(xml: string): Promise<void> {
     const facts = parseDomainXml(xml);
     const uuid = (facts.uuid || randomUUID()).toLowerCase();
-    this.mutate(`defineDomain ${uuid}`, "defineDomain");
+    this.mutate(`defineDomain ${uuid}`, "defineDomain", facts.name || undefined);
     if (!facts.name) throw new HypervisorError("XML error: missing domain name", "other");
     facts.uuid = uuid;
     const byName = this.domainByName(facts.name);
@@ -700,15 +708,17 @@ export class FakeHypervisor implements Hypervisor {
    * kept pictures a change in the same ms as the last reading is stamped 1 ms after it: it
    * happened after the reading, as it would on a real clock.
    */
-  private markChanged(): void {
+  private markChanged(domain?: string): void {
     this.lastChangeAt = Math.max(this.clock.now(), this.cachePictures && this.cached ? this.cached.takenAt + 1 : 0);
+    if (domain === undefined) this.changedSincePicture = "everything";
+    else if (this.changedSincePicture !== "everything") this.changedSincePicture.add(domain);
   }
 
-  /** Records a mutating call (unless by hand) and throws an injected failure for it. */
-  private mutate(call: string, method: string): void {
+  /** Records a mutating call (unless by hand) and throws an injected failure for it; `domain`: the one domain (by name) it is about. */
+  private mutate(call: string, method: string, domain?: string): void {
     if (this.quiet === 0) {
       this.calls.push(call.trim());
-      this.markChanged();
+      this.markChanged(domain);
     }
     const failure = this.failures.get(method)?.shift();
     if (failure) throw failure;
@@ -716,7 +726,7 @@ export class FakeHypervisor implements Hypervisor {
 
   private domainFor(method: string, uuid: string, ...details: string[]): DomainRecord {
     const id = uuidArg(uuid);
-    this.mutate(`${method} ${id} ${details.join(" ")}`, method);
+    this.mutate(`${method} ${id} ${details.join(" ")}`, method, this.domains.get(id)?.config.name);
     const d = this.domains.get(id);
     if (!d) throw new NotFoundError(`failed to get domain '${uuid}'`);
     return d;
