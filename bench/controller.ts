@@ -2,7 +2,8 @@
 //   npm run bench:controller [-- converge|idle|destroy|noop|firewall]   (default: all)
 // Prints figures; asserts nothing. Goals: 30 VMs apply→Ready faster than a shell loop of
 // `virsh define` + `virsh start` on the same XML, and at least as fast as the same 8 at a time
-// (kvmctl runs before and after that script: the machine drifts within a run); a no-op pass over 300 objects in a started
+// (rounds of kvmctl and of that script alternate, as the machine drifts within a run, and each
+// script round is compared with the kvmctl rounds either side); a no-op pass over 300 objects in a started
 // controller (event streams listening) ≤ 100 ms with no virsh process; over 1000 objects the
 // pass time and the controller's RSS ≤ 150 MB; `virsh destroy` → running median ≤ 1 s, of which
 // the controller's own share (Stopped event received → `virsh start` issued) ≤ 20 ms; idle
@@ -33,6 +34,8 @@ const VMS = 30;
 const NOOP_OBJECTS = process.env.BENCH_NOOP_OBJECTS ? process.env.BENCH_NOOP_OBJECTS.split(",").map(Number) : [300, 1000];
 // BENCH_SCRIPTS=parallel (or "none"): which of the scripts `converge` compares with (the loop takes minutes).
 const SCRIPTS = new Set((process.env.BENCH_SCRIPTS ?? "loop,parallel").split(","));
+// BENCH_CONVERGE_ROUNDS=N: how many times the 8-at-a-time script and kvmctl alternate after kvmctl's first round.
+const CONVERGE_ROUNDS = Number(process.env.BENCH_CONVERGE_ROUNDS ?? 2);
 // BENCH_NODE_FLAGS="--max-semi-space-size=2 --lite-mode": the controller's node flags (default: the unit file's).
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--max-semi-space-size=2 --v8-pool-size=1").split(" ").filter(Boolean);
 /** The unit file's malloc setting, unless MALLOC_ARENA_MAX is set for the bench. */
@@ -404,52 +407,70 @@ async function convergeIdleDestroy(): Promise<void> {
       console.log(`converge: ratio shell loop / kvmctl = ${(loopMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
     }
 
-    // The same XML 8 at a time, standing for `xargs -P 8` over a define-then-start script:
-    // virsh processes spawned from here (no shell), at most 8 VMs in progress at once.
+    // The same XML 8 at a time, standing for `xargs -P 8` over a define-then-start script,
+    // then kvmctl again (a fresh controller on a fresh directory), ROUNDS times: the machine
+    // drifts by tens of percent within a run, so the two alternate and are compared by median.
     if (!SCRIPTS.has("parallel")) return;
-    await removeDomains(names);
-    await portsFree(names.map((_, i) => 41000 + i));
-    const parallelCpu = cpuSample({ bench: process.pid, libvirtd: libvirtdPid() });
-    const parallelStart = Date.now();
-    const took = { define: [] as number[], start: [] as number[] };
-    const issued = { define: [] as number[], start: [] as number[] };
-    const timed = async (what: "define" | "start", ...args: string[]) => {
-      const at = Date.now();
-      issued[what].push(at);
-      const result = await virsh(...args);
-      took[what].push(Date.now() - at);
-      return result;
-    };
-    await eightAtATime(names, async (name) => {
-      if ((await timed("define", "define", path.join(xmlDir, `${name}.xml`))).exitCode === 0) await timed("start", "start", name);
-    });
-    while ((await runningCount(names)) < VMS) await sleep(100);
-    const parallelMs = Date.now() - parallelStart;
-    const mean = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
-    console.log(`converge: the script's virsh define ${mean(took.define)} ms mean (max ${Math.max(...took.define)}), virsh start ${mean(took.start)} ms mean (max ${Math.max(...took.start)})`);
-    console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
-    console.log(`converge: the script's defines issued ${timeline(issued.define, parallelStart)}; starts issued ${timeline(issued.start, parallelStart)}`);
-    console.log(`converge: CPU time over it: ${cpuSpent(parallelCpu, cpuSample({ bench: process.pid, libvirtd: libvirtdPid() }))} (bench children: its virsh processes)`);
-    console.log(`converge: ratio 8-at-a-time / kvmctl = ${(parallelMs / kvmctlMs).toFixed(2)} (above 1: kvmctl is faster)`);
-
-    // kvmctl once more, after the script: the machine drifts by tens of percent within a run,
-    // so the script is bracketed by two kvmctl rounds (a fresh controller on a fresh directory).
-    await removeDomains(names);
-    await portsFree(names.map((_, i) => 41000 + i));
-    const again = path.join(root, "state-again");
-    fs.mkdirSync(again);
-    const againAt = Date.now();
-    controller = startController(again, root);
-    await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= againAt);
-    await sleep(1500);
-    const againMs = await applyUntilReady(again, root, controller.pid, "kvmctl again, after the script: ");
-    console.log(`converge: ratio 8-at-a-time / kvmctl, second round = ${(parallelMs / againMs).toFixed(2)}; against the mean of both rounds = ${(parallelMs / ((kvmctlMs + againMs) / 2)).toFixed(2)}`);
+    const scriptMs: number[] = [];
+    const kvmctlRounds = [kvmctlMs];
+    for (let round = 1; round <= CONVERGE_ROUNDS; round++) {
+      await removeDomains(names);
+      await portsFree(names.map((_, i) => 41000 + i));
+      scriptMs.push(await parallelScript(names, xmlDir));
+      await removeDomains(names);
+      await portsFree(names.map((_, i) => 41000 + i));
+      const again = path.join(root, `state-${round + 1}`);
+      fs.mkdirSync(again);
+      const againAt = Date.now();
+      controller = startController(again, root, undefined, ["--metrics-address", "127.0.0.1:0"]);
+      const served = await waitForLogLine(root, (l) => typeof l.msg === "string" && l.msg.startsWith("serving ") && l.time >= againAt);
+      await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= againAt);
+      await sleep(1500);
+      const url = String((served as { url?: unknown }).url);
+      const before = await metricSums(url);
+      const ms = await applyUntilReady(again, root, controller.pid, `kvmctl again (round ${round + 1}), after the script: `);
+      printTimeBreakdown(before, await metricSums(url), ms);
+      kvmctlRounds.push(ms);
+      await stopController(controller);
+      controller = undefined;
+    }
+    const seconds = (xs: number[]) => xs.map((ms) => (ms / 1000).toFixed(1)).join(", ");
+    const pairs = scriptMs.map((ms, i) => (ms / ((kvmctlRounds[i]! + kvmctlRounds[i + 1]!) / 2)).toFixed(2));
+    console.log(`converge: kvmctl rounds ${seconds(kvmctlRounds)} s; 8-at-a-time script rounds ${seconds(scriptMs)} s (in run order, alternating, kvmctl first)`);
+    console.log(`converge: ratio 8-at-a-time / kvmctl, medians = ${(median(scriptMs) / median(kvmctlRounds)).toFixed(2)}; each script round against the mean of the kvmctl rounds around it: ${pairs.join(", ")} (above 1: kvmctl is faster)`);
   } finally {
     if (controller) await stopController(controller);
     await removeDomains(names);
     if (process.env.BENCH_KEEP_LOG) fs.copyFileSync(path.join(root, "controller.log"), process.env.BENCH_KEEP_LOG);
     fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** The same domain XML by `virsh define` + `virsh start`, 8 VMs at a time (as `xargs -P 8` would run them): prints its figures; ms to all running. */
+async function parallelScript(names: string[], xmlDir: string): Promise<number> {
+  const parallelCpu = cpuSample({ bench: process.pid, libvirtd: libvirtdPid() });
+  const parallelStart = Date.now();
+  const took = { define: [] as number[], start: [] as number[] };
+  const issued = { define: [] as number[], start: [] as number[] };
+  const timed = async (what: "define" | "start", ...args: string[]) => {
+    const at = Date.now();
+    issued[what].push(at);
+    const result = await virsh(...args);
+    took[what].push(Date.now() - at);
+    return result;
+  };
+  // virsh processes spawned from here (no shell), at most 8 VMs in progress at once.
+  await eightAtATime(names, async (name) => {
+    if ((await timed("define", "define", path.join(xmlDir, `${name}.xml`))).exitCode === 0) await timed("start", "start", name);
+  });
+  while ((await runningCount(names)) < VMS) await sleep(100);
+  const parallelMs = Date.now() - parallelStart;
+  const mean = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
+  console.log(`converge: the same ${VMS} domain XMLs by virsh define + start, 8 VMs at a time (as xargs -P 8 would run them): ${parallelMs} ms`);
+  console.log(`converge: the script's virsh define ${mean(took.define)} ms mean (max ${Math.max(...took.define)}), virsh start ${mean(took.start)} ms mean (max ${Math.max(...took.start)})`);
+  console.log(`converge: the script's defines issued ${timeline(issued.define, parallelStart)}; starts issued ${timeline(issued.start, parallelStart)}`);
+  console.log(`converge: CPU time over it: ${cpuSpent(parallelCpu, cpuSample({ bench: process.pid, libvirtd: libvirtdPid() }))} (bench children: its virsh processes)`);
+  return parallelMs;
 }
 
 /** Halted domains (and their NVRAM) removed a few batches at a time: 1000 one by one take minutes. */
