@@ -127,15 +127,27 @@ function finishes() {
   return { metrics, next, adds };
 }
 
-test("a started manager: the periodic resync and `kvmctl reconcile` read afresh and see what no event reported", async () => {
-  const { store, ports, hv } = await scene(["a"]);
+/** A started manager over one VM, `a`, once its first pass has reconciled it; the caller stops it. */
+async function startedOverOneVm() {
+  const setting = await scene(["a"]);
   const { metrics, next } = finishes();
-  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
+  const manager = testManager(setting.store, setting.ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
   const key = "VirtualMachine/a";
-  let finished = next(key);
+  const first = next(key);
   await manager.start();
   try {
-    await finished; // the first pass defined it
+    await first;
+  } catch (error) {
+    await manager.stop();
+    throw error;
+  }
+  return { ...setting, manager, next, key };
+}
+
+test("a started manager: the periodic resync and `kvmctl reconcile` read afresh and see what no event reported", async () => {
+  const { store, ports, hv, manager, next, key } = await startedOverOneVm(); // the first pass defined it
+  let finished: Promise<void>;
+  try {
     await ports.clock.advance(5_000);
     finished = next(key);
     manager.controller.enqueue(key);
@@ -178,16 +190,11 @@ test("a started manager: the periodic resync and `kvmctl reconcile` read afresh 
 });
 
 test("a started manager: a reconcile with nothing new writes no status; Ready keeps its lastTransitionTime", async () => {
-  const { dir, store, ports } = await scene(["a"]);
-  const { metrics, next } = finishes();
-  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
-  const key = "VirtualMachine/a";
+  const { dir, ports, manager, next, key } = await startedOverOneVm();
   const file = path.join(dir, "a.yaml");
   const readyAt = () => /type: Ready\n\s+status: "True"[\s\S]*?lastTransitionTime: (\S+)/.exec(fs.readFileSync(file, "utf8"))?.[1];
-  let finished = next(key);
-  await manager.start();
+  let finished: Promise<void>;
   try {
-    await finished;
     const first = readyAt();
     assert.ok(first, fs.readFileSync(file, "utf8"));
     const bytes = fs.readFileSync(file, "utf8");
@@ -205,14 +212,9 @@ test("a started manager: a reconcile with nothing new writes no status; Ready ke
 });
 
 test("a started manager: a VM reconciles from the kept picture though other domains changed since (the informer per domain); a change that names it reads", async () => {
-  const { store, ports, hv } = await scene(["a"]);
-  const { metrics, next } = finishes();
-  const manager = testManager(store, ports, { resyncMs: RESYNC_MS, metrics: { controller: metrics } });
-  const key = "VirtualMachine/a";
-  let finished = next(key);
-  await manager.start();
+  const { ports, hv, manager, next, key } = await startedOverOneVm();
+  let finished: Promise<void>;
   try {
-    await finished;
     await ports.clock.advance(5_000);
     finished = next(key);
     manager.controller.enqueue(key);
