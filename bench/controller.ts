@@ -364,6 +364,22 @@ async function applyUntilReady(dir: string, root: string, pid: number | undefine
   }
 }
 
+/** A controller serving metrics on `dir`, its first pass done and idle before a clock starts. */
+async function startIdleController(dir: string, root: string): Promise<{ controller: ChildProcess; metricsUrl: string }> {
+  const startedAt = Date.now();
+  const controller = startController(dir, root, undefined, ["--metrics-address", "127.0.0.1:0"]);
+  const serving = await waitForLogLine(root, (l) => typeof l.msg === "string" && l.msg.startsWith("serving ") && l.time >= startedAt);
+  await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= startedAt);
+  await sleep(1500);
+  return { controller, metricsUrl: String((serving as { url?: unknown }).url) };
+}
+
+/** The converge's domains gone, and the ports their passt held free again (the next round reuses them). */
+async function removeDomainsAndPorts(names: string[]): Promise<void> {
+  await removeDomains(names);
+  await portsFree(names.map((_, i) => 41000 + i));
+}
+
 async function convergeIdleDestroy(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "kvmctl-bench-"));
   fs.chmodSync(root, 0o755);
@@ -373,11 +389,8 @@ async function convergeIdleDestroy(): Promise<void> {
   try {
     writeManifests(path.join(root, "input"), names);
     fs.mkdirSync(dir);
-    const startedAt = Date.now();
-    controller = startController(dir, root, undefined, ["--metrics-address", "127.0.0.1:0"]);
-    const serving = await waitForLogLine(root, (l) => typeof l.msg === "string" && l.msg.startsWith("serving ") && l.time >= startedAt);
-    const metricsUrl = String((serving as { url?: unknown }).url);
-    await sleep(1500); // the controller is up and idle before the clock starts
+    let metricsUrl: string;
+    ({ controller, metricsUrl } = await startIdleController(dir, root));
     const metricsBefore = await metricSums(metricsUrl);
     const first = await applyUntilReady(dir, root, controller.pid, "", names);
     const kvmctlMs = first.fromApplyMs;
@@ -449,8 +462,7 @@ async function convergeIdleDestroy(): Promise<void> {
     const xmlDir = path.join(root, "xml");
     fs.mkdirSync(xmlDir);
     for (const name of names) fs.writeFileSync(path.join(xmlDir, `${name}.xml`), String((await virsh("dumpxml", "--inactive", name)).stdout));
-    await removeDomains(names);
-    await portsFree(names.map((_, i) => 41000 + i)); // passt of the removed domains lets go of them
+    await removeDomainsAndPorts(names);
     const script = `for f in "$1"/*.xml; do virsh -q -c ${LIBVIRT_URI} define "$f" >/dev/null && virsh -q -c ${LIBVIRT_URI} start "$(basename "$f" .xml)" >/dev/null; done`;
     if (SCRIPTS.has("loop")) {
       const loopStart = Date.now();
@@ -468,19 +480,13 @@ async function convergeIdleDestroy(): Promise<void> {
     const scriptRounds: ScriptRound[] = [];
     const kvmctlRounds = [first];
     for (let round = 1; round <= CONVERGE_ROUNDS; round++) {
-      await removeDomains(names);
-      await portsFree(names.map((_, i) => 41000 + i));
+      await removeDomainsAndPorts(names);
       scriptRounds.push(await parallelScript(names, xmlDir));
-      await removeDomains(names);
-      await portsFree(names.map((_, i) => 41000 + i));
+      await removeDomainsAndPorts(names);
       const again = path.join(root, `state-${round + 1}`);
       fs.mkdirSync(again);
-      const againAt = Date.now();
-      controller = startController(again, root, undefined, ["--metrics-address", "127.0.0.1:0"]);
-      const served = await waitForLogLine(root, (l) => typeof l.msg === "string" && l.msg.startsWith("serving ") && l.time >= againAt);
-      await waitForLogLine(root, (l) => l.msg === "first full pass done: ready" && l.time >= againAt);
-      await sleep(1500);
-      const url = String((served as { url?: unknown }).url);
+      let url: string;
+      ({ controller, metricsUrl: url } = await startIdleController(again, root));
       const before = await metricSums(url);
       const kvmctlRound = await applyUntilReady(again, root, controller.pid, `kvmctl again (round ${round + 1}), after the script: `, names);
       printTimeBreakdown(before, await metricSums(url), kvmctlRound.fromApplyMs);

@@ -8,8 +8,6 @@
 
 import type { DomainRef } from "./informed.js";
 
-export type { DomainRef } from "./informed.js";
-
 export class ChangeLog {
   private sequence = 0;
   /** The sequence number of each domain's last change. */

@@ -88,7 +88,8 @@ export class VirshHypervisor implements Hypervisor {
     // Our commands name domains by UUID, events by name: a UUID names this domain when its name is it, or is unknown.
     const isThis = (ref: DomainRef) => ("name" in ref ? ref.name : (this.domainName(ref.uuid) ?? domain)) === domain;
     const holdsForDomain = () => domain !== undefined && Date.now() - readAt <= maxAgeMs && pictureHoldsForDomain(this.observer.changedSinceLast(), this.virsh.domainsBeingChanged()?.map((uuid) => ({ uuid })), isThis);
-    const holds = holdsForDomain() || pictureStillHolds({
+    // The whole-picture rule first: it is cheap, and the per-domain one walks the change log.
+    const holds = pictureStillHolds({
       readAt,
       takenAt: picture.takenAt,
       listeningSince: this.streams?.listeningSince(),
@@ -96,7 +97,7 @@ export class VirshHypervisor implements Hypervisor {
       mutationsInFlight: this.virsh.mutationsInFlight,
       now: Date.now(),
       maxAgeMs,
-    });
+    }) || holdsForDomain();
     return holds ? picture.takenAt : undefined;
   }
 

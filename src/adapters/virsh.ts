@@ -144,15 +144,20 @@ export class Virsh {
 
   private mutationStarted(subject: string | undefined): void {
     this.mutationsInFlight++;
-    this.runningOn.set(subject ?? "", (this.runningOn.get(subject ?? "") ?? 0) + 1);
+    this.countRunning(subject, +1);
+  }
+
+  private countRunning(subject: string | undefined, delta: 1 | -1): void {
+    const on = subject ?? "";
+    const left = (this.runningOn.get(on) ?? 0) + delta;
+    if (left > 0) this.runningOn.set(on, left);
+    else this.runningOn.delete(on);
   }
 
   private mutationEnded(subject: string | undefined): void {
     this.lastMutationAt = Date.now();
     this.mutationsInFlight--;
-    const left = (this.runningOn.get(subject ?? "") ?? 1) - 1;
-    if (left > 0) this.runningOn.set(subject ?? "", left);
-    else this.runningOn.delete(subject ?? "");
+    this.countRunning(subject, -1);
     this.mutationsEnded++;
     this.onMutationEnded?.(subject);
   }
